@@ -1,0 +1,3 @@
+"""neuroevo: evolve GAN architectures by neuroevolution on Ray."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,122 @@
+"""The Parquet generation log: schema, write (one file per generation, atomically), read.
+
+Layout: <run_dir>/generations/generation=NNNN/part-0.parquet, one row per chromosome. `generation` lives in
+the hive partition name only (a column of the same name in the files would clash with it on read).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+
+from neuroevo.genome import Chromosome
+
+SCHEMA_VERSION = 1
+
+_ints = pa.list_(pa.int32())
+_floats = pa.list_(pa.float64())
+_time = pa.timestamp("us", tz="UTC")
+
+SCHEMA = pa.schema([
+    ("schema_version", pa.int16()),
+    ("run_id", pa.string()),
+    ("chromosome_id", pa.string()),
+    ("born_generation", pa.int32()),
+    ("is_elite", pa.bool_()),  # carried over unchanged from the previous generation
+    ("chromosome", pa.string()),  # the whole chromosome as JSON: Chromosome.from_json(row.chromosome)
+    # flat copies of the main genes, for queries
+    ("noise_channels", pa.int32()),
+    ("noise_side", pa.int32()),
+    ("g_n_blocks", pa.int32()),
+    ("g_channels", _ints),
+    ("g_kernels", _ints),  # the blocks' kernels, then the output layer's
+    ("d_n_blocks", pa.int32()),
+    ("d_channels", _ints),
+    ("d_kernels", _ints),
+    ("d_hidden", pa.int32()),
+    ("g_lr", pa.float64()),
+    ("g_momentum", pa.float64()),
+    ("d_lr", pa.float64()),
+    ("d_momentum", pa.float64()),
+    ("batch_size", pa.int32()),
+    ("resampled", pa.int32()),  # chromosomes drawn and rejected for max_params before this one
+    # training
+    ("task_seed", pa.int64()),
+    ("params_g", pa.int64()),
+    ("params_d", pa.int64()),
+    ("d_loss", pa.float64()),  # mean over the last epoch
+    ("g_loss", pa.float64()),
+    ("d_losses", _floats),  # per epoch
+    ("g_losses", _floats),
+    ("fitness", pa.float64()),
+    ("status", pa.string()),  # ok | diverged | failed
+    ("error", pa.string()),
+    ("train_seconds", pa.float64()),
+    ("images_per_second", pa.float64()),
+    ("device", pa.string()),
+    ("node", pa.string()),
+    ("gpu_ids", pa.list_(pa.string())),
+    ("started_at", _time),
+    ("finished_at", _time),
+])
+
+
+def gene_columns(ch: Chromosome) -> dict[str, Any]:
+    return {
+        "chromosome_id": ch.id,
+        "chromosome": ch.to_json(),
+        "noise_channels": ch.noise_channels,
+        "noise_side": ch.noise_side,
+        "g_n_blocks": len(ch.g_blocks),
+        "g_channels": [b.channels for b in ch.g_blocks],
+        "g_kernels": [b.kernel for b in ch.g_blocks] + [ch.g_out_kernel],
+        "d_n_blocks": len(ch.d_blocks),
+        "d_channels": [b.channels for b in ch.d_blocks],
+        "d_kernels": [b.kernel for b in ch.d_blocks],
+        "d_hidden": ch.d_hidden,
+        "g_lr": ch.g_lr,
+        "g_momentum": ch.g_momentum,
+        "d_lr": ch.d_lr,
+        "d_momentum": ch.d_momentum,
+        "batch_size": ch.batch_size,
+    }
+
+
+def generation_dir(run_dir: Path, generation: int) -> Path:
+    return Path(run_dir) / "generations" / f"generation={generation:04d}"
+
+
+def write_generation(run_dir: Path, generation: int, rows: list[dict[str, Any]]) -> Path:
+    """Write one generation's rows; a temporary name then a rename, so a reader never sees half a file."""
+    for row in rows:
+        if set(row) != set(SCHEMA.names) - {"schema_version"}:
+            raise ValueError(f"log row columns differ from the schema: {sorted(set(row) ^ set(SCHEMA.names))}")
+    table = pa.Table.from_pylist([{"schema_version": SCHEMA_VERSION, **r} for r in rows], schema=SCHEMA)
+    out = generation_dir(run_dir, generation)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "part-0.parquet"
+    tmp = out / ".part-0.parquet.tmp"  # a leading dot: pyarrow's dataset discovery ignores it
+    pq.write_table(table, tmp)
+    os.replace(tmp, path)
+    return path
+
+
+def read_generations(run_dir: str | Path, columns: list[str] | None = None,
+                     filter: ds.Expression | None = None) -> pd.DataFrame:
+    """A run's whole history, one row per chromosome per generation, with `generation` as an int column.
+
+    `filter` is a pyarrow expression, e.g. `pyarrow.dataset.field("generation") >= 5`; on `generation` it
+    skips whole partitions unread.
+    """
+    partitioning = ds.partitioning(pa.schema([("generation", pa.int32())]), flavor="hive")
+    dataset = ds.dataset(Path(run_dir) / "generations", format="parquet", partitioning=partitioning)
+    df = dataset.to_table(columns=columns, filter=filter).to_pandas()
+    if "generation" in df.columns:
+        df = df.sort_values("generation", kind="stable").reset_index(drop=True)
+    return df

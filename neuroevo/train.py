@@ -1,0 +1,150 @@
+"""Train one chromosome's GAN. Knows nothing of evolution or Ray: chromosome + images + seed in, losses out."""
+
+from __future__ import annotations
+
+import io
+import math
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torchvision.utils as vutils
+from torch import nn
+
+from neuroevo.config import TrainConfig
+from neuroevo.genome import Chromosome
+from neuroevo.model import Discriminator, Generator, build, count_params, noise
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    status: str  # "ok", or "diverged" when a loss became NaN or infinite
+    error: str
+    d_loss: float  # mean over the last epoch of BCE(D(real), 1) + BCE(D(G(z)), 0)
+    g_loss: float  # mean over the last epoch of BCE(D(G(z)), 1)
+    d_losses: tuple[float, ...]  # per epoch
+    g_losses: tuple[float, ...]
+    params_g: int
+    params_d: int
+    train_seconds: float
+    images_per_second: float  # real images through D per second of training
+    device: str
+
+
+@dataclass(frozen=True)
+class Artifacts:
+    weights: bytes  # torch.save of {"chromosome", "generator", "discriminator"}
+    samples_png: bytes
+
+
+def to_unit_range(batch: np.ndarray, device: torch.device) -> torch.Tensor:
+    """uint8 images -> float in [-1, 1], the range of G's tanh output."""
+    return torch.from_numpy(batch).to(device).float().div_(127.5).sub_(1.0)
+
+
+def pick_device(assigned_gpus: int) -> str:
+    """Ray sets CUDA_VISIBLE_DEVICES to the task's GPUs, so its first GPU is always cuda:0; else the CPU."""
+    return "cuda:0" if assigned_gpus > 0 and torch.cuda.is_available() else "cpu"
+
+
+def train(ch: Chromosome, images: np.ndarray, cfg: TrainConfig, seed: int,
+          device: str = "cpu") -> tuple[TrainResult, Generator, Discriminator]:
+    """The DCGAN step for cfg.epochs epochs: D on a real and a fake batch, then G to make D say real.
+
+    images: uint8, N x C x H x W, matching the chromosome's image shape. Same seed on CPU -> same losses.
+    """
+    torch.manual_seed(seed)
+    shuffle = torch.Generator().manual_seed(seed)
+    dev = torch.device(device)
+    G, D = build(ch)
+    G, D = G.to(dev), D.to(dev)
+    opt_g = torch.optim.SGD(G.parameters(), lr=ch.g_lr, momentum=ch.g_momentum)
+    opt_d = torch.optim.SGD(D.parameters(), lr=ch.d_lr, momentum=ch.d_momentum)
+    bce = nn.BCELoss()
+
+    bs = ch.batch_size
+    steps = len(images) // bs  # drop the last partial batch: BatchNorm needs a full one
+    if cfg.steps_per_epoch is not None:
+        steps = min(steps, cfg.steps_per_epoch)
+    if steps == 0:
+        raise ValueError(f"{len(images)} training images is fewer than one batch of {bs}")
+    real_label = torch.ones(bs, device=dev)
+    fake_label = torch.zeros(bs, device=dev)
+
+    d_losses: list[float] = []
+    g_losses: list[float] = []
+    status, error = "ok", ""
+    start = time.perf_counter()
+    for epoch in range(cfg.epochs):
+        order = torch.randperm(len(images), generator=shuffle).numpy()
+        d_sum = torch.zeros((), device=dev)
+        g_sum = torch.zeros((), device=dev)
+        for step in range(steps):
+            real = to_unit_range(images[np.sort(order[step * bs:(step + 1) * bs])], dev)
+            z = noise(ch, bs).to(dev)
+
+            # (1) D: maximise log D(x) + log(1 - D(G(z)))
+            opt_d.zero_grad(set_to_none=True)
+            fake = G(z)
+            loss_d = bce(D(real), real_label) + bce(D(fake.detach()), fake_label)
+            loss_d.backward()
+            opt_d.step()
+
+            # (2) G: maximise log D(G(z))
+            opt_g.zero_grad(set_to_none=True)
+            loss_g = bce(D(fake), real_label)
+            loss_g.backward()
+            opt_g.step()
+
+            d_sum += loss_d.detach()
+            g_sum += loss_g.detach()
+        # one host sync per epoch, not per step
+        d_losses.append(d_sum.item() / steps)
+        g_losses.append(g_sum.item() / steps)
+        if not (math.isfinite(d_losses[-1]) and math.isfinite(g_losses[-1])):
+            status, error = "diverged", f"non-finite loss in epoch {epoch}: d={d_losses[-1]} g={g_losses[-1]}"
+            break
+    seconds = time.perf_counter() - start
+
+    result = TrainResult(
+        status=status,
+        error=error,
+        d_loss=d_losses[-1],
+        g_loss=g_losses[-1],
+        d_losses=tuple(d_losses),
+        g_losses=tuple(g_losses),
+        params_g=count_params(G),
+        params_d=count_params(D),
+        train_seconds=seconds,
+        images_per_second=len(d_losses) * steps * bs / seconds,
+        device=str(dev),
+    )
+    return result, G, D
+
+
+@torch.no_grad()
+def artifacts(ch: Chromosome, G: Generator, D: Discriminator, n_samples: int, seed: int) -> Artifacts:
+    """Weights of G and D and a PNG grid of n_samples images from G (in eval mode)."""
+    G.eval()
+    z = noise(ch, n_samples, generator=torch.Generator().manual_seed(seed))
+    images = G(z.to(next(G.parameters()).device)).cpu()
+    png = io.BytesIO()
+    vutils.save_image(images, png, format="png", nrow=int(math.ceil(math.sqrt(n_samples))),
+                      normalize=True, value_range=(-1, 1))
+    weights = io.BytesIO()
+    torch.save({
+        "chromosome": ch.to_json(),
+        "generator": {k: v.cpu() for k, v in G.state_dict().items()},
+        "discriminator": {k: v.cpu() for k, v in D.state_dict().items()},
+    }, weights)
+    return Artifacts(weights=weights.getvalue(), samples_png=png.getvalue())
+
+
+def load_generator(path: str, device: str = "cpu") -> tuple[Chromosome, Generator]:
+    """A saved generator, ready to sample from."""
+    state = torch.load(path, map_location=device, weights_only=True)
+    ch = Chromosome.from_json(state["chromosome"])
+    G = Generator(ch).to(device)
+    G.load_state_dict(state["generator"])
+    return ch, G.eval()
