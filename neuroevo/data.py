@@ -5,7 +5,6 @@ The driver puts the array in Ray's object store once; every training task maps i
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -95,7 +94,7 @@ def cifar(cfg: DataConfig, progress: bool) -> Images:
     """CIFAR-10/100 training set through torchvision, resized to cfg.image_size."""
     from torchvision import datasets  # imported here: only the CIFAR sources need it
 
-    root = Path(cfg.root or os.environ.get("NEUROEVO_DATA", "data")).expanduser()
+    root = Path(cfg.root or "data").expanduser()
     cls = datasets.CIFAR10 if cfg.source == "cifar10" else datasets.CIFAR100
     try:
         ds = cls(str(root), train=True, download=cfg.download)

@@ -10,7 +10,6 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torchvision.utils as vutils
-from torch import nn
 
 from neuroevo.config import TrainConfig
 from neuroevo.genome import Chromosome
@@ -43,6 +42,12 @@ def to_unit_range(batch: np.ndarray, device: torch.device) -> torch.Tensor:
     return torch.from_numpy(batch).to(device).float().div_(127.5).sub_(1.0)
 
 
+def bce(p: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """nn.BCELoss (logs clamped at -100), minus its input check: a diverged D's NaN output becomes a NaN
+    loss that the epoch-end check reports, instead of an exception."""
+    return -(target * p.log().clamp(min=-100) + (1 - target) * (1 - p).log().clamp(min=-100)).mean()
+
+
 def pick_device(assigned_gpus: int) -> str:
     """Ray sets CUDA_VISIBLE_DEVICES to the task's GPUs, so its first GPU is always cuda:0; else the CPU."""
     return "cuda:0" if assigned_gpus > 0 and torch.cuda.is_available() else "cpu"
@@ -61,7 +66,6 @@ def train(ch: Chromosome, images: np.ndarray, cfg: TrainConfig, seed: int,
     G, D = G.to(dev), D.to(dev)
     opt_g = torch.optim.SGD(G.parameters(), lr=ch.g_lr, momentum=ch.g_momentum)
     opt_d = torch.optim.SGD(D.parameters(), lr=ch.d_lr, momentum=ch.d_momentum)
-    bce = nn.BCELoss()
 
     bs = ch.batch_size
     steps = len(images) // bs  # drop the last partial batch: BatchNorm needs a full one

@@ -1,0 +1,66 @@
+"""Shared fixtures: a tiny config that trains in about a second, one Ray instance per test module."""
+
+from __future__ import annotations
+
+import copy
+import os
+from pathlib import Path
+
+import pytest
+
+from neuroevo import config
+
+REPO = Path(__file__).resolve().parents[1]
+CIFAR_SUBSET = Path(os.environ.get("NEUROEVO_SHARED", REPO.parent / "shared")) / "data" / "cifar10-subset" / "train"
+
+# 12x12 images, 5-8 channels, one epoch of two batches: a whole chromosome trains in well under a second.
+TINY = {
+    "seed": 0,
+    "data": {"source": "demo", "image_size": 12, "channels": 3, "subset": 128},
+    "space": {
+        "noise_channels": [2, 3],
+        "noise_side": [0.25, 0.5],  # 3-6 px
+        "g_blocks": [1, 3],
+        "d_blocks": [1, 2],
+        "channels": [5, 8],
+        "d_hidden": [30, 40],
+        "lr": [1.0e-4, 1.0e-3],
+        "batch_size": 32,
+        "max_params": 100000,
+    },
+    "train": {"epochs": 1, "steps_per_epoch": 2, "sample_grid": 16},
+    "fitness": {"scale": 1.0e4},
+    "evolve": {"population": 4, "generations": 2, "elite_fraction": 0.5},
+    "resources": {"num_cpus": 1},
+}
+
+
+def tiny_dict(**sections) -> dict:
+    """TINY with some sections' keys replaced, e.g. tiny_dict(evolve={"population": 6})."""
+    d = copy.deepcopy(TINY)
+    for section, values in sections.items():
+        if isinstance(values, dict):
+            d.setdefault(section, {}).update(values)
+        else:
+            d[section] = values
+    return d
+
+
+def tiny_config(**sections) -> config.RunConfig:
+    return config.from_dict(tiny_dict(**sections))
+
+
+@pytest.fixture(scope="module")
+def ray_local():
+    """One local Ray instance for the whole module (starting one takes ~5 s on 2 cores)."""
+    import ray
+
+    ray.init(num_cpus=2, num_gpus=0, _node_ip_address="127.0.0.1", include_dashboard=False,
+             log_to_driver=False, configure_logging=False)
+    yield ray
+    ray.shutdown()
+
+
+needs_cifar_subset = pytest.mark.skipif(
+    not CIFAR_SUBSET.is_dir(),
+    reason=f"real CIFAR-10 images not found at {CIFAR_SUBSET} (set NEUROEVO_SHARED to the folder holding data/)")

@@ -1,0 +1,71 @@
+import pytest
+
+from neuroevo import config
+from neuroevo.config import ConfigError
+
+
+@pytest.mark.parametrize("preset", config.PRESETS)
+def test_presets_load(preset):
+    cfg = config.load(preset)
+    assert cfg.space.name == "seed-v1"
+
+
+def test_cifar_presets_are_the_reference_experiment():
+    for preset, source in (("cifar10", "cifar10"), ("cifar100", "cifar100")):
+        cfg = config.load(preset)
+        assert cfg.data.source == source and cfg.data.image_size == 64
+        assert (cfg.evolve.population, cfg.evolve.generations, cfg.train.epochs) == (10, 20, 10)
+        assert cfg.space.lr == (1e-5, 1e-4) and cfg.space.momentum == (0.05, 0.9)
+        assert cfg.space.channels == (5, 300) and cfg.space.kernel == (3, 5) and cfg.space.d_hidden == (30, 1200)
+        assert cfg.space.batch_size == 64 and cfg.fitness.scale == 5e6
+        assert (cfg.fitness.lam, cfg.fitness.gamma) == (0.75, 0.25)
+    assert config.load("cifar10") == config.from_dict({})  # the defaults are the CIFAR-10 reference run
+
+
+def test_imagenet_preset():
+    cfg = config.load("imagenet")
+    assert cfg.data.image_size == 200
+    assert (cfg.evolve.population, cfg.evolve.generations, cfg.train.epochs) == (30, 200, 50)
+    assert cfg.fitness.scale == 5e7
+
+
+def test_overrides_are_typed_and_nested():
+    cfg = config.load("demo", ["evolve.population=5", "space.channels=[5, 9]", "data.subset=null", "seed=3"])
+    assert cfg.evolve.population == 5
+    assert cfg.space.channels == (5, 9)
+    assert cfg.data.subset is None
+    assert cfg.seed == 3
+
+
+def test_yaml_round_trip(tmp_path):
+    cfg = config.load("demo", ["seed=11"])
+    path = tmp_path / "c.yaml"
+    path.write_text(config.to_yaml(cfg))
+    assert config.load(str(path)) == cfg
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["evolve.populaton=4"], "evolve.populaton: unknown key (did you mean evolve.population?)"),
+    (["evolve.population=1"], "evolve.population: input should be greater than or equal to 2 (got 1)"),
+    (["evolve.elite_fraction=1.5"], "evolve.elite_fraction: input should be less than 1 (got 1.5)"),
+    (["space.channels=[9, 5]"], "space.channels: min 9 is greater than max 5"),
+    (["fitness.lam=0.5"], "fitness.lam + fitness.gamma: must equal 1 (got 0.5 + 0.25)"),
+    (["data.source=mnist"], "data.source: input should be"),
+    (["space.g_blocks=[3, 5]"], "space.g_blocks: [3, 5] blocks cannot grow a 9px noise to 16px with kernels [3, 5] (needs 1 to 2 blocks)"),
+    (["data.subset=10"], "data.subset: 10 images is fewer than one batch"),
+    (["evolve"], "--set evolve: expected key=value"),
+])
+def test_bad_values_name_the_key(overrides, message):
+    with pytest.raises(ConfigError) as e:
+        config.load("demo", overrides)
+    assert message in str(e.value)
+    assert "\n" not in str(e.value)
+
+
+def test_missing_file_and_bad_yaml(tmp_path):
+    with pytest.raises(ConfigError, match="no such config file or preset"):
+        config.load(str(tmp_path / "nope.yaml"))
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("evolve: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        config.load(str(bad))

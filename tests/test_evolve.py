@@ -1,0 +1,119 @@
+"""The driver on a real local Ray instance: tiny GANs, real training, real Parquet."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from neuroevo import data, evolve, genome, logs
+from neuroevo.genome import Chromosome
+from tests.conftest import tiny_config
+
+
+def _run(cfg, tmp_path, name="run"):
+    run_dir = tmp_path / name
+    images = data.load(cfg.data, cfg.seed).array
+    summary = evolve.evolve(cfg, name, run_dir, images)
+    return run_dir, summary
+
+
+@pytest.fixture(scope="module")
+def two_generations(ray_local, tmp_path_factory):
+    cfg = tiny_config(evolve={"population": 4, "generations": 2, "elite_fraction": 0.5})
+    run_dir, summary = _run(cfg, tmp_path_factory.mktemp("evolve"))
+    return cfg, run_dir, summary, logs.read_generations(run_dir)
+
+
+def test_n_rows_per_generation_with_the_schema(two_generations):
+    cfg, run_dir, summary, df = two_generations
+    assert df.groupby("generation").size().to_dict() == {0: 4, 1: 4}
+    assert set(df.columns) == set(logs.SCHEMA.names) | {"generation"}
+    assert df["generation"].dtype.kind == "i"
+    assert (df["status"] == "ok").all() and df["fitness"].between(0, 1).all()
+    assert (df["run_id"] == "run").all() and (df["schema_version"] == logs.SCHEMA_VERSION).all()
+    assert df["d_losses"].map(len).eq(cfg.train.epochs).all()
+    assert list(summary["generation"]) == [0, 1]
+    # plain pandas reads the same history
+    plain = pd.read_parquet(run_dir / "generations")
+    assert len(plain) == 8 and set(plain["generation"].astype(int)) == {0, 1}
+
+
+def test_elites_are_the_fittest_and_carried_unchanged(two_generations):
+    cfg, _, _, df = two_generations
+    g0, g1 = df[df.generation == 0], df[df.generation == 1]
+    top2 = g0.sort_values(["fitness", "chromosome_id"], ascending=[False, True]).head(2)
+    elites = g1[g1.is_elite]
+    assert set(elites.chromosome_id) == set(top2.chromosome_id)
+    assert (elites.born_generation == 0).all()
+    # the same genes, as JSON and as columns
+    merged = elites.merge(top2, on="chromosome_id", suffixes=("", "_g0"))
+    assert (merged.chromosome == merged.chromosome_g0).all()
+    assert (merged.noise_side == merged.noise_side_g0).all()
+    # retrained from fresh weights with a new seed: new losses
+    assert (merged.task_seed != merged.task_seed_g0).all()
+    assert (merged.d_loss != merged.d_loss_g0).all()
+    # the others are new chromosomes, born this generation
+    new = g1[~g1.is_elite]
+    assert len(new) == 2 and (new.born_generation == 1).all()
+    assert not set(new.chromosome_id) & set(g0.chromosome_id)
+    assert not g0.is_elite.any()
+
+
+def test_rows_match_their_chromosome(two_generations):
+    cfg, _, _, df = two_generations
+    for row in df.itertuples():
+        ch = Chromosome.from_json(row.chromosome)
+        assert ch.id == row.chromosome_id
+        assert (row.params_g, row.params_d) == genome.param_counts(ch)
+        assert list(row.g_kernels) == [b.kernel for b in ch.g_blocks] + [ch.g_out_kernel]
+        assert row.g_lr == ch.g_lr and row.noise_side == ch.noise_side
+        assert row.finished_at >= row.started_at
+        assert row.node and row.device == "cpu" and list(row.gpu_ids) == []
+
+
+def test_best_generator_saved_each_generation(two_generations):
+    cfg, run_dir, _, df = two_generations
+    for g in (0, 1):
+        best = df[df.generation == g].sort_values("fitness", ascending=False).iloc[0]
+        out = run_dir / "best" / f"generation={g:04d}"
+        assert json.loads((out / "chromosome.json").read_text()) == json.loads(best.chromosome)
+        grid = Image.open(out / "samples.png")
+        assert grid.format == "PNG" and grid.size[0] > cfg.data.image_size
+        from neuroevo.train import load_generator
+        ch, G = load_generator(str(out / "weights.pt"))
+        assert ch.id == best.chromosome_id
+
+
+def test_same_seed_same_run(two_generations, tmp_path):
+    """Chromosomes, task seeds and (on CPU) losses are a function of the run seed."""
+    cfg, _, _, first = two_generations
+    run_dir, _ = _run(cfg, tmp_path, "again")
+    again = logs.read_generations(run_dir)
+    key = ["generation", "chromosome_id"]
+    a, b = first.sort_values(key).reset_index(drop=True), again.sort_values(key).reset_index(drop=True)
+    for col in ("chromosome_id", "is_elite", "task_seed", "d_loss", "g_loss", "fitness"):
+        assert a[col].tolist() == b[col].tolist(), col
+
+
+def test_task_seed_depends_on_run_generation_and_chromosome():
+    s = evolve.task_seed(0, 1, "abcdef012345")
+    assert s == evolve.task_seed(0, 1, "abcdef012345") and 0 <= s < 2**63
+    assert len({s, evolve.task_seed(1, 1, "abcdef012345"), evolve.task_seed(0, 2, "abcdef012345"),
+                evolve.task_seed(0, 1, "abcdef012346")}) == 4
+
+
+def test_a_failing_task_is_logged_and_the_generation_goes_on(ray_local, tmp_path):
+    """A chromosome whose training raises (here: batch larger than the data) gets a 'failed' row."""
+    cfg = tiny_config(evolve={"population": 3, "generations": 1})
+    pop = evolve.fresh_members(cfg, 0, 3)
+    from dataclasses import replace
+    broken = evolve.Member(replace(pop[0].chromosome, batch_size=10_000), 0, 0)
+    images = data.load(cfg.data, cfg.seed).array
+    df = evolve.run_generation(cfg, "r", tmp_path, 0, [broken, *pop[1:]], set(), ray_local.put(images))
+    assert len(df) == 3
+    row = df[df.chromosome_id == broken.chromosome.id].iloc[0]
+    assert row.status == "failed" and "fewer than one batch" in row.error and row.fitness == 0.0
+    assert (df[df.chromosome_id != broken.chromosome.id].status == "ok").all()
+    assert len(logs.read_generations(tmp_path)) == 3
