@@ -68,6 +68,7 @@ class TrainConfig:
     epochs: PositiveInt = 10
     steps_per_epoch: PositiveInt | None = None  # cap on batches per epoch; None = the whole dataset
     sample_grid: PositiveInt = 64  # images in each best generator's sample grid
+    timeout_s: Annotated[float, Field(gt=0)] | None = None  # per chromosome; checked between training steps
 
 
 @dataclass(frozen=True, config=STRICT)
@@ -89,6 +90,7 @@ class EvolveConfig:
 class ResourcesConfig:
     num_gpus: Annotated[float, Field(ge=0)] | None = None  # per task; None = 1 if the cluster has GPUs, else 0
     num_cpus: Annotated[float, Field(gt=0)] = 1.0  # per task
+    max_retries: Annotated[int, Field(ge=0)] = 3  # re-runs of a task whose worker or node died; then "lost"
 
 
 @dataclass(frozen=True, config=STRICT)
@@ -122,6 +124,29 @@ def to_dict(cfg: RunConfig) -> dict[str, Any]:
 
 def to_yaml(cfg: RunConfig) -> str:
     return yaml.safe_dump(to_dict(cfg), sort_keys=False)
+
+
+def flat(cfg: RunConfig) -> dict[str, Any]:
+    """{"evolve.population": 10, ...}"""
+
+    def walk(d: dict[str, Any], prefix: str) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for k, v in d.items():
+            out.update(walk(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
+        return out
+
+    return walk(to_dict(cfg), "")
+
+
+# Keys a resumed run may change: they do not change which chromosomes are drawn or how they are scored.
+RESUMABLE_CHANGES = ("out_dir", "run_id", "evolve.generations", "resources.")
+
+
+def experiment_differences(saved: RunConfig, requested: RunConfig) -> list[str]:
+    """'key (saved -> requested)' for each key that would change the experiment if a run were resumed with it."""
+    a, b = flat(saved), flat(requested)
+    return [f"{k} ({a.get(k)!r} -> {b.get(k)!r})" for k in sorted(set(a) | set(b))
+            if a.get(k) != b.get(k) and not k.startswith(RESUMABLE_CHANGES)]
 
 
 def preset_path(name: str) -> Path:
@@ -232,8 +257,11 @@ def check(cfg: RunConfig) -> None:
         raise ConfigError(f"space.d_blocks: {s.d_blocks[1]} blocks of kernel {s.kernel[1]} shrink a {size}px image to nothing")
     if cfg.data.subset is not None and cfg.data.subset < s.batch_size:
         raise ConfigError(f"data.subset: {cfg.data.subset} images is fewer than one batch (space.batch_size={s.batch_size})")
-    if elite_count(cfg.evolve) >= cfg.evolve.population:
-        raise ConfigError(f"evolve.elite_fraction: {cfg.evolve.elite_fraction} keeps the whole population of {cfg.evolve.population}")
+    n_elite, population = elite_count(cfg.evolve), cfg.evolve.population
+    if n_elite < 1:
+        raise ConfigError(f"evolve.elite_fraction: {cfg.evolve.elite_fraction} of a population of {population} keeps no elite (needs at least 1)")
+    if n_elite >= population:
+        raise ConfigError(f"evolve.elite_fraction: {cfg.evolve.elite_fraction} keeps the whole population of {population}")
 
 
 def generator_depths(space: SpaceConfig, grow: int) -> list[int]:
@@ -245,4 +273,5 @@ def generator_depths(space: SpaceConfig, grow: int) -> list[int]:
 
 
 def elite_count(evolve: EvolveConfig) -> int:
-    return max(1, round(evolve.elite_fraction * evolve.population))
+    """Elites kept per generation: elite_fraction of the population, rounded half up."""
+    return math.floor(evolve.elite_fraction * evolve.population + 0.5)

@@ -20,16 +20,11 @@ from neuroevo import fitness as fitness_mod
 from neuroevo import genome, logs, selection, train
 from neuroevo.config import RunConfig, TrainConfig, elite_count
 from neuroevo.genome import Chromosome
+from neuroevo.state import Member, RunState
+from neuroevo.state import save as save_state
 from neuroevo.train import Artifacts, TrainResult
 
 _SAMPLE_STREAM = 1  # keeps the sampler's random stream apart from any other drawn from the run seed
-
-
-@dataclass(frozen=True)
-class Member:
-    chromosome: Chromosome
-    born_generation: int
-    resampled: int  # rejected for max_params before this one was drawn
 
 
 @dataclass(frozen=True)
@@ -47,22 +42,25 @@ def task_seed(run_seed: int, generation: int, chromosome_id: str) -> int:
     return int(ss.generate_state(1, np.uint64)[0] >> np.uint64(1))  # fits a signed int64
 
 
-def fresh_members(cfg: RunConfig, generation: int, count: int) -> list[Member]:
+def fresh_members(cfg: RunConfig, generation: int, count: int) -> tuple[Member, ...]:
     """`count` new random chromosomes; the same (seed, generation) always gives the same ones."""
     rng = np.random.default_rng([cfg.seed, generation, _SAMPLE_STREAM])
     members = []
     for _ in range(count):
         ch, rejected = genome.sample(cfg.space, cfg.data.image_size, cfg.data.channels, rng)
         members.append(Member(ch, generation, rejected))
-    return members
+    return tuple(members)
+
+
+def initial_state(cfg: RunConfig) -> RunState:
+    return RunState((fresh_members(cfg, 0, cfg.evolve.population),), completed=0)
 
 
 @ray.remote(num_returns=2)
-def train_task(ch: Chromosome, images: np.ndarray, cfg: TrainConfig, seed: int) -> tuple[TaskReport, Artifacts]:
+def train_task(ch: Chromosome, images: np.ndarray, cfg: TrainConfig, seed: int) -> tuple[TaskReport, Artifacts | None]:
     started = datetime.now(timezone.utc)
     gpu_ids = tuple(str(g) for g in ray.get_gpu_ids())
-    result, G, D = train.train(ch, images, cfg, seed, train.pick_device(len(gpu_ids)))
-    art = train.artifacts(ch, G, D, cfg.sample_grid, seed)
+    result, art = train.run(ch, images, cfg, seed, train.pick_device(len(gpu_ids)))
     node = f"{socket.gethostname()}/{ray.get_runtime_context().get_node_id()[:8]}"
     return TaskReport(result, node, gpu_ids, started, datetime.now(timezone.utc)), art
 
@@ -71,24 +69,35 @@ def task_resources(cfg: RunConfig) -> dict[str, float]:
     num_gpus = cfg.resources.num_gpus
     if num_gpus is None:
         num_gpus = 1.0 if ray.cluster_resources().get("GPU", 0) > 0 else 0.0
-    return {"num_cpus": cfg.resources.num_cpus, "num_gpus": num_gpus}
+    return {"num_cpus": cfg.resources.num_cpus, "num_gpus": num_gpus, "max_retries": cfg.resources.max_retries}
 
 
-def _row(cfg: RunConfig, run_id: str, m: Member, is_elite: bool, seed: int, report: TaskReport | None,
-         error: str) -> dict:
+def _failure(e: ray.exceptions.RayError) -> tuple[str, str]:
+    """(status, error) of a task that returned no report."""
+    if isinstance(e, ray.exceptions.RayTaskError):  # the training code raised
+        return "failed", " ".join(str(e.cause if e.cause is not None else e).split())[:2000]
+    if isinstance(e, ray.exceptions.OutOfMemoryError):  # Ray's memory monitor killed the worker (host RAM)
+        return "oom", " ".join(str(e).split())[:2000]
+    # the worker or its node died, past cfg.resources.max_retries re-runs
+    return "lost", f"{type(e).__name__}: " + " ".join(str(e).split())[:2000]
+
+
+def _row(cfg: RunConfig, run_id: str, generation: int, m: Member, seed: int, report: TaskReport | None,
+         failure: tuple[str, str]) -> dict:
     r = report.result if report else None
     if r is None:
-        status, fit = "failed", cfg.fitness.failed
+        (status, error), fit = failure, cfg.fitness.failed
     elif r.status != "ok":
-        status, fit = r.status, cfg.fitness.failed
+        status, error, fit = r.status, r.error, cfg.fitness.failed
     else:
-        status, fit = "ok", fitness_mod.fitness(r.d_loss, r.g_loss, r.params_g, r.params_d, cfg.fitness)
+        status, error = "ok", ""
+        fit = fitness_mod.fitness(r.d_loss, r.g_loss, r.params_g, r.params_d, cfg.fitness)
     params_g, params_d = genome.param_counts(m.chromosome)
     return {
         "run_id": run_id,
         **logs.gene_columns(m.chromosome),
         "born_generation": m.born_generation,
-        "is_elite": is_elite,
+        "is_elite": m.born_generation < generation,
         "resampled": m.resampled,
         "task_seed": seed,
         "params_g": r.params_g if r else params_g,
@@ -99,7 +108,7 @@ def _row(cfg: RunConfig, run_id: str, m: Member, is_elite: bool, seed: int, repo
         "g_losses": list(r.g_losses) if r else None,
         "fitness": fit,
         "status": status,
-        "error": error or (r.error if r else ""),
+        "error": error,
         "train_seconds": r.train_seconds if r else None,
         "images_per_second": r.images_per_second if r else None,
         "device": r.device if r else None,
@@ -119,9 +128,12 @@ def _save_best(run_dir: Path, generation: int, row: dict, art: Artifacts) -> Pat
     return out
 
 
-def run_generation(cfg: RunConfig, run_id: str, run_dir: Path, generation: int, population: list[Member],
-                   elite_ids: set[str], images_ref: ray.ObjectRef) -> pd.DataFrame:
-    """Train every member (elites too, from fresh weights), write the generation's log, save the best."""
+def run_generation(cfg: RunConfig, run_id: str, run_dir: Path, generation: int, population: tuple[Member, ...],
+                   images_ref: ray.ObjectRef) -> pd.DataFrame:
+    """Train every member (elites too, from fresh weights), write the generation's log, save the best.
+
+    Always logs exactly one row per member. On Ctrl-C the running tasks are cancelled and nothing is written.
+    """
     resources = task_resources(cfg)
     pending: dict[ray.ObjectRef, tuple[Member, int, ray.ObjectRef]] = {}
     for m in population:
@@ -131,17 +143,22 @@ def run_generation(cfg: RunConfig, run_id: str, run_dir: Path, generation: int, 
         pending[report_ref] = (m, seed, art_ref)
 
     rows, artifacts = [], {}
-    while pending:
-        [done], _ = ray.wait(list(pending), num_returns=1)
-        m, seed, art_ref = pending.pop(done)
-        try:
-            report, error = ray.get(done), ""
-        except ray.exceptions.RayError as e:  # the task raised, or its worker died past Ray's retries
-            report, error = None, " ".join(str(getattr(e, "cause", None) or e).split())[:2000]
-        row = _row(cfg, run_id, m, m.chromosome.id in elite_ids, seed, report, error)
-        rows.append(row)
-        artifacts[row["chromosome_id"]] = art_ref
-        _print_task(generation, len(rows), len(population), row)
+    try:
+        while pending:
+            [done], _ = ray.wait(list(pending), num_returns=1)
+            m, seed, art_ref = pending.pop(done)
+            try:
+                report, failure = ray.get(done), ("", "")
+            except ray.exceptions.RayError as e:
+                report, failure = None, _failure(e)
+            row = _row(cfg, run_id, generation, m, seed, report, failure)
+            rows.append(row)
+            artifacts[row["chromosome_id"]] = art_ref
+            _print_task(generation, len(rows), len(population), row)
+    except KeyboardInterrupt:
+        for ref in pending:
+            ray.cancel(ref, force=True)
+        raise
 
     logs.write_generation(run_dir, generation, rows)
     df = pd.DataFrame(rows)
@@ -151,19 +168,30 @@ def run_generation(cfg: RunConfig, run_id: str, run_dir: Path, generation: int, 
     return df
 
 
-def evolve(cfg: RunConfig, run_id: str, run_dir: Path, images: np.ndarray) -> pd.DataFrame:
-    """The reference loop: train all, keep the elite fraction unchanged, replace the rest at random."""
+def evolve(cfg: RunConfig, run_id: str, run_dir: Path, images: np.ndarray, state: RunState | None = None,
+           redo: tuple[int, ...] = ()) -> RunState:
+    """The reference loop: train all, keep the elite fraction unchanged, replace the rest at random.
+
+    `state` continues a run from its last logged generation; `redo` re-trains logged generations whose files
+    were found damaged (their populations are in the state, and selection already happened).
+    """
     images_ref = ray.put(images)  # once per run; tasks map it zero-copy from the object store
     n_elite = elite_count(cfg.evolve)
-    population = fresh_members(cfg, 0, cfg.evolve.population)
-    elite_ids: set[str] = set()
+    if state is None:
+        state = initial_state(cfg)
+        save_state(run_dir, state, cfg.seed)
+    for generation in redo:
+        run_generation(cfg, run_id, run_dir, generation, state.population(generation), images_ref)
     summary = []
-    for generation in range(cfg.evolve.generations):
+    for generation in range(state.completed, cfg.evolve.generations):
         start = time.perf_counter()
-        df = run_generation(cfg, run_id, run_dir, generation, population, elite_ids, images_ref)
+        population = state.population(generation)
+        df = run_generation(cfg, run_id, run_dir, generation, population, images_ref)
         ids = [m.chromosome.id for m in population]
         by_id = dict(zip(df["chromosome_id"], df["fitness"]))
         kept = selection.elites(population, [by_id[i] for i in ids], ids, n_elite)
+        state = state.advance(tuple(kept) + fresh_members(cfg, generation + 1, cfg.evolve.population - n_elite))
+        save_state(run_dir, state, cfg.seed)
         summary.append({
             "generation": generation,
             "best": df["fitness"].max(),
@@ -172,9 +200,7 @@ def evolve(cfg: RunConfig, run_id: str, run_dir: Path, images: np.ndarray) -> pd
             "seconds": time.perf_counter() - start,
         })
         _print_generation(df, summary)
-        elite_ids = {m.chromosome.id for m in kept}
-        population = kept + fresh_members(cfg, generation + 1, cfg.evolve.population - n_elite)
-    return pd.DataFrame(summary)
+    return state
 
 
 def _print_task(generation: int, done: int, total: int, row: dict) -> None:

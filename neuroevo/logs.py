@@ -107,6 +107,18 @@ def write_generation(run_dir: Path, generation: int, rows: list[dict[str, Any]])
     return path
 
 
+def check_generation(run_dir: Path, generation: int, n_rows: int) -> str | None:
+    """What is wrong with a logged generation's file (missing, unreadable, wrong row count), or None."""
+    path = generation_dir(run_dir, generation) / "part-0.parquet"
+    if not path.is_file():
+        return f"{path} is missing"
+    try:
+        rows = pq.read_table(path).num_rows
+    except (OSError, pa.ArrowException) as e:
+        return f"{path} is unreadable ({type(e).__name__})"
+    return None if rows == n_rows else f"{path} has {rows} rows, expected {n_rows}"
+
+
 def read_generations(run_dir: str | Path, columns: list[str] | None = None,
                      filter: ds.Expression | None = None) -> pd.DataFrame:
     """A run's whole history, one row per chromosome per generation, with `generation` as an int column.

@@ -12,13 +12,13 @@ import torch
 import torchvision.utils as vutils
 
 from neuroevo.config import TrainConfig
-from neuroevo.genome import Chromosome
+from neuroevo.genome import Chromosome, param_counts
 from neuroevo.model import Discriminator, Generator, build, count_params, noise
 
 
 @dataclass(frozen=True)
 class TrainResult:
-    status: str  # "ok", or "diverged" when a loss became NaN or infinite
+    status: str  # ok | diverged (a NaN or infinite loss) | timeout (past cfg.timeout_s) | oom (out of GPU memory)
     error: str
     d_loss: float  # mean over the last epoch of BCE(D(real), 1) + BCE(D(G(z)), 0)
     g_loss: float  # mean over the last epoch of BCE(D(G(z)), 1)
@@ -79,12 +79,18 @@ def train(ch: Chromosome, images: np.ndarray, cfg: TrainConfig, seed: int,
     d_losses: list[float] = []
     g_losses: list[float] = []
     status, error = "ok", ""
+    images_seen = 0
     start = time.perf_counter()
+    deadline = start + cfg.timeout_s if cfg.timeout_s is not None else math.inf
     for epoch in range(cfg.epochs):
         order = torch.randperm(len(images), generator=shuffle).numpy()
         d_sum = torch.zeros((), device=dev)
         g_sum = torch.zeros((), device=dev)
+        done = 0
         for step in range(steps):
+            if time.perf_counter() > deadline:
+                status, error = "timeout", f"stopped after {cfg.timeout_s}s (train.timeout_s), in epoch {epoch}"
+                break
             real = to_unit_range(images[np.sort(order[step * bs:(step + 1) * bs])], dev)
             z = noise(ch, bs).to(dev)
 
@@ -103,28 +109,50 @@ def train(ch: Chromosome, images: np.ndarray, cfg: TrainConfig, seed: int,
 
             d_sum += loss_d.detach()
             g_sum += loss_g.detach()
-        # one host sync per epoch, not per step
-        d_losses.append(d_sum.item() / steps)
-        g_losses.append(g_sum.item() / steps)
-        if not (math.isfinite(d_losses[-1]) and math.isfinite(g_losses[-1])):
+            done += 1
+            images_seen += bs
+        if done:  # one host sync per epoch, not per step
+            d_losses.append(d_sum.item() / done)
+            g_losses.append(g_sum.item() / done)
+        if status == "ok" and not (math.isfinite(d_losses[-1]) and math.isfinite(g_losses[-1])):
             status, error = "diverged", f"non-finite loss in epoch {epoch}: d={d_losses[-1]} g={g_losses[-1]}"
+        if status != "ok":
             break
     seconds = time.perf_counter() - start
 
     result = TrainResult(
         status=status,
         error=error,
-        d_loss=d_losses[-1],
-        g_loss=g_losses[-1],
+        d_loss=d_losses[-1] if d_losses else math.nan,
+        g_loss=g_losses[-1] if g_losses else math.nan,
         d_losses=tuple(d_losses),
         g_losses=tuple(g_losses),
         params_g=count_params(G),
         params_d=count_params(D),
         train_seconds=seconds,
-        images_per_second=len(d_losses) * steps * bs / seconds,
+        images_per_second=images_seen / seconds if seconds > 0 else 0.0,
         device=str(dev),
     )
     return result, G, D
+
+
+def run(ch: Chromosome, images: np.ndarray, cfg: TrainConfig, seed: int,
+        device: str = "cpu") -> tuple[TrainResult, Artifacts | None]:
+    """train(), then the artifacts of a chromosome that trained to the end.
+
+    Running out of GPU memory is a property of the chromosome, not a crash: it becomes status "oom" and the
+    GPU is left clean for the next task. Any other exception propagates to the caller.
+    """
+    try:
+        result, G, D = train(ch, images, cfg, seed, device)
+    except torch.cuda.OutOfMemoryError as e:
+        torch.cuda.empty_cache()
+        params_g, params_d = param_counts(ch)
+        return TrainResult("oom", " ".join(str(e).split())[:500], math.nan, math.nan, (), (), params_g, params_d,
+                           0.0, 0.0, device), None
+    if result.status != "ok":
+        return result, None
+    return result, artifacts(ch, G, D, cfg.sample_grid, seed)
 
 
 @torch.no_grad()

@@ -14,27 +14,28 @@ from tests.conftest import tiny_config
 
 def _run(cfg, tmp_path, name="run"):
     run_dir = tmp_path / name
+    run_dir.mkdir()
     images = data.load(cfg.data, cfg.seed).array
-    summary = evolve.evolve(cfg, name, run_dir, images)
-    return run_dir, summary
+    state = evolve.evolve(cfg, name, run_dir, images)
+    return run_dir, state
 
 
 @pytest.fixture(scope="module")
 def two_generations(ray_local, tmp_path_factory):
     cfg = tiny_config(evolve={"population": 4, "generations": 2, "elite_fraction": 0.5})
-    run_dir, summary = _run(cfg, tmp_path_factory.mktemp("evolve"))
-    return cfg, run_dir, summary, logs.read_generations(run_dir)
+    run_dir, state = _run(cfg, tmp_path_factory.mktemp("evolve"))
+    return cfg, run_dir, state, logs.read_generations(run_dir)
 
 
 def test_n_rows_per_generation_with_the_schema(two_generations):
-    cfg, run_dir, summary, df = two_generations
+    cfg, run_dir, state, df = two_generations
     assert df.groupby("generation").size().to_dict() == {0: 4, 1: 4}
     assert set(df.columns) == set(logs.SCHEMA.names) | {"generation"}
     assert df["generation"].dtype.kind == "i"
     assert (df["status"] == "ok").all() and df["fitness"].between(0, 1).all()
     assert (df["run_id"] == "run").all() and (df["schema_version"] == logs.SCHEMA_VERSION).all()
     assert df["d_losses"].map(len).eq(cfg.train.epochs).all()
-    assert list(summary["generation"]) == [0, 1]
+    assert state.completed == 2 and len(state.populations) == 3  # generation 2's population is drawn, untrained
     # plain pandas reads the same history
     plain = pd.read_parquet(run_dir / "generations")
     assert len(plain) == 8 and set(plain["generation"].astype(int)) == {0, 1}
@@ -111,7 +112,7 @@ def test_a_failing_task_is_logged_and_the_generation_goes_on(ray_local, tmp_path
     from dataclasses import replace
     broken = evolve.Member(replace(pop[0].chromosome, batch_size=10_000), 0, 0)
     images = data.load(cfg.data, cfg.seed).array
-    df = evolve.run_generation(cfg, "r", tmp_path, 0, [broken, *pop[1:]], set(), ray_local.put(images))
+    df = evolve.run_generation(cfg, "r", tmp_path, 0, (broken, *pop[1:]), ray_local.put(images))
     assert len(df) == 3
     row = df[df.chromosome_id == broken.chromosome.id].iloc[0]
     assert row.status == "failed" and "fewer than one batch" in row.error and row.fitness == 0.0

@@ -17,9 +17,9 @@ def ray_with_gpus():
 
 def test_one_gpu_per_task_by_default_when_the_cluster_has_gpus(ray_with_gpus, tmp_path):
     cfg = tiny_config(evolve={"population": 3, "generations": 1})
-    assert evolve.task_resources(cfg) == {"num_cpus": 1.0, "num_gpus": 1.0}
+    assert evolve.task_resources(cfg) == {"num_cpus": 1.0, "num_gpus": 1.0, "max_retries": 3}
     images = ray.put(data.load(cfg.data, cfg.seed).array)
-    df = evolve.run_generation(cfg, "r", tmp_path, 0, evolve.fresh_members(cfg, 0, 3), set(), images)
+    df = evolve.run_generation(cfg, "r", tmp_path, 0, evolve.fresh_members(cfg, 0, 3), images)
     assert (df.status == "ok").all()
     assert (df.device == "cpu").all()  # no CUDA here: the pinned task falls back to the CPU
     assert all(len(ids) == 1 and ids[0] in ("0", "1") for ids in df.gpu_ids)
@@ -28,9 +28,9 @@ def test_one_gpu_per_task_by_default_when_the_cluster_has_gpus(ray_with_gpus, tm
 
 def test_fractional_and_zero_gpus_from_config(ray_with_gpus, tmp_path):
     cfg = tiny_config(resources={"num_gpus": 0.5, "num_cpus": 0.5}, evolve={"population": 2, "generations": 1})
-    assert evolve.task_resources(cfg) == {"num_cpus": 0.5, "num_gpus": 0.5}
+    assert evolve.task_resources(cfg) == {"num_cpus": 0.5, "num_gpus": 0.5, "max_retries": 3}
     images = ray.put(data.load(cfg.data, cfg.seed).array)
-    df = evolve.run_generation(cfg, "r", tmp_path, 0, evolve.fresh_members(cfg, 0, 2), set(), images)
+    df = evolve.run_generation(cfg, "r", tmp_path, 0, evolve.fresh_members(cfg, 0, 2), images)
     assert (df.status == "ok").all() and all(len(ids) == 1 for ids in df.gpu_ids)
     cpu_only = tiny_config(resources={"num_gpus": 0})
     assert evolve.task_resources(cpu_only)["num_gpus"] == 0
