@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from neuroevo import config, data, genome, logs
-from neuroevo.state import RunState, StateError
+from neuroevo.state import STATE_FILE, RunState, StateError
 from neuroevo.state import load as load_state
 
 EXIT_BAD_INPUT = 2
@@ -68,8 +68,13 @@ def _load_config(args: argparse.Namespace) -> config.RunConfig:
     return requested
 
 
-def _resume_plan(run_dir: Path) -> tuple[RunState, tuple[int, ...]]:
-    """The saved state, and the logged generations whose files are damaged and must be trained again."""
+def _resume_plan(run_dir: Path) -> tuple[RunState | None, tuple[int, ...]]:
+    """The saved state, and the logged generations whose files are damaged and must be trained again.
+
+    A run stopped before its first state was saved has trained nothing: it starts again from generation 0.
+    """
+    if not (run_dir / STATE_FILE).exists() and not (run_dir / "generations").exists():
+        return None, ()
     try:
         state = load_state(run_dir)
     except StateError as e:
@@ -141,11 +146,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     if p.state is not None and p.state.completed >= cfg.evolve.generations and not p.redo:
         print(f"{run_dir}: all {cfg.evolve.generations} generations are already logged")
         return 0
-    verb = f"resuming at generation {p.state.completed}" if p.state else "run"
+    verb = f"resuming at generation {p.state.completed if p.state else 0}" if args.resume else "run"
     print(f"neuroevo {verb} {p.run_id} (seed {cfg.seed})")
     print(config.to_yaml(cfg), end="")
     print(f"data: {p.images.description}", flush=True)
-    run_dir.mkdir(parents=True, exist_ok=p.state is not None)
+    run_dir.mkdir(parents=True, exist_ok=bool(args.resume))
     (run_dir / "config.yaml").write_text(config.to_yaml(cfg))
     _set_aside(run_dir, p.redo)
 
@@ -156,7 +161,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     try:
         evolve.evolve(cfg, p.run_id, run_dir, p.images.array, p.state, p.redo)
     except KeyboardInterrupt:
-        completed = load_state(run_dir).completed
+        completed = load_state(run_dir).completed if (run_dir / STATE_FILE).exists() else 0
         logged = f"generations 0-{completed - 1} are logged" if completed else "no generation is logged yet"
         print(f"\ninterrupted: {logged} in {run_dir}; the running one was cancelled."
               f"\ncontinue with: neuroevo run --resume {run_dir}", file=sys.stderr)
