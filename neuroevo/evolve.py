@@ -1,7 +1,8 @@
 """The driver: sample a population, train every member as one Ray task, log, select, repeat.
 
 The driver holds the population and the run directory; it never touches a model. Each training task
-gets the images by reference (one ray.put per run) and a seed derived from (run seed, generation, id).
+gets the images by reference (one ray.put per run, or the path of the data cache that it maps) and a seed
+derived from (run seed, generation, id).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import pandas as pd
 import ray
 
 from neuroevo import fitness as fitness_mod
-from neuroevo import genome, logs, selection, train
+from neuroevo import data, genome, logs, selection, train
 from neuroevo.config import RunConfig, TrainConfig, elite_count
 from neuroevo.genome import Chromosome
 from neuroevo.train import Artifacts, TrainResult
@@ -58,10 +59,11 @@ def fresh_members(cfg: RunConfig, generation: int, count: int) -> list[Member]:
 
 
 @ray.remote(num_returns=2)
-def train_task(ch: Chromosome, images: np.ndarray, cfg: TrainConfig, seed: int) -> tuple[TaskReport, Artifacts]:
+def train_task(ch: Chromosome, images: np.ndarray | data.Cache, cfg: TrainConfig, seed: int,
+               flip: bool = False) -> tuple[TaskReport, Artifacts]:
     started = datetime.now(timezone.utc)
     gpu_ids = tuple(str(g) for g in ray.get_gpu_ids())
-    result, G, D = train.train(ch, images, cfg, seed, train.pick_device(len(gpu_ids)))
+    result, G, D = train.train(ch, data.attach(images), cfg, seed, train.pick_device(len(gpu_ids)), flip)
     art = train.artifacts(ch, G, D, cfg.sample_grid, seed)
     node = f"{socket.gethostname()}/{ray.get_runtime_context().get_node_id()[:8]}"
     return TaskReport(result, node, gpu_ids, started, datetime.now(timezone.utc)), art
@@ -120,14 +122,14 @@ def _save_best(run_dir: Path, generation: int, row: dict, art: Artifacts) -> Pat
 
 
 def run_generation(cfg: RunConfig, run_id: str, run_dir: Path, generation: int, population: list[Member],
-                   elite_ids: set[str], images_ref: ray.ObjectRef) -> pd.DataFrame:
+                   elite_ids: set[str], images_ref: ray.ObjectRef | data.Cache) -> pd.DataFrame:
     """Train every member (elites too, from fresh weights), write the generation's log, save the best."""
     resources = task_resources(cfg)
     pending: dict[ray.ObjectRef, tuple[Member, int, ray.ObjectRef]] = {}
     for m in population:
         seed = task_seed(cfg.seed, generation, m.chromosome.id)
         report_ref, art_ref = train_task.options(name=f"train-g{generation}-{m.chromosome.id}", **resources).remote(
-            m.chromosome, images_ref, cfg.train, seed)
+            m.chromosome, images_ref, cfg.train, seed, cfg.data.flip)
         pending[report_ref] = (m, seed, art_ref)
 
     rows, artifacts = [], {}
@@ -151,9 +153,12 @@ def run_generation(cfg: RunConfig, run_id: str, run_dir: Path, generation: int, 
     return df
 
 
-def evolve(cfg: RunConfig, run_id: str, run_dir: Path, images: np.ndarray) -> pd.DataFrame:
-    """The reference loop: train all, keep the elite fraction unchanged, replace the rest at random."""
-    images_ref = ray.put(images)  # once per run; tasks map it zero-copy from the object store
+def evolve(cfg: RunConfig, run_id: str, run_dir: Path, images: np.ndarray | data.Cache) -> pd.DataFrame:
+    """The reference loop: train all, keep the elite fraction unchanged, replace the rest at random.
+
+    images: an array, put in the object store once per run and mapped zero-copy by every task, or a data
+    cache that every task maps from its node's disk (data.for_tasks decides which)."""
+    images_ref = ray.put(images) if isinstance(images, np.ndarray) else images
     n_elite = elite_count(cfg.evolve)
     population = fresh_members(cfg, 0, cfg.evolve.population)
     elite_ids: set[str] = set()
