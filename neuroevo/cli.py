@@ -85,7 +85,7 @@ def _init_ray(address: str | None, dashboard: bool) -> None:
     if address:
         ray.init(address=address)
     else:  # a private local cluster, reachable from this machine only
-        ray.init(_node_ip_address="127.0.0.1", include_dashboard=dashboard, dashboard_host="127.0.0.1")
+        ray.init(address="local", _node_ip_address="127.0.0.1", include_dashboard=dashboard, dashboard_host="127.0.0.1")
 
 
 def cmd_run(args: argparse.Namespace) -> int:

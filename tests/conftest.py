@@ -63,7 +63,7 @@ def ray_local():
     """One local Ray instance for the whole module (starting one takes ~5 s on 2 cores)."""
     import ray
 
-    ray.init(num_cpus=2, num_gpus=0, _node_ip_address="127.0.0.1", include_dashboard=False,
+    ray.init(address="local", num_cpus=2, num_gpus=0, _node_ip_address="127.0.0.1", include_dashboard=False,
              log_to_driver=False, configure_logging=False)
     yield ray
     ray.shutdown()

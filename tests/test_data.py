@@ -1,5 +1,6 @@
 """Datasets: image folders and CIFAR prepared once into the on-disk cache, and shared zero-copy by training tasks."""
 
+import fcntl
 import json
 import os
 import shutil
@@ -31,19 +32,19 @@ def folder_cfg(root, cache, **kw) -> DataConfig:
 
 
 def grey_folder(root: Path, n_per_class=20, corrupt=()) -> Path:
-    """Two classes of solid grey PNGs whose value is their index (0, 10, 20, ...): rows are easy to name."""
+    """Two classes of solid grey PNGs whose value is their index (0, 3, 6, ...): rows are easy to name."""
     for i in range(2 * n_per_class):
         path = root / ("a" if i < n_per_class else "b") / f"{i:02d}.png"
         path.parent.mkdir(parents=True, exist_ok=True)
         if i in corrupt:
             path.write_bytes(b"not a png")
         else:
-            Image.new("L", (8, 8), i * 5).save(path)
+            Image.new("L", (8, 8), i * 3).save(path)
     return root
 
 
 def values(images: data.Images) -> list[int]:
-    return [int(v) // 5 for v in images.array[:, 0, 0, 0]]
+    return [int(v) // 3 for v in images.array[:, 0, 0, 0]]
 
 
 def neuroevo(*args, cwd, timeout=300):
@@ -113,6 +114,26 @@ def test_a_killed_preparation_is_never_trusted(tmp_path):
     images = data.load(config.load(str(cfg)).data, progress=False)
     assert not images.manifest["reused"] and images.array.shape == (4660, 3, 128, 128)
     assert not list(cache.glob(".*.tmp"))  # the killed run's leftovers are cleared
+
+
+def test_runs_that_need_the_same_cache_prepare_it_once(tmp_path):
+    """Two `neuroevo prepare` wait on the cache's lock (held here); once it is free, one prepares, one reuses."""
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump({"data": {"source": "folder", "root": str(grey_folder(tmp_path / "grey", 40)),
+                                            "image_size": 32, "cache_dir": str(tmp_path / "cache")}}))
+    key = data.cache_key(config.load(str(cfg)).data, tmp_path / "grey", seed=0)
+    (tmp_path / "cache").mkdir()
+    with open(tmp_path / "cache" / f"{key}.lock", "a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        runs = [subprocess.Popen([sys.executable, "-m", "neuroevo", "prepare", str(cfg)], cwd=tmp_path, text=True,
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(2)]
+        for p in runs:
+            assert f"waiting for another process to prepare {key}" in p.stderr.readline()
+        fcntl.flock(held, fcntl.LOCK_UN)
+    out = [p.communicate(timeout=120)[0] for p in runs]
+    assert [p.returncode for p in runs] == [0, 0]
+    assert sorted("(reused)" in stdout for stdout in out) == [False, True]
+    assert len(list((tmp_path / "cache").glob("*.npy"))) == 1
 
 
 # ---- generated folders: modes, shapes, corrupt files, bad roots --------------------------------------------
