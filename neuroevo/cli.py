@@ -1,4 +1,5 @@
-"""`neuroevo run [CONFIG_OR_PRESET] [--set key=value ...] [--address ADDR]`
+"""`neuroevo run [CONFIG_OR_PRESET] [--set key=value ...] [--address ADDR]`, and
+`neuroevo prepare [CONFIG_OR_PRESET] [--set key=value ...]`, which only prepares the data cache.
 
 Everything that can be wrong with the input is found before Ray starts: the config, the data, and whether the
 search space yields chromosomes under max_params. Such errors print one line and exit with code 2.

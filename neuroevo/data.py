@@ -16,6 +16,7 @@ import fcntl
 import hashlib
 import json
 import os
+import shutil
 import socket
 import sys
 import time
@@ -292,11 +293,14 @@ def _cached(cfg: DataConfig, seed: int, scan: _Scan, progress: bool) -> Images:
     manifest = _trusted_manifest(directory, key, scan.fingerprint)
     reused = manifest is not None
     if manifest is None:
-        with _lock(directory / f"{key}.lock", key):
-            manifest = _trusted_manifest(directory, key, scan.fingerprint)  # another process may have built it
-            reused = manifest is not None
-            if manifest is None:
-                manifest = _prepare(directory, key, cfg, seed, scan, progress)
+        try:
+            with _lock(directory / f"{key}.lock", key):
+                manifest = _trusted_manifest(directory, key, scan.fingerprint)  # another process may have built it
+                reused = manifest is not None
+                if manifest is None:
+                    manifest = _prepare(directory, key, cfg, seed, scan, progress)
+        except OSError as e:  # source files that fail are skipped inside; this is the cache folder failing
+            raise DataError(f"data.cache_dir: cannot write the cache to {directory} ({e.strerror or e})") from None
     path = directory / manifest["file"]
     array = np.load(path, mmap_mode="r")
     how = "reused" if reused else f"prepared in {manifest['prepare_seconds']:.1f} s"
@@ -346,6 +350,10 @@ def _prepare(directory: Path, key: str, cfg: DataConfig, seed: int, scan: _Scan,
     src = scan.open()
     order = _order(len(src.items), cfg, seed)
     wanted = min(cfg.subset or len(order), len(order))
+    need, free = wanted * cfg.channels * cfg.image_size**2, shutil.disk_usage(directory).free
+    if need > free:  # checked first: a mapped write to a full disk kills the process (SIGBUS), no exception
+        raise DataError(f"data.cache_dir: {directory} has {free / 2**30:.1f} GiB free; the cache of {wanted} images "
+                        f"at {cfg.image_size}px needs {need / 2**30:.1f} GiB")
     name = f"{key}-{scan.fingerprint[:12]}.npy"
     for stale in directory.glob(f".{key}-*"):  # a killed preparation's leftovers; the lock makes them ours
         stale.unlink(missing_ok=True)
