@@ -1,4 +1,5 @@
-"""`neuroevo run [CONFIG_OR_PRESET] [--set key=value ...] [--address ADDR]`
+"""`neuroevo run [CONFIG_OR_PRESET] [--set key=value ...] [--address ADDR]`, and
+`neuroevo prepare [CONFIG_OR_PRESET] [--set key=value ...]`, which only prepares the data cache.
 
 Everything that can be wrong with the input is found before Ray starts: the config, the data, and whether the
 search space yields chromosomes under max_params. Such errors print one line and exit with code 2.
@@ -7,6 +8,7 @@ search space yields chromosomes under max_params. Such errors print one line and
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import signal
 import sys
@@ -41,6 +43,10 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--dashboard", action="store_true", help="start Ray's dashboard with a local cluster (127.0.0.1)")
     run.add_argument("--resume", metavar="RUN_DIR", default=None,
                      help="continue a stopped run from its last logged generation; re-train damaged generations")
+    prepare = sub.add_parser("prepare", help="decode and resize a config's images into the data cache, e.g. on each node")
+    prepare.add_argument("config", nargs="?", default="demo", help="a YAML config file or a preset (default: demo)")
+    prepare.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                         help="override a config key, e.g. --set data.root=imagenet/train (repeatable)")
     return p
 
 
@@ -117,13 +123,26 @@ def _prepare(args: argparse.Namespace) -> Prepared:
     except genome.SpaceTooTight as e:
         raise InputError(str(e)) from None
     state, redo = _resume_plan(run_dir) if args.resume else (None, ())
+    return Prepared(cfg, run_id, run_dir, _load_data(cfg), state, redo)
+
+
+def _load_data(cfg: config.RunConfig) -> data.Images:
+    """The images from the data cache, prepared first (with a progress bar) if missing or stale."""
     try:
         images = data.load(cfg.data, cfg.seed, progress=sys.stderr.isatty())
     except data.DataError as e:
         raise InputError(str(e)) from None
     if len(images.array) < cfg.space.batch_size:
         raise InputError(f"data: {len(images.array)} images is fewer than one batch (space.batch_size={cfg.space.batch_size})")
-    return Prepared(cfg, run_id, run_dir, images, state, redo)
+    return images
+
+
+def _print_data(images: data.Images, shared: np.ndarray | data.Cache | None = None) -> None:
+    print(f"data: {images.description}")
+    for warning in images.warnings:
+        print(f"data: warning: {warning}")
+    if shared is not None:
+        print(f"data: tasks read the images from {data.record(images, shared)['tasks_read']}", flush=True)
 
 
 def _init_ray(address: str | None, dashboard: bool) -> None:
@@ -133,7 +152,7 @@ def _init_ray(address: str | None, dashboard: bool) -> None:
     if address:
         ray.init(address=address)
     else:  # a private local cluster, reachable from this machine only
-        ray.init(_node_ip_address="127.0.0.1", include_dashboard=dashboard, dashboard_host="127.0.0.1")
+        ray.init(address="local", _node_ip_address="127.0.0.1", include_dashboard=dashboard, dashboard_host="127.0.0.1")
 
 
 def _interrupt(signum: int, frame: object) -> None:
@@ -149,9 +168,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     verb = f"resuming at generation {p.state.completed if p.state else 0}" if args.resume else "run"
     print(f"neuroevo {verb} {p.run_id} (seed {cfg.seed})")
     print(config.to_yaml(cfg), end="")
-    print(f"data: {p.images.description}", flush=True)
+    shared = data.for_tasks(p.images, cfg.data)
+    _print_data(p.images, shared)
     run_dir.mkdir(parents=True, exist_ok=bool(args.resume))
     (run_dir / "config.yaml").write_text(config.to_yaml(cfg))
+    (run_dir / "data.json").write_text(json.dumps(data.record(p.images, shared), indent=1) + "\n")
     _set_aside(run_dir, p.redo)
 
     from neuroevo import evolve  # Ray and torch load only once the input is known to be good
@@ -159,7 +180,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, _interrupt)
     _init_ray(args.address, args.dashboard)
     try:
-        evolve.evolve(cfg, p.run_id, run_dir, p.images.array, p.state, p.redo)
+        evolve.evolve(cfg, p.run_id, run_dir, shared, p.state, p.redo)
     except KeyboardInterrupt:
         completed = load_state(run_dir).completed if (run_dir / STATE_FILE).exists() else 0
         logged = f"generations 0-{completed - 1} are logged" if completed else "no generation is logged yet"
@@ -177,10 +198,19 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_prepare(args: argparse.Namespace) -> int:
+    try:
+        cfg = config.load(args.config, args.overrides)
+    except config.ConfigError as e:
+        raise InputError(str(e)) from None
+    _print_data(_load_data(cfg))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        return cmd_run(args)
+        return cmd_prepare(args) if args.command == "prepare" else cmd_run(args)
     except InputError as e:
         print(f"neuroevo: error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT

@@ -40,8 +40,12 @@ class DataConfig:
     root: str | None = "data"  # dataset folder (ImageFolder layout, or torchvision's CIFAR root)
     image_size: Annotated[int, Field(ge=4, le=1024)] = 64  # images are square: image_size x image_size
     channels: Literal[1, 3] = 3
-    subset: PositiveInt | None = None  # use only the first N images (the demo generates N)
+    subset: PositiveInt | None = None  # use N images (the demo generates N)
+    subset_pick: Literal["first", "random"] = "first"  # the first N, or N drawn at random with the run seed
+    flip: bool = False  # mirror a random half of every training batch left-right
     download: bool = False  # CIFAR only: let torchvision download into root
+    cache_dir: str | None = None  # where prepared images are kept; None = $NEUROEVO_CACHE, else ~/.cache/neuroevo
+    in_memory: Literal["auto"] | bool = "auto"  # tasks read Ray's object store (true) or map the cache file (false)
 
 
 @dataclass(frozen=True, config=STRICT)
@@ -244,17 +248,13 @@ def check(cfg: RunConfig) -> None:
         raise ConfigError(f"data.root: required when data.source is {cfg.data.source} (a folder of class sub-folders)")
 
     size = cfg.data.image_size
-    lo, hi = noise_sides(s, size)
-    if lo > hi or lo < 1 or hi >= size:
-        raise ConfigError(f"space.noise_side: {list(s.noise_side)} of a {size}px image leaves no noise side between 1 and {size - 1}")
-    for side in range(lo, hi + 1):
-        if not generator_depths(s, size - side):
-            grow = size - side
-            raise ConfigError(
-                f"space.g_blocks: {list(s.g_blocks)} blocks cannot grow a {side}px noise to {size}px with kernels "
-                f"{list(s.kernel)} (needs {math.ceil(grow / (s.kernel[1] - 1)) - 1} to {grow // (s.kernel[0] - 1) - 1} blocks)")
-    if s.d_blocks[1] * (s.kernel[1] - 1) >= size:
-        raise ConfigError(f"space.d_blocks: {s.d_blocks[1]} blocks of kernel {s.kernel[1]} shrink a {size}px image to nothing")
+    problem = _image_misfit(s, size)
+    if problem:
+        fits = next((bigger for bigger in range(size + 1, 1025) if not _image_misfit(s, bigger)), None)
+        hint = f"; data.image_size {size}px is too small for this search space (the smallest that fits is {fits}px)"
+        raise ConfigError(problem + (hint if fits else ""))
+    if cfg.data.subset_pick == "random" and cfg.data.subset is None:
+        raise ConfigError("data.subset_pick: random needs data.subset, the number of images to draw")
     if cfg.data.subset is not None and cfg.data.subset < s.batch_size:
         raise ConfigError(f"data.subset: {cfg.data.subset} images is fewer than one batch (space.batch_size={s.batch_size})")
     n_elite, population = elite_count(cfg.evolve), cfg.evolve.population
@@ -262,6 +262,21 @@ def check(cfg: RunConfig) -> None:
         raise ConfigError(f"evolve.elite_fraction: {cfg.evolve.elite_fraction} of a population of {population} keeps no elite (needs at least 1)")
     if n_elite >= population:
         raise ConfigError(f"evolve.elite_fraction: {cfg.evolve.elite_fraction} keeps the whole population of {population}")
+
+
+def _image_misfit(s: SpaceConfig, size: int) -> str:
+    """Why the search space cannot make size x size images, or "" when it can."""
+    lo, hi = noise_sides(s, size)
+    if lo > hi or lo < 1 or hi >= size:
+        return f"space.noise_side: {list(s.noise_side)} of a {size}px image leaves no noise side between 1 and {size - 1}"
+    for side in range(lo, hi + 1):
+        if not generator_depths(s, size - side):
+            grow = size - side
+            return (f"space.g_blocks: {list(s.g_blocks)} blocks cannot grow a {side}px noise to {size}px with kernels "
+                    f"{list(s.kernel)} (needs {math.ceil(grow / (s.kernel[1] - 1)) - 1} to {grow // (s.kernel[0] - 1) - 1} blocks)")
+    if s.d_blocks[1] * (s.kernel[1] - 1) >= size:
+        return f"space.d_blocks: {s.d_blocks[1]} blocks of kernel {s.kernel[1]} shrink a {size}px image to nothing"
+    return ""
 
 
 def generator_depths(space: SpaceConfig, grow: int) -> list[int]:

@@ -1,7 +1,8 @@
 """The driver: sample a population, train every member as one Ray task, log, select, repeat.
 
 The driver holds the population and the run directory; it never touches a model. Each training task
-gets the images by reference (one ray.put per run) and a seed derived from (run seed, generation, id).
+gets the images by reference (one ray.put per run, or the path of the data cache that it maps) and a seed
+derived from (run seed, generation, id).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import pandas as pd
 import ray
 
 from neuroevo import fitness as fitness_mod
-from neuroevo import genome, logs, selection, train
+from neuroevo import data, genome, logs, selection, train
 from neuroevo.config import RunConfig, TrainConfig, elite_count
 from neuroevo.genome import Chromosome
 from neuroevo.state import Member, RunState
@@ -57,10 +58,11 @@ def initial_state(cfg: RunConfig) -> RunState:
 
 
 @ray.remote(num_returns=2)
-def train_task(ch: Chromosome, images: np.ndarray, cfg: TrainConfig, seed: int) -> tuple[TaskReport, Artifacts | None]:
+def train_task(ch: Chromosome, images: np.ndarray | data.Cache, cfg: TrainConfig, seed: int,
+               flip: bool = False) -> tuple[TaskReport, Artifacts | None]:
     started = datetime.now(timezone.utc)
     gpu_ids = tuple(str(g) for g in ray.get_gpu_ids())
-    result, art = train.run(ch, images, cfg, seed, train.pick_device(len(gpu_ids)))
+    result, art = train.run(ch, data.attach(images), cfg, seed, train.pick_device(len(gpu_ids)), flip)
     node = f"{socket.gethostname()}/{ray.get_runtime_context().get_node_id()[:8]}"
     return TaskReport(result, node, gpu_ids, started, datetime.now(timezone.utc)), art
 
@@ -129,7 +131,7 @@ def _save_best(run_dir: Path, generation: int, row: dict, art: Artifacts) -> Pat
 
 
 def run_generation(cfg: RunConfig, run_id: str, run_dir: Path, generation: int, population: tuple[Member, ...],
-                   images_ref: ray.ObjectRef) -> pd.DataFrame:
+                   images_ref: ray.ObjectRef | data.Cache) -> pd.DataFrame:
     """Train every member (elites too, from fresh weights), write the generation's log, save the best.
 
     Always logs exactly one row per member. On Ctrl-C the running tasks are cancelled and nothing is written.
@@ -139,7 +141,7 @@ def run_generation(cfg: RunConfig, run_id: str, run_dir: Path, generation: int, 
     for m in population:
         seed = task_seed(cfg.seed, generation, m.chromosome.id)
         report_ref, art_ref = train_task.options(name=f"train-g{generation}-{m.chromosome.id}", **resources).remote(
-            m.chromosome, images_ref, cfg.train, seed)
+            m.chromosome, images_ref, cfg.train, seed, cfg.data.flip)
         pending[report_ref] = (m, seed, art_ref)
 
     rows, artifacts = [], {}
@@ -168,14 +170,16 @@ def run_generation(cfg: RunConfig, run_id: str, run_dir: Path, generation: int, 
     return df
 
 
-def evolve(cfg: RunConfig, run_id: str, run_dir: Path, images: np.ndarray, state: RunState | None = None,
-           redo: tuple[int, ...] = ()) -> RunState:
+def evolve(cfg: RunConfig, run_id: str, run_dir: Path, images: np.ndarray | data.Cache,
+           state: RunState | None = None, redo: tuple[int, ...] = ()) -> RunState:
     """The reference loop: train all, keep the elite fraction unchanged, replace the rest at random.
 
+    images: an array, put in the object store once per run and mapped zero-copy by every task, or a data
+    cache that every task maps from its node's disk (data.for_tasks decides which).
     `state` continues a run from its last logged generation; `redo` re-trains logged generations whose files
     were found damaged (their populations are in the state, and selection already happened).
     """
-    images_ref = ray.put(images)  # once per run; tasks map it zero-copy from the object store
+    images_ref = ray.put(images) if isinstance(images, np.ndarray) else images
     n_elite = elite_count(cfg.evolve)
     if state is None:
         state = initial_state(cfg)

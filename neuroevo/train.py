@@ -42,6 +42,12 @@ def to_unit_range(batch: np.ndarray, device: torch.device) -> torch.Tensor:
     return torch.from_numpy(batch).to(device).float().div_(127.5).sub_(1.0)
 
 
+def random_hflip(batch: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Mirror a random half of a N x C x H x W batch left-right, where it lies (one draw per image)."""
+    mirror = torch.rand(len(batch), generator=generator) < 0.5  # N, drawn on the CPU: same on every device
+    return torch.where(mirror.to(batch.device)[:, None, None, None], batch.flip(3), batch)
+
+
 def bce(p: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """nn.BCELoss (logs clamped at -100), minus its input check: a diverged D's NaN output becomes a NaN
     loss that the epoch-end check reports, instead of an exception."""
@@ -54,13 +60,16 @@ def pick_device(assigned_gpus: int) -> str:
 
 
 def train(ch: Chromosome, images: np.ndarray, cfg: TrainConfig, seed: int,
-          device: str = "cpu") -> tuple[TrainResult, Generator, Discriminator]:
+          device: str = "cpu", flip: bool = False) -> tuple[TrainResult, Generator, Discriminator]:
     """The DCGAN step for cfg.epochs epochs: D on a real and a fake batch, then G to make D say real.
 
-    images: uint8, N x C x H x W, matching the chromosome's image shape. Same seed on CPU -> same losses.
+    images: uint8, N x C x H x W, matching the chromosome's image shape; in memory or a read-only memory map,
+    read one sorted batch of rows at a time. flip: mirror a random half of every real batch.
+    Same seed on CPU -> same losses.
     """
     torch.manual_seed(seed)
     shuffle = torch.Generator().manual_seed(seed)
+    flips = torch.Generator().manual_seed(seed + 1)  # its own stream: flipping leaves the batch order alone
     dev = torch.device(device)
     G, D = build(ch)
     G, D = G.to(dev), D.to(dev)
@@ -92,6 +101,8 @@ def train(ch: Chromosome, images: np.ndarray, cfg: TrainConfig, seed: int,
                 status, error = "timeout", f"stopped after {cfg.timeout_s}s (train.timeout_s), in epoch {epoch}"
                 break
             real = to_unit_range(images[np.sort(order[step * bs:(step + 1) * bs])], dev)
+            if flip:
+                real = random_hflip(real, flips)
             z = noise(ch, bs).to(dev)
 
             # (1) D: maximise log D(x) + log(1 - D(G(z)))
@@ -136,15 +147,15 @@ def train(ch: Chromosome, images: np.ndarray, cfg: TrainConfig, seed: int,
     return result, G, D
 
 
-def run(ch: Chromosome, images: np.ndarray, cfg: TrainConfig, seed: int,
-        device: str = "cpu") -> tuple[TrainResult, Artifacts | None]:
+def run(ch: Chromosome, images: np.ndarray, cfg: TrainConfig, seed: int, device: str = "cpu",
+        flip: bool = False) -> tuple[TrainResult, Artifacts | None]:
     """train(), then the artifacts of a chromosome that trained to the end.
 
     Running out of GPU memory is a property of the chromosome, not a crash: it becomes status "oom" and the
     GPU is left clean for the next task. Any other exception propagates to the caller.
     """
     try:
-        result, G, D = train(ch, images, cfg, seed, device)
+        result, G, D = train(ch, images, cfg, seed, device, flip)
     except torch.cuda.OutOfMemoryError as e:
         torch.cuda.empty_cache()
         params_g, params_d = param_counts(ch)

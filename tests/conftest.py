@@ -50,12 +50,20 @@ def tiny_config(**sections) -> config.RunConfig:
     return config.from_dict(tiny_dict(**sections))
 
 
+@pytest.fixture(scope="session", autouse=True)
+def data_cache(tmp_path_factory):
+    """Prepared images go to a fresh folder, never the user's ~/.cache (CLI subprocesses inherit it too)."""
+    path = tmp_path_factory.mktemp("cache")
+    os.environ["NEUROEVO_CACHE"] = str(path)
+    return path
+
+
 @pytest.fixture(scope="module")
 def ray_local():
     """One local Ray instance for the whole module (starting one takes ~5 s on 2 cores)."""
     import ray
 
-    ray.init(num_cpus=2, num_gpus=0, _node_ip_address="127.0.0.1", include_dashboard=False,
+    ray.init(address="local", num_cpus=2, num_gpus=0, _node_ip_address="127.0.0.1", include_dashboard=False,
              log_to_driver=False, configure_logging=False)
     yield ray
     ray.shutdown()

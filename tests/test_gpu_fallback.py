@@ -9,7 +9,7 @@ from tests.conftest import tiny_config
 
 @pytest.fixture(scope="module")
 def ray_with_gpus():
-    ray.init(num_cpus=2, num_gpus=2, _node_ip_address="127.0.0.1", include_dashboard=False,
+    ray.init(address="local", num_cpus=2, num_gpus=2, _node_ip_address="127.0.0.1", include_dashboard=False,
              log_to_driver=False, configure_logging=False)
     yield
     ray.shutdown()
