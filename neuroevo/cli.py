@@ -8,6 +8,7 @@ cannot run, print one line and exit with code 2.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from datetime import datetime
@@ -143,8 +144,8 @@ def cmd_query(args: argparse.Namespace) -> int:
     else:
         df = query.load_runs(args.run_dirs, [args.columns], args.where, args.sort, args.limit)
     df = df.apply(lambda col: col.map(_plain) if col.dtype == object else col)
-    if args.format == "json":
-        print(df.to_json(orient="records", date_format="iso", date_unit="us"))
+    if args.format == "json":  # json, not pandas: floats exactly, as Python writes them
+        print(json.dumps(df.astype(object).where(df.notna(), None).to_dict("records"), default=_json_value))
     elif args.format == "csv":
         df.to_csv(sys.stdout, index=False)
     elif df.empty:
@@ -157,6 +158,14 @@ def cmd_query(args: argparse.Namespace) -> int:
 def _plain(v: object) -> object:
     """List cells print as [3, 5], not numpy's [3 5]."""
     return v.tolist() if isinstance(v, np.ndarray) else v
+
+
+def _json_value(v: object) -> object:
+    if isinstance(v, np.generic):
+        return v.item()
+    if hasattr(v, "isoformat"):  # timestamps
+        return v.isoformat()
+    raise TypeError(f"cannot write {type(v).__name__} as JSON")
 
 
 def cmd_best(args: argparse.Namespace) -> int:

@@ -12,7 +12,7 @@ filter on `generation` or `run_dir` skips other partitions' files unopened.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Sequence
 
 import duckdb
 import pandas as pd
@@ -58,43 +58,39 @@ def dataset(run_dirs: Sequence[str | Path]) -> ds.FileSystemDataset:
 
 def load_runs(run_dirs: Sequence[str | Path], columns: Sequence[str] | None = None, where: str | None = None,
               order_by: str | None = None, limit: int | None = None) -> pd.DataFrame:
-    """One or several runs' logs, one row per chromosome per generation.
+    """One or several runs' logs, one row per chromosome per generation: a SELECT over `logs`.
 
     columns: column names or SQL expressions (`"params_g + params_d AS params"`); default all.
-    where: a DuckDB SQL boolean expression, e.g. `"generation >= 5 AND status = 'ok'"`.
+    where: a SQL boolean expression, e.g. `"generation >= 5 AND status = 'ok'"`.
     order_by: a SQL ORDER BY list, e.g. `"fitness DESC"`; default `run_dir, generation, chromosome_id`.
     """
-    con = duckdb.connect()
-    return _run(lambda: _select(con.from_arrow(dataset(run_dirs)), ", ".join(columns or ["*"]), where,
-                                order_by, limit))
+    data = dataset(run_dirs)
+    text = f"SELECT {', '.join(columns or ['*'])} FROM {TABLE}"
+    if where:
+        text += f" WHERE ({where})"
+    text += f" ORDER BY {order_by or DEFAULT_ORDER}"
+    if limit is not None:
+        text += f" LIMIT {int(limit)}"
+    try:
+        return _execute(data, text)
+    except QueryError as e:  # say which query: the error's position is in it
+        raise QueryError(f"{e} (in: {text})") from None
 
 
 def sql(run_dirs: Sequence[str | Path], query: str) -> pd.DataFrame:
     """Any DuckDB query over the runs' logs, which it sees as the table `logs`."""
+    return _execute(dataset(run_dirs), query)
+
+
+def _execute(data: ds.Dataset, query: str) -> pd.DataFrame:
+    """Run the query with `data` as the table `logs`; DuckDB's and pyarrow's errors become one line."""
     con = duckdb.connect()
-    con.register(TABLE, dataset(run_dirs))
-
-    def run() -> duckdb.DuckDBPyRelation:
-        rel = con.sql(query)
-        if rel is None:
-            raise QueryError(f"--sql: {query!r} returns no rows; expected a SELECT over the table {TABLE}")
-        return rel
-
-    return _run(run)
-
-
-def _select(rel: duckdb.DuckDBPyRelation, columns: str, where: str | None, order_by: str | None,
-            limit: int | None) -> duckdb.DuckDBPyRelation:
-    if where:
-        rel = rel.filter(where)
-    rel = rel.order(order_by or DEFAULT_ORDER).project(columns)  # ordered first: ORDER BY may name any column
-    return rel.limit(limit) if limit is not None else rel
-
-
-def _run(make_relation: Callable[[], duckdb.DuckDBPyRelation]) -> pd.DataFrame:
-    """Build and execute the relation; DuckDB's errors (and pyarrow's, from the scan) become one line."""
+    con.register(TABLE, data)
     try:
-        table = make_relation().to_arrow_table()
-    except (duckdb.Error, pa.ArrowException) as e:
+        rel = con.sql(query)
+        if rel is None:  # a statement that returns nothing (DuckDB < 2)
+            raise QueryError(f"{query!r} returns no rows; expected a SELECT over the table {TABLE}")
+        table = rel.to_arrow_table()
+    except (duckdb.Error, pa.ArrowException) as e:  # pyarrow's: from the scan, e.g. an unreadable file
         raise QueryError(" ".join(str(e).split("\n\nLINE")[0].split())) from None
     return table.to_pandas()
