@@ -15,11 +15,13 @@ from datetime import datetime
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from neuroevo import config, data, genome
 
 EXIT_BAD_INPUT = 2
-QUERY_COLUMNS = "run_id, generation, chromosome_id, is_elite, params_g + params_d AS params, d_loss, g_loss, fitness, status"
+QUERY_COLUMNS = ("run_id, generation, chromosome_id, is_elite, params_g + params_d AS params, d_loss, g_loss, fitness, "
+                 "status")
 
 
 class InputError(Exception):
@@ -45,7 +47,8 @@ def _parser() -> argparse.ArgumentParser:
     q.add_argument("--where", help="a SQL boolean expression, e.g. \"generation >= 2 AND status = 'ok'\"")
     q.add_argument("--columns", default=QUERY_COLUMNS,
                    help=f"a SQL select list; '*' for every column (default: {QUERY_COLUMNS})")
-    q.add_argument("--sort", help="a SQL ORDER BY list, e.g. 'fitness DESC' (default: run_dir, generation, chromosome_id)")
+    q.add_argument("--sort",
+                   help="a SQL ORDER BY list, e.g. 'fitness DESC' (default: run_dir, generation, chromosome_id)")
     q.add_argument("--limit", type=_count, help="at most N rows")
     q.add_argument("--format", choices=("table", "csv", "json"), default="table")
     q.add_argument("--sql", help="a whole query over the table `logs` instead of --where/--columns/--sort, "
@@ -168,10 +171,22 @@ def _json_value(v: object) -> object:
     raise TypeError(f"cannot write {type(v).__name__} as JSON")
 
 
+def _best(run_dir: str) -> tuple[pd.DataFrame, pd.Series]:
+    """The run's logs and its fittest row."""
+    from neuroevo import query, report
+
+    df = query.load_runs([run_dir])
+    row = report.best(df)
+    if row is None:
+        raise InputError(f"{run_dir}: none of its {len(df)} chromosomes has trained successfully yet")
+    return df, row
+
+
 def cmd_best(args: argparse.Namespace) -> int:
     from neuroevo import report
 
-    print(report.describe_best(args.run_dir, report.load(args.run_dir)))
+    df, row = _best(args.run_dir)
+    print(report.describe(args.run_dir, df, row))
     return 0
 
 
@@ -192,15 +207,10 @@ def cmd_sample(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.suffix.lower() not in Image.registered_extensions():
         raise InputError(f"--out: {out} has no image file extension (e.g. .png, .jpg)")
-    generation = args.generation
-    if generation is None:
-        top = report.best(report.load(args.run_dir))
-        if top is None:
-            raise InputError(f"{args.run_dir}: no chromosome has trained successfully yet, so no generator is saved")
-        generation = int(top.generation)
+    generation = args.generation if args.generation is not None else int(_best(args.run_dir)[1].generation)
     weights = report.best_dir(args.run_dir, generation) / "weights.pt"
     if not weights.is_file():
-        saved = sorted(int(p.parent.name.split("=")[1]) for p in Path(args.run_dir).glob("best/generation=*/weights.pt"))
+        saved = sorted(int(p.parent.name.split("=")[1]) for p in Path(args.run_dir).glob("best/*/weights.pt"))
         raise InputError(f"--generation: {weights} does not exist (saved: {', '.join(map(str, saved)) or 'none'})")
     ch = report.sample(weights, args.n, args.seed, out)
     print(f"{out}: {args.n} samples of {ch.image_channels}x{ch.image_size}x{ch.image_size} from chromosome {ch.id} "

@@ -28,10 +28,6 @@ def best_dir(run_dir: str | Path, generation: int) -> Path:
     return Path(run_dir) / "best" / f"generation={generation:04d}"
 
 
-def load(run_dir: str | Path) -> pd.DataFrame:
-    return query.load_runs([run_dir])
-
-
 def best(df: pd.DataFrame) -> pd.Series | None:
     """The fittest row that trained; None if none did."""
     ok = df[df["status"] == "ok"]
@@ -68,15 +64,15 @@ def layers(ch: Chromosome) -> pd.DataFrame:
     """One row per layer of G and D: its kind, kernel, output channels, BatchNorm momentum and sides."""
     rows, side = [], ch.noise_side
     for i, b in enumerate(ch.g_blocks, 1):
-        rows.append(("G", f"block {i}", "ConvTranspose-BN-PReLU", f"{b.kernel}x{b.kernel}", b.channels, f"{b.bn_momentum:.3f}",
-                     f"{side} -> {side + b.kernel - 1}"))
+        rows.append(("G", f"block {i}", "ConvTranspose-BN-PReLU", f"{b.kernel}x{b.kernel}", b.channels,
+                     f"{b.bn_momentum:.3f}", f"{side} -> {side + b.kernel - 1}"))
         side += b.kernel - 1
     k = ch.g_out_kernel
     rows.append(("G", "output", "ConvTranspose-tanh", f"{k}x{k}", ch.image_channels, "", f"{side} -> {side + k - 1}"))
     side = ch.image_size
     for i, b in enumerate(ch.d_blocks, 1):
-        rows.append(("D", f"block {i}", "Conv-BN-PReLU", f"{b.kernel}x{b.kernel}", b.channels, f"{b.bn_momentum:.3f}",
-                     f"{side} -> {side - b.kernel + 1}"))
+        rows.append(("D", f"block {i}", "Conv-BN-PReLU", f"{b.kernel}x{b.kernel}", b.channels,
+                     f"{b.bn_momentum:.3f}", f"{side} -> {side - b.kernel + 1}"))
         side -= b.kernel - 1
     c = ch.d_blocks[-1].channels
     rows.append(("D", "hidden", "Linear-PReLU", "", ch.d_hidden, "", f"{c}x{side}x{side} = {c * side * side} inputs"))
@@ -92,11 +88,8 @@ def genes_short(ch: Chromosome) -> tuple[str, str]:
     return g, d
 
 
-def describe_best(run_dir: str | Path, df: pd.DataFrame) -> str:
-    """The text of `neuroevo best`."""
-    row = best(df)
-    if row is None:
-        raise query.QueryError(f"{run_dir}: no chromosome has trained successfully yet ({len(df)} failed)")
+def describe(run_dir: str | Path, df: pd.DataFrame, row: pd.Series) -> str:
+    """The text of `neuroevo best`: one row of the run's logs `df`, its genes laid out."""
     ch = Chromosome.from_json(row.chromosome)
     lived = survival(df).loc[row.chromosome_id]
     out = best_dir(run_dir, int(row.generation))
@@ -148,22 +141,25 @@ def plot_fitness(df: pd.DataFrame, path: Path) -> Path:
 
 def plot_pareto(df: pd.DataFrame, path: Path) -> Path:
     ok = df[(df["status"] == "ok") & (df["d_loss"] > 0) & (df["g_loss"] > 0)]
+    fig = Figure(figsize=(7, 4.5), dpi=100)
+    ax = fig.add_subplot()
+    ax.set(xlabel="parameters (G + D)", ylabel="loss  1 / (1/L_D + 1/L_G)",
+           title="Size against loss: lower left is better")
+    if ok.empty:
+        ax.text(0.5, 0.5, "no chromosome has trained successfully yet", ha="center", transform=ax.transAxes)
+        fig.savefig(path, bbox_inches="tight")
+        return path
     size = (ok["params_g"] + ok["params_d"]).to_numpy()
     loss = combined_loss(ok["d_loss"], ok["g_loss"]).to_numpy()
     front = pareto_front(size, loss)
-    fig = Figure(figsize=(7, 4.5), dpi=100)
-    ax = fig.add_subplot()
     points = ax.scatter(size, loss, c=ok["generation"], cmap="viridis", s=16)
     order = np.argsort(size[front])
     ax.step(size[front][order], loss[front][order], where="post", color="C3", label="Pareto front")
     ax.scatter(size[front], loss[front], s=60, facecolors="none", edgecolors="C3")
     top = best(df)
-    if top is not None:
-        ax.scatter([top.params_g + top.params_d], [combined_loss(top.d_loss, top.g_loss)], marker="*", s=200,
-                   color="C1", zorder=3, label=f"best fitness ({top.chromosome_id})")
+    ax.scatter([top.params_g + top.params_d], [combined_loss(top.d_loss, top.g_loss)], marker="*", s=200,
+               color="C1", zorder=3, label=f"best fitness ({top.chromosome_id})")
     ax.set_xscale("log")
-    ax.set(xlabel="parameters (G + D)", ylabel="loss  1 / (1/L_D + 1/L_G)",
-           title="Size against loss: lower left is better")
     fig.colorbar(points, ax=ax, label="generation", ticks=MaxNLocator(integer=True))
     ax.legend(loc="best", fontsize="small")
     fig.savefig(path, bbox_inches="tight")
@@ -238,7 +234,7 @@ table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ccc;paddin
 def write_report(run_dir: str | Path, out_dir: str | Path, top: int = 10, max_grids: int = 20) -> list[Path]:
     """Three PNG plots and report.html (plots, sample grids and tables inlined, nothing linked) in out_dir."""
     run_dir, out_dir = Path(run_dir), Path(out_dir)
-    df = load(run_dir)
+    df = query.load_runs([run_dir])
     out_dir.mkdir(parents=True, exist_ok=True)
     plots = [
         ("Fitness per generation", plot_fitness(df, out_dir / "fitness.png")),
@@ -246,13 +242,10 @@ def write_report(run_dir: str | Path, out_dir: str | Path, top: int = 10, max_gr
         ("How long elites survive", plot_elites(df, out_dir / "elites.png")),
     ]
     generations = sorted(int(g) for g in df["generation"].unique())
-    per_gen = df[df["status"] == "ok"].sort_values(BEST_ORDER[0], ascending=BEST_ORDER[1]).groupby("generation").head(1)
     figures = []
     for g in grid_generations(generations, max_grids):
-        png = best_dir(run_dir, g) / "samples.png"
-        row = per_gen[per_gen["generation"] == g]
-        if png.is_file() and len(row):
-            r = row.iloc[0]
+        png, r = best_dir(run_dir, g) / "samples.png", best(df[df["generation"] == g])
+        if png.is_file() and r is not None:
             figures.append(f"<figure>{_img(png.read_bytes(), f'generation {g} samples')}<figcaption>generation {g}"
                            f" · {html.escape(r.chromosome_id)} · fitness {r.fitness:.4f}</figcaption></figure>")
     b = best(df)
