@@ -254,7 +254,7 @@ def write_report(run_dir: str | Path, out_dir: str | Path, top: int = 10, max_gr
     if b is not None:
         summary += (f"Best fitness {b.fitness:.4f}: chromosome {b.chromosome_id} in generation {b.generation}, "
                     f"{b.params_g + b.params_d:,} parameters, D loss {b.d_loss:.4f}, G loss {b.g_loss:.4f}.")
-    config = run_dir / "config.yaml"
+    config, table = run_dir / "config.yaml", top_table(df, top)
     parts = [
         f"<!doctype html><html><head><meta charset='utf-8'><title>neuroevo · {html.escape(run_dir.name)}</title>"
         f"<style>{_STYLE}</style></head><body>",
@@ -264,8 +264,8 @@ def write_report(run_dir: str | Path, out_dir: str | Path, top: int = 10, max_gr
         *(f"<h2>{title}</h2>{_img(path.read_bytes(), title)}" for title, path in plots),
         "<h2>Best samples per generation</h2>",
         f"<div class='grids'>{''.join(figures)}</div>" if figures else "<p>No sample grids saved yet.</p>",
-        f"<h2>Top {top} chromosomes</h2>",
-        top_table(df, top).to_html(index=False, escape=True, border=0),
+        f"<h2>The {len(table)} fittest chromosomes</h2>",
+        table.to_html(index=False, escape=True, border=0),
     ]
     if config.is_file():
         parts.append(f"<h2>Config</h2><pre>{html.escape(config.read_text())}</pre>")

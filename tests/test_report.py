@@ -169,9 +169,9 @@ def test_sample_draws_a_grid_of_the_right_size(run_dir, tmp_path):
     assert f"6 samples of 3x{saved['image_size']}x{saved['image_size']}" in p.stdout
 
     # the same seed draws the same images; another seed, others
-    again = neuroevo("sample", run_dir, "--generation", 1, "--n", 6, "--out", tmp_path / "again.png")
-    other = neuroevo("sample", run_dir, "--generation", 1, "--n", 6, "--seed", 1, "--out", tmp_path / "other.png")
-    assert again.returncode == 0 and other.returncode == 0
+    weights = run_dir / "best" / "generation=0001" / "weights.pt"
+    report.sample(weights, 6, 0, tmp_path / "again.png")
+    report.sample(weights, 6, 1, tmp_path / "other.png")
     assert (tmp_path / "again.png").read_bytes() == (tmp_path / "grid.png").read_bytes()
     assert (tmp_path / "other.png").read_bytes() != (tmp_path / "grid.png").read_bytes()
 
