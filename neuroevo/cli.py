@@ -1,8 +1,8 @@
-"""`neuroevo run [CONFIG_OR_PRESET] [--set key=value ...] [--address ADDR]`, and
-`neuroevo prepare [CONFIG_OR_PRESET] [--set key=value ...]`, which only prepares the data cache.
+"""`neuroevo run | prepare | query | best | report | sample`
 
 Everything that can be wrong with the input is found before Ray starts: the config, the data, and whether the
-search space yields chromosomes under max_params. Such errors print one line and exit with code 2.
+search space yields chromosomes under max_params. Such errors, and a missing run directory or a query DuckDB
+cannot run, print one line and exit with code 2.
 """
 
 from __future__ import annotations
@@ -17,12 +17,15 @@ from datetime import datetime
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from neuroevo import config, data, genome, logs
 from neuroevo.state import STATE_FILE, RunState, StateError
 from neuroevo.state import load as load_state
 
 EXIT_BAD_INPUT = 2
+QUERY_COLUMNS = ("run_id, generation, chromosome_id, is_elite, params_g + params_d AS params, d_loss, g_loss, fitness, "
+                 "status")
 
 
 class InputError(Exception):
@@ -43,11 +46,49 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--dashboard", action="store_true", help="start Ray's dashboard with a local cluster (127.0.0.1)")
     run.add_argument("--resume", metavar="RUN_DIR", default=None,
                      help="continue a stopped run from its last logged generation; re-train damaged generations")
+    run.add_argument("--quiet", action="store_true",
+                     help="print one line per generation (no progress bar, no line per chromosome)")
+
     prepare = sub.add_parser("prepare", help="decode and resize a config's images into the data cache, e.g. on each node")
     prepare.add_argument("config", nargs="?", default="demo", help="a YAML config file or a preset (default: demo)")
     prepare.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                          help="override a config key, e.g. --set data.root=imagenet/train (repeatable)")
+
+    q = sub.add_parser("query", help="select rows from one or more runs' logs (DuckDB SQL)")
+    q.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
+    q.add_argument("--where", help="a SQL boolean expression, e.g. \"generation >= 2 AND status = 'ok'\"")
+    q.add_argument("--columns", default=QUERY_COLUMNS,
+                   help=f"a SQL select list; '*' for every column (default: {QUERY_COLUMNS})")
+    q.add_argument("--sort",
+                   help="a SQL ORDER BY list, e.g. 'fitness DESC' (default: run_dir, generation, chromosome_id)")
+    q.add_argument("--limit", type=_count, help="at most N rows")
+    q.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    q.add_argument("--sql", help="a whole query over the table `logs` instead of --where/--columns/--sort, "
+                                 "e.g. 'SELECT generation, max(fitness) FROM logs GROUP BY ALL ORDER BY 1'")
+
+    b = sub.add_parser("best", help="the best chromosome of a run: genes, scores, samples")
+    b.add_argument("run_dir", metavar="RUN_DIR")
+
+    r = sub.add_parser("report", help="plots and a self-contained HTML page for a run")
+    r.add_argument("run_dir", metavar="RUN_DIR")
+    r.add_argument("--out", help="output folder (default: RUN_DIR/report)")
+    r.add_argument("--top", type=_count, default=10, help="chromosomes in the top table (default: 10)")
+    r.add_argument("--max-grids", type=_count, default=20,
+                   help="sample grids at most, from evenly spread generations (default: 20)")
+
+    s = sub.add_parser("sample", help="draw images from a saved generator into one grid image")
+    s.add_argument("run_dir", metavar="RUN_DIR")
+    s.add_argument("--generation", type=int, help="whose best generator (default: the run's best chromosome's)")
+    s.add_argument("--n", type=_count, default=64, help="images (default: 64)")
+    s.add_argument("--seed", type=int, default=0, help="noise seed (default: 0)")
+    s.add_argument("--out", required=True, help="image file to write, e.g. grid.png")
     return p
+
+
+def _count(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
+    return int(text)
 
 
 @dataclass(frozen=True)
@@ -175,8 +216,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     (run_dir / "data.json").write_text(json.dumps(data.record(p.images, shared), indent=1) + "\n")
     _set_aside(run_dir, p.redo)
 
-    from neuroevo import evolve  # Ray and torch load only once the input is known to be good
+    from neuroevo import evolve, progress  # Ray and torch load only once the input is known to be good
 
+    progress.set_quiet(args.quiet)
     signal.signal(signal.SIGTERM, _interrupt)
     _init_ray(args.address, args.dashboard)
     try:
@@ -207,13 +249,104 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_query(args: argparse.Namespace) -> int:
+    from neuroevo import query
+
+    if args.sql:
+        if args.where or args.sort or args.columns != QUERY_COLUMNS:
+            raise InputError("--sql: give the whole query there, without --where, --columns or --sort")
+        df = query.sql(args.run_dirs, args.sql)
+        df = df.head(args.limit) if args.limit else df
+    else:
+        df = query.load_runs(args.run_dirs, [args.columns], args.where, args.sort, args.limit)
+    df = df.apply(lambda col: col.map(_plain) if col.dtype == object else col)
+    if args.format == "json":  # json, not pandas: floats exactly, as Python writes them
+        print(json.dumps(df.astype(object).where(df.notna(), None).to_dict("records"), default=_json_value))
+    elif args.format == "csv":
+        df.to_csv(sys.stdout, index=False)
+    elif df.empty:
+        print(f"no rows ({', '.join(df.columns)})")
+    else:
+        print(df.to_string(index=False))
+    return 0
+
+
+def _plain(v: object) -> object:
+    """List cells print as [3, 5], not numpy's [3 5]."""
+    return v.tolist() if isinstance(v, np.ndarray) else v
+
+
+def _json_value(v: object) -> object:
+    if isinstance(v, np.generic):
+        return v.item()
+    if hasattr(v, "isoformat"):  # timestamps
+        return v.isoformat()
+    raise TypeError(f"cannot write {type(v).__name__} as JSON")
+
+
+def _best(run_dir: str) -> tuple[pd.DataFrame, pd.Series]:
+    """The run's logs and its fittest row."""
+    from neuroevo import query, report
+
+    df = query.load_runs([run_dir])
+    row = report.best(df)
+    if row is None:
+        raise InputError(f"{run_dir}: none of its {len(df)} chromosomes has trained successfully yet")
+    return df, row
+
+
+def cmd_best(args: argparse.Namespace) -> int:
+    from neuroevo import report
+
+    df, row = _best(args.run_dir)
+    print(report.describe(args.run_dir, df, row))
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from neuroevo import report
+
+    out = Path(args.out) if args.out else Path(args.run_dir) / "report"
+    for path in report.write_report(args.run_dir, out, args.top, args.max_grids):
+        print(path)
+    return 0
+
+
+def cmd_sample(args: argparse.Namespace) -> int:
+    from PIL import Image
+
+    from neuroevo import report
+
+    out = Path(args.out)
+    if out.suffix.lower() not in Image.registered_extensions():
+        raise InputError(f"--out: {out} has no image file extension (e.g. .png, .jpg)")
+    generation = args.generation if args.generation is not None else int(_best(args.run_dir)[1].generation)
+    weights = report.best_dir(args.run_dir, generation) / "weights.pt"
+    if not weights.is_file():
+        saved = sorted(int(p.parent.name.split("=")[1]) for p in Path(args.run_dir).glob("best/*/weights.pt"))
+        raise InputError(f"--generation: {weights} does not exist (saved: {', '.join(map(str, saved)) or 'none'})")
+    ch = report.sample(weights, args.n, args.seed, out)
+    print(f"{out}: {args.n} samples of {ch.image_channels}x{ch.image_size}x{ch.image_size} from chromosome {ch.id} "
+          f"(generation {generation}, seed {args.seed})")
+    return 0
+
+
+COMMANDS = {"run": cmd_run, "prepare": cmd_prepare, "query": cmd_query, "best": cmd_best, "report": cmd_report,
+            "sample": cmd_sample}
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    from neuroevo.query import QueryError
+
     try:
-        return cmd_prepare(args) if args.command == "prepare" else cmd_run(args)
-    except InputError as e:
+        return COMMANDS[args.command](args)
+    except (InputError, QueryError) as e:
         print(f"neuroevo: error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except BrokenPipeError:  # e.g. `neuroevo query ... | head`: stop quietly, as other tools do
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":

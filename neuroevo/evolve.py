@@ -18,7 +18,7 @@ import pandas as pd
 import ray
 
 from neuroevo import fitness as fitness_mod
-from neuroevo import data, genome, logs, selection, train
+from neuroevo import data, genome, logs, progress, selection, train
 from neuroevo.config import RunConfig, TrainConfig, elite_count
 from neuroevo.genome import Chromosome
 from neuroevo.state import Member, RunState
@@ -145,6 +145,7 @@ def run_generation(cfg: RunConfig, run_id: str, run_dir: Path, generation: int, 
         pending[report_ref] = (m, seed, art_ref)
 
     rows, artifacts = [], {}
+    bar = progress.GenerationBar(generation, len(population))
     try:
         while pending:
             [done], _ = ray.wait(list(pending), num_returns=1)
@@ -156,11 +157,13 @@ def run_generation(cfg: RunConfig, run_id: str, run_dir: Path, generation: int, 
             row = _row(cfg, run_id, generation, m, seed, report, failure)
             rows.append(row)
             artifacts[row["chromosome_id"]] = art_ref
-            _print_task(generation, len(rows), len(population), row)
+            bar.task_done(row)
     except KeyboardInterrupt:
         for ref in pending:
             ray.cancel(ref, force=True)
         raise
+    finally:
+        bar.close()
 
     logs.write_generation(run_dir, generation, rows)
     df = pd.DataFrame(rows)
@@ -183,6 +186,7 @@ def evolve(cfg: RunConfig, run_id: str, run_dir: Path, images: np.ndarray | data
     n_elite = elite_count(cfg.evolve)
     if state is None:
         state = initial_state(cfg)
+        Path(run_dir).mkdir(parents=True, exist_ok=True)
         save_state(run_dir, state, cfg.seed)
     for generation in redo:
         run_generation(cfg, run_id, run_dir, generation, state.population(generation), images_ref)
@@ -203,24 +207,6 @@ def evolve(cfg: RunConfig, run_id: str, run_dir: Path, images: np.ndarray | data
             "failed": int((df["status"] != "ok").sum()),
             "seconds": time.perf_counter() - start,
         })
-        _print_generation(df, summary)
+        progress.generation_done(df, summary)
     return state
 
-
-def _print_task(generation: int, done: int, total: int, row: dict) -> None:
-    if row["status"] == "ok":
-        print(f"gen {generation} [{done}/{total}] {row['chromosome_id']} fitness {row['fitness']:.4f} "
-              f"d_loss {row['d_loss']:.4f} g_loss {row['g_loss']:.4f} "
-              f"params {row['params_g'] + row['params_d']:,} {row['train_seconds']:.1f}s "
-              f"{row['images_per_second']:.0f} img/s on {row['device']}", flush=True)
-    else:
-        print(f"gen {generation} [{done}/{total}] {row['chromosome_id']} {row['status'].upper()}: "
-              f"{row['error'][:200]}", flush=True)
-
-
-def _print_generation(df: pd.DataFrame, summary: list[dict]) -> None:
-    table = df.assign(params=df["params_g"] + df["params_d"]).sort_values("fitness", ascending=False)
-    cols = ["chromosome_id", "is_elite", "born_generation", "params", "d_loss", "g_loss", "fitness", "status",
-            "train_seconds"]
-    print(table[cols].to_string(index=False, float_format=lambda x: f"{x:.4f}"))
-    print(pd.DataFrame(summary).to_string(index=False, float_format=lambda x: f"{x:.4f}"), flush=True)

@@ -1,0 +1,294 @@
+"""A run as people read it: the best chromosome laid out, plots, one self-contained HTML page, new samples.
+
+Reads only what a run writes (the Parquet logs, best/generation=NNNN/, config.yaml), so it works on a
+finished run and on one still running. Plots use matplotlib's Figure API (the Agg canvas, no display).
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import math
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+
+from neuroevo import query
+from neuroevo.genome import Chromosome
+
+BEST_ORDER = (["fitness", "generation", "chromosome_id"], [False, True, True])  # ties: earliest, then by id
+ELITES_SHOWN = 40
+
+
+def best_dir(run_dir: str | Path, generation: int) -> Path:
+    return Path(run_dir) / "best" / f"generation={generation:04d}"
+
+
+def best(df: pd.DataFrame) -> pd.Series | None:
+    """The fittest row that trained; None if none did."""
+    ok = df[df["status"] == "ok"]
+    return None if ok.empty else ok.sort_values(BEST_ORDER[0], ascending=BEST_ORDER[1]).iloc[0]
+
+
+def combined_loss(d_loss: pd.Series, g_loss: pd.Series) -> pd.Series:
+    """1 / (1/L_D + 1/L_G): the losses as the fitness's loss term combines them; lower is fitter."""
+    return 1.0 / (1.0 / d_loss + 1.0 / g_loss)
+
+
+def pareto_front(size: np.ndarray, loss: np.ndarray) -> np.ndarray:
+    """Mask of the points that no other point beats on both size and loss (both minimised)."""
+    order = np.lexsort((loss, size))  # by size, then loss
+    front = np.zeros(len(size), dtype=bool)
+    best_loss = math.inf
+    for i in order:
+        if loss[i] < best_loss:
+            front[i], best_loss = True, loss[i]
+    return front
+
+
+def survival(df: pd.DataFrame) -> pd.DataFrame:
+    """Per chromosome: born, last generation seen, and in how many generations it was trained."""
+    g = df.groupby("chromosome_id")["generation"]
+    out = pd.DataFrame({"born": g.min(), "last": g.max(), "generations": g.nunique()})
+    return out.sort_values(["born", "generations"], ascending=[True, False])
+
+
+# --- text ---------------------------------------------------------------------------------------------
+
+
+def layers(ch: Chromosome) -> pd.DataFrame:
+    """One row per layer of G and D: its kind, kernel, output channels, BatchNorm momentum and sides."""
+    rows, side = [], ch.noise_side
+    for i, b in enumerate(ch.g_blocks, 1):
+        rows.append(("G", f"block {i}", "ConvTranspose-BN-PReLU", f"{b.kernel}x{b.kernel}", b.channels,
+                     f"{b.bn_momentum:.3f}", f"{side} -> {side + b.kernel - 1}"))
+        side += b.kernel - 1
+    k = ch.g_out_kernel
+    rows.append(("G", "output", "ConvTranspose-tanh", f"{k}x{k}", ch.image_channels, "", f"{side} -> {side + k - 1}"))
+    side = ch.image_size
+    for i, b in enumerate(ch.d_blocks, 1):
+        rows.append(("D", f"block {i}", "Conv-BN-PReLU", f"{b.kernel}x{b.kernel}", b.channels,
+                     f"{b.bn_momentum:.3f}", f"{side} -> {side - b.kernel + 1}"))
+        side -= b.kernel - 1
+    c = ch.d_blocks[-1].channels
+    rows.append(("D", "hidden", "Linear-PReLU", "", ch.d_hidden, "", f"{c}x{side}x{side} = {c * side * side} inputs"))
+    rows.append(("D", "output", "Linear-sigmoid", "", 1, "", ""))
+    return pd.DataFrame(rows, columns=["net", "layer", "kind", "kernel", "channels", "bn_momentum", "side"])
+
+
+def genes_short(ch: Chromosome) -> tuple[str, str]:
+    """G and D in one line each: channels (kernel) per layer."""
+    g = " → ".join([f"{ch.noise_channels}×{ch.noise_side}²"] + [f"{b.channels} (k{b.kernel})" for b in ch.g_blocks]
+                   + [f"{ch.image_channels} (k{ch.g_out_kernel})"])
+    d = " → ".join([f"{b.channels} (k{b.kernel})" for b in ch.d_blocks] + [f"FC {ch.d_hidden}", "1"])
+    return g, d
+
+
+def describe(run_dir: str | Path, df: pd.DataFrame, row: pd.Series) -> str:
+    """The text of `neuroevo best`: one row of the run's logs `df`, its genes laid out."""
+    ch = Chromosome.from_json(row.chromosome)
+    lived = survival(df).loc[row.chromosome_id]
+    out = best_dir(run_dir, int(row.generation))
+    lines = [
+        f"best chromosome {row.chromosome_id} of run {row.run_id}, generation {row.generation} "
+        f"(born in generation {lived.born}, trained in {lived.generations} of {df.generation.nunique()} generations)",
+        f"fitness   {row.fitness:.4f}",
+        f"losses    D {row.d_loss:.4f}  G {row.g_loss:.4f}  (per epoch: D {_floats(row.d_losses)}, "
+        f"G {_floats(row.g_losses)})",
+        f"params    {row.params_g + row.params_d:,}  (G {row.params_g:,}, D {row.params_d:,})",
+        f"noise     {ch.noise_channels} × {ch.noise_side} × {ch.noise_side};  image {ch.image_channels} × "
+        f"{ch.image_size} × {ch.image_size}",
+        f"optimiser G: SGD lr {ch.g_lr:.3g} momentum {ch.g_momentum:.3f};  D: SGD lr {ch.d_lr:.3g} momentum "
+        f"{ch.d_momentum:.3f};  batch {ch.batch_size}",
+        "",
+        layers(ch).to_string(index=False),
+        "",
+        f"samples   {_existing(out / 'samples.png')}",
+        f"weights   {_existing(out / 'weights.pt')}",
+    ]
+    return "\n".join(lines)
+
+
+def _floats(xs) -> str:
+    return "[" + ", ".join(f"{x:.4f}" for x in xs) + "]"
+
+
+def _existing(path: Path) -> str:
+    return str(path) if path.is_file() else f"{path} (not saved)"
+
+
+# --- plots --------------------------------------------------------------------------------------------
+
+
+def plot_fitness(df: pd.DataFrame, path: Path) -> Path:
+    per = df.groupby("generation")["fitness"].agg(["max", "mean", "min"])
+    fig = Figure(figsize=(7, 4), dpi=100)
+    ax = fig.add_subplot()
+    ax.scatter(df["generation"], df["fitness"], s=8, color="0.7", label="each chromosome")
+    ax.fill_between(per.index, per["min"], per["max"], color="C0", alpha=0.1)
+    for col, label, style in (("max", "best", "-o"), ("mean", "mean", "--"), ("min", "worst", ":")):
+        ax.plot(per.index, per[col], style, color="C0", label=label, markersize=4)
+    ax.set(xlabel="generation", ylabel="fitness", title="Fitness per generation (failed chromosomes included)")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.legend(loc="best", fontsize="small")
+    fig.savefig(path, bbox_inches="tight")
+    return path
+
+
+def plot_pareto(df: pd.DataFrame, path: Path) -> Path:
+    ok = df[(df["status"] == "ok") & (df["d_loss"] > 0) & (df["g_loss"] > 0)]
+    fig = Figure(figsize=(7, 4.5), dpi=100)
+    ax = fig.add_subplot()
+    ax.set(xlabel="parameters (G + D)", ylabel="loss  1 / (1/L_D + 1/L_G)",
+           title="Size against loss: lower left is better")
+    if ok.empty:
+        ax.text(0.5, 0.5, "no chromosome has trained successfully yet", ha="center", transform=ax.transAxes)
+        fig.savefig(path, bbox_inches="tight")
+        return path
+    size = (ok["params_g"] + ok["params_d"]).to_numpy()
+    loss = combined_loss(ok["d_loss"], ok["g_loss"]).to_numpy()
+    front = pareto_front(size, loss)
+    points = ax.scatter(size, loss, c=ok["generation"], cmap="viridis", s=16)
+    order = np.argsort(size[front])
+    ax.step(size[front][order], loss[front][order], where="post", color="C3", label="Pareto front")
+    ax.scatter(size[front], loss[front], s=60, facecolors="none", edgecolors="C3")
+    top = best(df)
+    ax.scatter([top.params_g + top.params_d], [combined_loss(top.d_loss, top.g_loss)], marker="*", s=200,
+               color="C1", zorder=3, label=f"best fitness ({top.chromosome_id})")
+    ax.set_xscale("log")
+    fig.colorbar(points, ax=ax, label="generation", ticks=MaxNLocator(integer=True))
+    ax.legend(loc="best", fontsize="small")
+    fig.savefig(path, bbox_inches="tight")
+    return path
+
+
+def plot_elites(df: pd.DataFrame, path: Path) -> Path:
+    lived = survival(df)
+    kept = lived[lived["generations"] > 1]
+    shown = kept.nlargest(ELITES_SHOWN, "generations").sort_values(["born", "generations"], ascending=[True, False])
+    fig = Figure(figsize=(7, 1.5 + 0.22 * max(len(shown), 4)), dpi=100)
+    ax = fig.add_subplot()
+    for y, (cid, r) in enumerate(shown.iterrows()):
+        seen = np.sort(df.loc[df["chromosome_id"] == cid, "generation"].unique())
+        ax.hlines(y, r.born, r["last"], color="C0")
+        ax.plot(seen, [y] * len(seen), "o", color="C0", markersize=4)
+    ax.set_yticks(range(len(shown)), shown.index, fontsize="small", family="monospace")
+    ax.invert_yaxis()
+    ax.set_xlim(df["generation"].min() - 0.5, df["generation"].max() + 0.5)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    longest = int(kept["generations"].max()) if len(kept) else 1
+    more = f", the {len(shown)} longest-lived shown" if len(kept) > len(shown) else ""
+    ax.set(xlabel="generation", title=f"{len(kept)} of {len(lived)} chromosomes survived a selection{more}; "
+                                      f"the longest lived {longest} generations")
+    fig.savefig(path, bbox_inches="tight")
+    return path
+
+
+# --- HTML ---------------------------------------------------------------------------------------------
+
+
+def grid_generations(generations: list[int], max_grids: int) -> list[int]:
+    """At most max_grids generations, evenly spread, always the first and the last."""
+    if len(generations) <= max_grids:
+        return generations
+    picks = np.unique(np.linspace(0, len(generations) - 1, max_grids).round().astype(int))
+    return [generations[i] for i in picks]
+
+
+def top_table(df: pd.DataFrame, n: int) -> pd.DataFrame:
+    """The n fittest chromosomes, each once (at its best generation)."""
+    ok = df[df["status"] == "ok"].sort_values(BEST_ORDER[0], ascending=BEST_ORDER[1])
+    top = ok.drop_duplicates("chromosome_id").head(n)
+    lived = survival(df)
+    genes = [genes_short(Chromosome.from_json(c)) for c in top["chromosome"]]
+    return pd.DataFrame({
+        "chromosome": top["chromosome_id"],
+        "generation": top["generation"],
+        "born": top["born_generation"],
+        "generations": lived.loc[top["chromosome_id"], "generations"].to_numpy(),
+        "fitness": top["fitness"].round(4),
+        "d_loss": top["d_loss"].round(4),
+        "g_loss": top["g_loss"].round(4),
+        "params": top["params_g"] + top["params_d"],
+        "generator": [g for g, _ in genes],
+        "discriminator": [d for _, d in genes],
+        "g_lr": top["g_lr"].map("{:.2e}".format),
+        "d_lr": top["d_lr"].map("{:.2e}".format),
+    })
+
+
+def _img(png: bytes, alt: str) -> str:
+    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{base64.b64encode(png).decode()}">'
+
+
+_STYLE = """body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
+table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ccc;padding:3px 6px;text-align:left}
+.grids{display:flex;flex-wrap:wrap;gap:12px}figure{margin:0}figcaption{font-size:12px;color:#555}
+.grids img{image-rendering:pixelated;width:192px}pre{background:#f6f6f6;padding:1em;overflow:auto}"""
+
+
+def write_report(run_dir: str | Path, out_dir: str | Path, top: int = 10, max_grids: int = 20) -> list[Path]:
+    """Three PNG plots and report.html (plots, sample grids and tables inlined, nothing linked) in out_dir."""
+    run_dir, out_dir = Path(run_dir), Path(out_dir)
+    df = query.load_runs([run_dir])
+    out_dir.mkdir(parents=True, exist_ok=True)
+    plots = [
+        ("Fitness per generation", plot_fitness(df, out_dir / "fitness.png")),
+        ("Parameters against loss", plot_pareto(df, out_dir / "pareto.png")),
+        ("How long elites survive", plot_elites(df, out_dir / "elites.png")),
+    ]
+    generations = sorted(int(g) for g in df["generation"].unique())
+    figures = []
+    for g in grid_generations(generations, max_grids):
+        png, r = best_dir(run_dir, g) / "samples.png", best(df[df["generation"] == g])
+        if png.is_file() and r is not None:
+            figures.append(f"<figure>{_img(png.read_bytes(), f'generation {g} samples')}<figcaption>generation {g}"
+                           f" · {html.escape(r.chromosome_id)} · fitness {r.fitness:.4f}</figcaption></figure>")
+    b = best(df)
+    summary = (f"{len(generations)} generations, {len(df)} chromosomes trained "
+               f"({int((df['status'] != 'ok').sum())} failed or diverged). ")
+    if b is not None:
+        summary += (f"Best fitness {b.fitness:.4f}: chromosome {b.chromosome_id} in generation {b.generation}, "
+                    f"{b.params_g + b.params_d:,} parameters, D loss {b.d_loss:.4f}, G loss {b.g_loss:.4f}.")
+    config, table = run_dir / "config.yaml", top_table(df, top)
+    parts = [
+        f"<!doctype html><html><head><meta charset='utf-8'><title>neuroevo · {html.escape(run_dir.name)}</title>"
+        f"<style>{_STYLE}</style></head><body>",
+        f"<h1>neuroevo run {html.escape(run_dir.name)}</h1>",
+        f"<p>{html.escape(summary)}<br><small>{html.escape(str(run_dir.resolve()))} · report made "
+        f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC</small></p>",
+        *(f"<h2>{title}</h2>{_img(path.read_bytes(), title)}" for title, path in plots),
+        "<h2>Best samples per generation</h2>",
+        f"<div class='grids'>{''.join(figures)}</div>" if figures else "<p>No sample grids saved yet.</p>",
+        f"<h2>The {len(table)} fittest chromosomes</h2>",
+        table.to_html(index=False, escape=True, border=0),
+    ]
+    if config.is_file():
+        parts.append(f"<h2>Config</h2><pre>{html.escape(config.read_text())}</pre>")
+    parts.append("</body></html>")
+    page = out_dir / "report.html"
+    page.write_text("\n".join(parts), encoding="utf-8")
+    return [path for _, path in plots] + [page]
+
+
+# --- sampling -----------------------------------------------------------------------------------------
+
+
+def sample(weights: Path, n: int, seed: int, out: Path) -> Chromosome:
+    """n images from a saved generator, as one grid image (rows of ceil(sqrt(n)), 2 px padding)."""
+    import torch
+    import torchvision.utils as vutils
+
+    from neuroevo.model import noise
+    from neuroevo.train import load_generator
+
+    ch, G = load_generator(str(weights))
+    with torch.no_grad():
+        images = G(noise(ch, n, generator=torch.Generator().manual_seed(seed)))  # n x C x H x W, in [-1, 1]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    vutils.save_image(images, out, nrow=math.ceil(math.sqrt(n)), normalize=True, value_range=(-1, 1))
+    return ch

@@ -1,0 +1,206 @@
+"""`neuroevo run --quiet`, `best`, `report` and `sample` as a user runs them, on a real three-generation run."""
+
+import base64
+import io
+import json
+import re
+import subprocess
+import sys
+from html.parser import HTMLParser
+
+import numpy as np
+import pytest
+import yaml
+from PIL import Image
+
+from neuroevo import progress, query, report
+from tests.conftest import tiny_dict
+
+GENERATIONS = 3
+
+
+def neuroevo(*args, timeout=120):
+    return subprocess.run([sys.executable, "-m", "neuroevo", *map(str, args)], capture_output=True, text=True,
+                          timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def quiet_run(tmp_path_factory):
+    """A real run through the CLI, in quiet mode: (run directory, its stdout)."""
+    root = tmp_path_factory.mktemp("report")
+    cfg = root / "tiny.yaml"
+    cfg.write_text(yaml.safe_dump(tiny_dict(evolve={"population": 4, "generations": GENERATIONS})))
+    p = neuroevo("run", cfg, "--quiet", "--set", f"out_dir={root}/runs", "--set", "run_id=r", timeout=300)
+    assert p.returncode == 0, p.stderr
+    return root / "runs" / "r", p.stdout
+
+
+@pytest.fixture(scope="module")
+def run_dir(quiet_run):
+    return quiet_run[0]
+
+
+@pytest.fixture(scope="module")
+def history(run_dir):
+    return query.load_runs([run_dir])
+
+
+def test_quiet_run_prints_one_line_per_generation(quiet_run):
+    _, stdout = quiet_run
+    summaries = re.findall(r"^gen (\d+): best [\d.]+ mean [\d.]+ failed 0/4 [\d.]+s$", stdout, re.MULTILINE)
+    assert summaries == [str(g) for g in range(GENERATIONS)]
+    assert "gen 0 [" not in stdout  # no line per chromosome
+    assert "chromosome_id" not in stdout  # no table per generation
+    assert "best chromosome" in stdout  # the end summary stays
+
+
+class Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_progress_bar_counts_done_failed_and_pending(capsys):
+    screen = Terminal()
+    bar = progress.GenerationBar(3, 4, file=screen)
+    ok = {"chromosome_id": "aaa", "status": "ok", "fitness": 0.5, "d_loss": 1.0, "g_loss": 0.5, "params_g": 10,
+          "params_d": 20, "train_seconds": 1.0, "images_per_second": 100.0, "device": "cpu"}
+    bar.task_done(ok)
+    bar.task_done({"chromosome_id": "bbb", "status": "failed", "error": "out of memory"})
+    bar.bar.refresh()
+    assert "gen 3" in screen.getvalue() and "2/4" in screen.getvalue()
+    assert "failed=1, pending=2" in screen.getvalue()
+    bar.close()
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("gen 3 [1/4] aaa fitness 0.5000") and out[1] == "gen 3 [2/4] bbb FAILED: out of memory"
+
+    progress.set_quiet(True)
+    try:
+        screen = Terminal()
+        bar = progress.GenerationBar(0, 2, file=screen)
+        bar.task_done(ok)
+        bar.close()
+        assert screen.getvalue() == "" and capsys.readouterr().out == ""
+    finally:
+        progress.set_quiet(False)
+
+
+def test_best_lays_out_the_fittest_chromosome(run_dir, history):
+    p = neuroevo("best", run_dir)
+    assert p.returncode == 0, p.stderr
+    ok = history[history.status == "ok"]
+    top = ok.sort_values(["fitness", "generation"], ascending=[False, True]).iloc[0]
+    assert p.stdout.startswith(f"best chromosome {top.chromosome_id} of run r, generation {top.generation} ")
+    assert f"fitness   {top.fitness:.4f}" in p.stdout
+    assert f"params    {top.params_g + top.params_d:,}" in p.stdout
+    # one line per layer: G's blocks and output layer, D's blocks, hidden and output layers
+    layer_lines = [line for line in p.stdout.splitlines() if re.match(r"^\s+[GD] ", line)]
+    assert len(layer_lines) == top.g_n_blocks + 1 + top.d_n_blocks + 2
+    samples = re.search(r"^samples\s+(\S+)$", p.stdout, re.MULTILINE).group(1)
+    assert samples.endswith(f"best/generation={top.generation:04d}/samples.png")
+    assert Image.open(samples).format == "PNG"
+
+
+class Page(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.images, self.links, self.cells, self.title = [], [], [], ""
+        self._in = None
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "img":
+            self.images.append(attrs)
+        if tag in ("a", "link", "script") and (attrs.get("href") or attrs.get("src")):
+            self.links.append(attrs)
+        self._in = tag
+
+    def handle_data(self, text):
+        if self._in == "td":
+            self.cells.append(text)
+        if self._in == "title":
+            self.title += text
+
+
+def test_report_writes_valid_plots_and_a_self_contained_page(run_dir, history, tmp_path):
+    out = tmp_path / "rep"
+    p = neuroevo("report", run_dir, "--out", out, "--top", 3)
+    assert p.returncode == 0, p.stderr
+    names = ["fitness.png", "pareto.png", "elites.png", "report.html"]
+    assert p.stdout.split() == [str(out / n) for n in names]
+    for name in names[:3]:
+        with Image.open(out / name) as img:
+            img.verify()
+            assert img.format == "PNG" and img.size[0] > 400 and img.size[1] > 150
+
+    page = Page()
+    page.feed((out / "report.html").read_text(encoding="utf-8"))
+    assert page.title.endswith(" r") and not page.links
+    srcs = [img["src"] for img in page.images]
+    assert all(s.startswith("data:image/png;base64,") for s in srcs)  # nothing to fetch: all inlined
+    pngs = [base64.b64decode(s.split(",", 1)[1]) for s in srcs]
+    for png in pngs:
+        Image.open(io.BytesIO(png)).verify()
+    assert pngs[0] == (out / "fitness.png").read_bytes()
+    # then one sample grid per generation, each the saved best's grid
+    assert pngs[3:] == [(run_dir / "best" / f"generation={g:04d}" / "samples.png").read_bytes()
+                        for g in range(GENERATIONS)]
+    # the top table: the 3 fittest distinct chromosomes, best first
+    ok = history[history.status == "ok"].sort_values(["fitness", "generation"], ascending=[False, True])
+    top3 = ok.drop_duplicates("chromosome_id").head(3)
+    ids = [c for c in page.cells if re.fullmatch(r"[0-9a-f]{12}", c)]
+    assert ids == top3["chromosome_id"].tolist()
+
+
+def test_report_on_a_missing_run_is_one_line_and_exit_2(tmp_path):
+    p = neuroevo("report", tmp_path / "nope")
+    assert p.returncode == 2 and p.stderr.strip() == f"neuroevo: error: {tmp_path / 'nope'}: no such run directory"
+    assert not (tmp_path / "nope").exists()
+
+
+def test_sample_draws_a_grid_of_the_right_size(run_dir, tmp_path):
+    p = neuroevo("sample", run_dir, "--generation", 1, "--n", 6, "--out", tmp_path / "grid.png")
+    assert p.returncode == 0, p.stderr
+    saved = json.loads((run_dir / "best" / "generation=0001" / "chromosome.json").read_text())
+    with Image.open(tmp_path / "grid.png") as img:
+        # 6 images of 12 px in rows of ceil(sqrt(6)) = 3, with 2 px padding: 3*(12+2)+2 by 2*(12+2)+2
+        assert img.format == "PNG" and img.size == (44, 30) and img.mode == "RGB"
+        pixels = np.asarray(img)
+    assert pixels[2:14, 2:14].std() > 0  # a drawn image, not blank padding
+    assert f"6 samples of 3x{saved['image_size']}x{saved['image_size']}" in p.stdout
+
+    # the same seed draws the same images; another seed, others
+    weights = run_dir / "best" / "generation=0001" / "weights.pt"
+    report.sample(weights, 6, 0, tmp_path / "again.png")
+    report.sample(weights, 6, 1, tmp_path / "other.png")
+    assert (tmp_path / "again.png").read_bytes() == (tmp_path / "grid.png").read_bytes()
+    assert (tmp_path / "other.png").read_bytes() != (tmp_path / "grid.png").read_bytes()
+
+
+def test_sample_defaults_to_the_best_chromosomes_generator(run_dir, history, tmp_path):
+    p = neuroevo("sample", run_dir, "--out", tmp_path / "best.png")
+    assert p.returncode == 0, p.stderr
+    top = report.best(history)
+    assert "64 samples" in p.stdout and f"chromosome {top.chromosome_id} (generation {top.generation}," in p.stdout
+    assert Image.open(tmp_path / "best.png").size == (8 * 14 + 2, 8 * 14 + 2)
+
+
+@pytest.mark.parametrize("args, out, message", [
+    (["--generation", 99], "x.png", "weights.pt does not exist (saved: 0, 1, 2)"),
+    ([], "grid.nope", "grid.nope has no image file extension"),
+])
+def test_sample_bad_input_is_one_line_and_exit_2(run_dir, tmp_path, args, out, message):
+    p = neuroevo("sample", run_dir, *args, "--out", tmp_path / out)
+    assert p.returncode == 2 and p.stderr.startswith("neuroevo: error: ") and message in p.stderr
+    assert len(p.stderr.strip().splitlines()) == 1 and "Traceback" not in p.stderr
+    assert not (tmp_path / out).exists()
+
+
+def test_pareto_front_keeps_the_undominated():
+    size = np.array([10, 20, 30, 15, 40, 10])
+    loss = np.array([0.9, 0.5, 0.4, 0.95, 0.45, 1.0])
+    assert report.pareto_front(size, loss).tolist() == [True, True, True, False, False, False]
+
+
+def test_grid_generations_spread_evenly_with_first_and_last():
+    assert report.grid_generations(list(range(5)), 20) == [0, 1, 2, 3, 4]
+    assert report.grid_generations(list(range(10)), 4) == [0, 3, 6, 9]
