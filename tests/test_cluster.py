@@ -301,10 +301,10 @@ def test_cluster_yaml_passes_rays_schema_and_runs_the_project_image(path):
     validate_config(prepare_config(raw))  # what `ray up` does before it launches anything
     assert raw["docker"]["image"] == dockerfile_label("org.opencontainers.image.ref.name")
     assert not any("image" in t.get("docker", {}) for t in raw.get("available_node_types", {}).values())
-    options = " ".join(raw["docker"]["run_options"])
-    assert "--shm-size" in options  # Ray's object store lives in /dev/shm
-    assert "-v /mnt/neuroevo:/mnt/neuroevo" in options  # the shared run directory, mounted on the host first
-    assert any("/mnt/neuroevo" in cmd for cmd in raw["initialization_commands"])
+    assert not raw["docker"].get("disable_shm_size_detection")  # Ray sizes /dev/shm for its object store
+    assert "-v /mnt/neuroevo:/mnt/neuroevo" in raw["docker"]["run_options"]  # the shared run directory...
+    assert any("mount" in cmd and "/mnt/neuroevo" in cmd for cmd in raw["initialization_commands"])  # ...on NFS
+    assert "--dashboard-host=127.0.0.1" in " ".join(raw["head_start_ray_commands"])  # job API via SSH tunnel only
 
 
 def test_image_version_and_pins_match_the_package():
