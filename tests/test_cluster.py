@@ -111,7 +111,7 @@ def test_ray_job_submit_runs_neuroevo_and_its_parquet_logs_read_back(head_node, 
     job = subprocess.run(
         [*RAY_CLI, "job", "submit", "--address", address, "--working-dir", str(REPO), "--",
          sys.executable, "-m", "neuroevo", "run", str(tmp_path / "run.yaml")],
-        env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+        env=env, cwd=tmp_path, capture_output=True, text=True, timeout=400)
     output = job.stdout + job.stderr
     assert job.returncode == 0, output[-5000:]
     assert "succeeded" in output and "best chromosome" in output
