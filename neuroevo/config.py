@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import ConfigDict, Field, PlainValidator, TypeAdapter, ValidationError
+from pydantic_core import PydanticCustomError
 from pydantic.dataclasses import dataclass
 
 STRICT = ConfigDict(extra="forbid")
@@ -29,6 +30,17 @@ UnitRange = tuple[Annotated[float, Field(gt=0, lt=1)], Annotated[float, Field(gt
 
 class ConfigError(ValueError):
     """A bad configuration; its message is one line naming the key."""
+
+
+def _gpu_request(v: Any) -> float | str | None:
+    if v is None or v == "memory":
+        return v
+    if isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0:
+        return float(v)
+    raise PydanticCustomError("gpu_request", "expected a number >= 0, null or 'memory'")
+
+
+GpuRequest = Annotated[float | Literal["memory"] | None, PlainValidator(_gpu_request)]
 
 
 # Every default below is the reference experiment on CIFAR-10 (the `cifar10` preset).
@@ -92,8 +104,11 @@ class EvolveConfig:
 
 @dataclass(frozen=True, config=STRICT)
 class ResourcesConfig:
-    num_gpus: Annotated[float, Field(ge=0)] | None = None  # per task; None = 1 if the cluster has GPUs, else 0
+    # per task; None = 1 if the cluster has GPUs, else 0; "memory" = the share of one GPU (1/8, 1/4, 1/2 or 1)
+    # that fits the chromosome's estimated training memory, or 0 without GPUs
+    num_gpus: GpuRequest = None
     num_cpus: Annotated[float, Field(gt=0)] = 1.0  # per task
+    gpu_memory_gb: Annotated[float, Field(gt=0)] = 16.0  # of the cluster's smallest GPU, for num_gpus: memory
     max_retries: Annotated[int, Field(ge=0)] = 3  # re-runs of a task whose worker or node died; then "lost"
 
 

@@ -18,7 +18,7 @@ import pandas as pd
 import ray
 
 from neuroevo import fitness as fitness_mod
-from neuroevo import data, genome, logs, progress, selection, train
+from neuroevo import data, genome, logs, memory, progress, selection, train
 from neuroevo.config import RunConfig, TrainConfig, elite_count
 from neuroevo.genome import Chromosome
 from neuroevo.state import Member, RunState
@@ -67,10 +67,16 @@ def train_task(ch: Chromosome, images: np.ndarray | data.Cache, cfg: TrainConfig
     return TaskReport(result, node, gpu_ids, started, datetime.now(timezone.utc)), art
 
 
-def task_resources(cfg: RunConfig) -> dict[str, float]:
+def task_resources(cfg: RunConfig, ch: Chromosome | None = None) -> dict[str, float]:
+    """What one training task asks Ray for; `ch` is needed only for num_gpus: memory."""
     num_gpus = cfg.resources.num_gpus
-    if num_gpus is None:
-        num_gpus = 1.0 if ray.cluster_resources().get("GPU", 0) > 0 else 0.0
+    if num_gpus is None or num_gpus == "memory":
+        if ray.cluster_resources().get("GPU", 0) == 0:
+            num_gpus = 0.0
+        elif num_gpus == "memory":
+            num_gpus = memory.gpu_share(ch, cfg.resources.gpu_memory_gb)
+        else:
+            num_gpus = 1.0
     return {"num_cpus": cfg.resources.num_cpus, "num_gpus": num_gpus, "max_retries": cfg.resources.max_retries}
 
 
@@ -136,11 +142,12 @@ def run_generation(cfg: RunConfig, run_id: str, run_dir: Path, generation: int, 
 
     Always logs exactly one row per member. On Ctrl-C the running tasks are cancelled and nothing is written.
     """
-    resources = task_resources(cfg)
     pending: dict[ray.ObjectRef, tuple[Member, int, ray.ObjectRef]] = {}
     for m in population:
         seed = task_seed(cfg.seed, generation, m.chromosome.id)
-        report_ref, art_ref = train_task.options(name=f"train-g{generation}-{m.chromosome.id}", **resources).remote(
+        # a task whose worker or node dies is rerun elsewhere; one that raises is not (training is deterministic)
+        report_ref, art_ref = train_task.options(
+            name=f"train-g{generation}-{m.chromosome.id}", **task_resources(cfg, m.chromosome)).remote(
             m.chromosome, images_ref, cfg.train, seed, cfg.data.flip)
         pending[report_ref] = (m, seed, art_ref)
 

@@ -1,0 +1,338 @@
+"""Clusters: `ray job submit` to a head started with `ray start`, GPU pinning and node loss on a fake multi-node
+cluster with logical GPUs, the cluster-launcher YAMLs and the Dockerfile.
+
+The `ray job submit` test comes first: its head is stopped before the fake cluster starts, so the two never
+share the machine's two cores.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import re
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+import ray
+import yaml
+from packaging.requirements import Requirement
+from ray._private import ray_constants
+from ray.cluster_utils import Cluster
+
+from neuroevo import data, evolve, logs, memory
+from tests.conftest import REPO, tiny_config, tiny_dict
+
+RAY_CLI = [sys.executable, "-m", "ray.scripts.scripts"]
+TIMEOUT = 300  # seconds for anything that waits on Ray; generous for a loaded 2-core machine
+
+
+def wait_until(condition, what: str, timeout: float = TIMEOUT) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"waited {timeout}s for {what}")
+        time.sleep(0.2)
+
+
+# --- `ray job submit` to a head node -------------------------------------------------------------------------
+
+
+def free_ports(n: int) -> list[int]:
+    socks = [socket.socket() for _ in range(n)]
+    for s in socks:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in socks]
+    for s in socks:
+        s.close()
+    return ports
+
+
+@pytest.fixture
+def head_node(tmp_path):
+    """`ray start --head --block` on 127.0.0.1 with the dashboard (it serves the job API), two logical GPUs, its
+    own ports, temp dir and auth token. Stopped by terminating that process, never with `ray stop`."""
+    gcs, dashboard, client, agent, agent_grpc, runtime_env, metrics, node_manager = free_ports(8)
+    token = tmp_path / "auth_token"
+    token.write_text(secrets.token_hex(32))
+    env = {
+        **os.environ,
+        "RAY_AUTH_MODE": "token",  # the head requires the token and `ray job submit` sends it
+        "RAY_AUTH_TOKEN_PATH": str(token),
+        # without this, `ray start` replaces 127.0.0.1 by the machine's routable address
+        "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
+    }
+    temp_dir = tempfile.mkdtemp(prefix="ray-", dir="/tmp")  # short: Ray's socket paths must fit in 107 bytes
+    log_path = tmp_path / "head.log"
+    with open(log_path, "w") as log:
+        head = subprocess.Popen(
+            [*RAY_CLI, "start", "--head", "--block", "--node-ip-address=127.0.0.1", f"--port={gcs}",
+             "--include-dashboard=true", "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard}",
+             f"--ray-client-server-port={client}", f"--dashboard-agent-listen-port={agent}",
+             f"--dashboard-agent-grpc-port={agent_grpc}", f"--runtime-env-agent-port={runtime_env}",
+             f"--metrics-export-port={metrics}", f"--node-manager-port={node_manager}",
+             "--num-cpus=2", "--num-gpus=2", f"--temp-dir={temp_dir}", "--disable-usage-stats"],
+            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    address = f"http://127.0.0.1:{dashboard}"
+    try:
+        def job_api_up() -> bool:
+            assert head.poll() is None, f"ray start exited with {head.returncode}:\n{log_path.read_text()[-3000:]}"
+            return subprocess.run([*RAY_CLI, "job", "list", "--address", address], env=env,
+                                  capture_output=True, timeout=120).returncode == 0
+
+        wait_until(job_api_up, "the head's job API")
+        yield address, env
+    finally:
+        head.terminate()  # SIGTERM: the head drains, then stops every process it started
+        try:
+            head.wait(timeout=120)
+        except subprocess.TimeoutExpired:
+            os.killpg(head.pid, signal.SIGKILL)
+            head.wait()
+        shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+def test_ray_job_submit_runs_neuroevo_and_its_parquet_logs_read_back(head_node, tmp_path):
+    address, env = head_node
+    run_dir = tmp_path / "shared" / "runs" / "submitted"  # out_dir stands for storage that outlives the head
+    cfg = tiny_dict(evolve={"population": 3, "generations": 2})
+    cfg.update(out_dir=str(run_dir.parent), run_id=run_dir.name)
+    (tmp_path / "run.yaml").write_text(yaml.safe_dump(cfg))
+
+    job = subprocess.run(
+        [*RAY_CLI, "job", "submit", "--address", address, "--working-dir", str(REPO), "--",
+         sys.executable, "-m", "neuroevo", "run", str(tmp_path / "run.yaml")],
+        env=env, cwd=tmp_path, capture_output=True, text=True, timeout=400)
+    output = job.stdout + job.stderr
+    assert job.returncode == 0, output[-5000:]
+    assert "succeeded" in output and "best chromosome" in output
+
+    df = logs.read_generations(run_dir)
+    assert len(df) == 6 and sorted(df.generation.unique()) == [0, 1]
+    assert (df.status == "ok").all()
+    assert all(len(ids) == 1 and ids[0] in ("0", "1") for ids in df.gpu_ids)  # one of the head's two GPUs each
+    assert df.node.notna().all()
+    assert (run_dir / "config.yaml").is_file()
+
+
+# --- a fake multi-node cluster with logical GPUs -------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """A head without resources (the driver's node) and two worker nodes of 2 logical GPUs and 4 logical CPUs,
+    all on 127.0.0.1, with their session files in a private temp dir."""
+    with pytest.MonkeyPatch.context() as mp:
+        temp_dir = tempfile.mkdtemp(prefix="ray-", dir="/tmp")
+        # Ray writes the cluster's address under its temp dir, where any plain ray.init() on this machine
+        # would find it and join this cluster; a private one keeps it to this test.
+        mp.setenv("RAY_TMPDIR", temp_dir)
+        # Ray replaces 127.0.0.1 by the machine's routable address unless multi-node mode is off: in the
+        # processes it starts (the variable) and in this one (which read it when Ray was imported).
+        mp.setenv("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+        mp.setattr(ray_constants, "ENABLE_RAY_CLUSTER", False)
+        c = Cluster()
+        try:
+            c.add_node(num_cpus=0, node_ip_address="127.0.0.1", include_dashboard=False)
+            workers = [c.add_node(num_cpus=4, num_gpus=2, node_ip_address="127.0.0.1") for _ in range(2)]
+            ray.init(address=c.address, log_to_driver=False, configure_logging=False)
+            c.wait_for_nodes(timeout=TIMEOUT)
+            yield c, workers
+        finally:
+            ray.shutdown()
+            c.shutdown()
+            shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+@ray.remote(num_cpus=0)
+class Gate:
+    """Tasks arrive and wait; the test opens the gate. Those that all arrived held their resources together."""
+
+    def __init__(self):
+        self.arrived, self.opened = 0, False
+
+    def arrive(self) -> None:
+        self.arrived += 1
+
+    def count(self) -> int:
+        return self.arrived
+
+    def open(self) -> None:
+        self.opened = True
+
+    def is_open(self) -> bool:
+        return self.opened
+
+
+@ray.remote
+def hold(gate) -> tuple[str, tuple[str, ...], str | None]:
+    """Keep the resources this task was given until the gate opens; say on which node and GPUs it ran."""
+    ray.get(gate.arrive.remote())
+    while not ray.get(gate.is_open.remote()):
+        time.sleep(0.1)
+    gpus = tuple(str(g) for g in ray.get_gpu_ids())
+    return ray.get_runtime_context().get_node_id(), gpus, os.environ.get("CUDA_VISIBLE_DEVICES")
+
+
+def hold_together(n: int, resources: dict) -> list[tuple[str, tuple[str, ...], str | None]]:
+    """Run n `hold` tasks that must all hold `resources` at the same time, then release them."""
+    gate = Gate.remote()
+    refs = [hold.options(**resources).remote(gate) for _ in range(n)]
+    wait_until(lambda: ray.get(gate.count.remote()) == n, f"{n} tasks with {resources} to run at once")
+    ray.get(gate.open.remote())
+    return ray.get(refs, timeout=TIMEOUT)
+
+
+def node_ids(workers) -> set[str]:
+    return {w.node_id for w in workers}
+
+
+def test_one_gpu_per_task_never_shares_a_gpu_and_spreads_over_nodes(cluster):
+    _, workers = cluster
+    resources = evolve.task_resources(tiny_config())  # num_gpus unset: one GPU, as the cluster has GPUs
+    assert resources["num_gpus"] == 1.0
+    held = hold_together(4, resources)  # 2 nodes x 2 GPUs: all four at once
+    by_node = collections.defaultdict(list)
+    for node, gpus, visible in held:
+        assert len(gpus) == 1 and visible == gpus[0]  # CUDA_VISIBLE_DEVICES shows the task only its own GPU
+        by_node[node].append(gpus[0])
+    assert set(by_node) == node_ids(workers)
+    assert all(sorted(gpus) == ["0", "1"] for gpus in by_node.values())  # no GPU id twice on a node
+
+
+def test_half_a_gpu_per_task_packs_two_tasks_on_each_gpu(cluster):
+    _, workers = cluster
+    resources = evolve.task_resources(tiny_config(resources={"num_gpus": 0.5, "num_cpus": 0.5}))
+    held = hold_together(8, resources)
+    per_gpu = collections.Counter((node, gpus) for node, gpus, _ in held)
+    assert {node for node, _ in per_gpu} == node_ids(workers)
+    assert sorted(per_gpu.values()) == [2, 2, 2, 2]  # four GPUs, each shared by exactly two tasks
+    assert all(len(gpus) == 1 for _, gpus in per_gpu)
+
+
+def test_generation_with_memory_sized_gpu_shares_logs_node_and_gpu(cluster, tmp_path):
+    _, workers = cluster
+    cfg = tiny_config(resources={"num_gpus": "memory", "gpu_memory_gb": 4}, evolve={"population": 4})
+    members = evolve.fresh_members(cfg, 0, 4)
+    shares = [evolve.task_resources(cfg, m.chromosome)["num_gpus"] for m in members]
+    assert shares == [memory.gpu_share(m.chromosome, 4) for m in members] and set(shares) <= set(memory.SHARES)
+    assert all(s < 1 for s in shares)  # a tiny chromosome needs well under 4 GiB
+
+    images = ray.put(data.load(cfg.data, cfg.seed).array)
+    df = evolve.run_generation(cfg, "r", tmp_path, 0, members, images)
+    logged = logs.read_generations(tmp_path)
+    assert len(logged) == 4 and (logged.status == "ok").all()
+    assert all(len(ids) == 1 and ids[0] in ("0", "1") for ids in logged.gpu_ids)
+    assert {n.split("/")[1] for n in df.node} <= {w.node_id[:8] for w in workers}
+
+
+def running_tasks(node, prefix: str) -> int:
+    """Workers of `node` (children of its raylet) running a task now: Ray titles such a worker `ray::<task name>`."""
+    raylet = node.all_processes[ray_constants.PROCESS_TYPE_RAYLET][0].process.pid
+    count = 0
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            parent = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            title = (proc / "cmdline").read_bytes()
+        except (OSError, ValueError, IndexError):  # the process ended meanwhile
+            continue
+        count += parent == raylet and title.startswith(f"ray::{prefix}".encode())
+    return count
+
+
+def test_node_lost_mid_generation_loses_no_chromosome(cluster, tmp_path):
+    """Both worker nodes are kept busy, so the generation's first tasks can only run on a third node; that node
+    is killed while it trains them. Ray reruns them on the other nodes: the generation has every row."""
+    c, workers = cluster
+    # one GPU per task; enough steps that a task trains for seconds, not milliseconds
+    cfg = tiny_config(evolve={"population": 4}, train={"epochs": 25, "steps_per_epoch": 4})
+    gate = Gate.remote()
+    blockers = [hold.options(num_cpus=0, num_gpus=1).remote(gate) for _ in range(4)]
+    wait_until(lambda: ray.get(gate.count.remote()) == 4, "the two worker nodes' GPUs to be taken")
+    doomed = c.add_node(num_cpus=2, num_gpus=2, node_ip_address="127.0.0.1")
+
+    images = ray.put(data.load(cfg.data, cfg.seed).array)
+    with ThreadPoolExecutor(1) as pool:
+        generation = pool.submit(evolve.run_generation, cfg, "r", tmp_path, 0, evolve.fresh_members(cfg, 0, 4),
+                                 images)
+        wait_until(lambda: running_tasks(doomed, "train-g0-") == 2, "two training tasks running on the third node")
+        removed_at = datetime.now(timezone.utc)
+        c.remove_node(doomed, allow_graceful=False)
+        ray.get(gate.open.remote())
+        ray.get(blockers, timeout=TIMEOUT)
+        df = generation.result(timeout=2 * TIMEOUT)
+
+    logged = logs.read_generations(tmp_path)
+    assert len(logged) == 4 and (logged.status == "ok").all()  # with max_retries 0, two rows would be failures
+    assert {n.split("/")[1] for n in df.node} <= {w.node_id[:8] for w in workers}  # none finished on the lost node
+    assert (df.started_at > removed_at).all()  # the lost node's tasks were rerun after it went away
+
+
+# --- cluster-launcher YAMLs and the Dockerfile ---------------------------------------------------------------
+
+CLUSTER_YAMLS = sorted((REPO / "cluster").glob("*.yaml"))
+DOCKERFILE = REPO / "docker" / "Dockerfile"
+
+
+def dockerfile_label(name: str) -> str:
+    m = re.search(rf'{re.escape(name)}="([^"]+)"', DOCKERFILE.read_text())
+    assert m, f"{DOCKERFILE} has no LABEL {name}"
+    return m.group(1)
+
+
+def test_cluster_yamls_cover_aws_gcp_and_on_premise():
+    assert sorted(yaml.safe_load(p.read_text())["provider"]["type"] for p in CLUSTER_YAMLS) == ["aws", "gcp", "local"]
+
+
+@pytest.mark.parametrize("path", CLUSTER_YAMLS, ids=lambda p: p.name)
+def test_cluster_yaml_passes_rays_schema_and_runs_the_project_image(path):
+    from ray.autoscaler._private.util import prepare_config, validate_config
+
+    raw = yaml.safe_load(path.read_text())
+    validate_config(prepare_config(raw))  # what `ray up` does before it launches anything
+    assert raw["docker"]["image"] == dockerfile_label("org.opencontainers.image.ref.name")
+    assert not any("image" in t.get("docker", {}) for t in raw.get("available_node_types", {}).values())
+    assert not raw["docker"].get("disable_shm_size_detection")  # Ray sizes /dev/shm for its object store
+    assert "-v /mnt/neuroevo:/mnt/neuroevo" in raw["docker"]["run_options"]  # the shared run directory...
+    assert any("mount" in cmd and "/mnt/neuroevo" in cmd for cmd in raw["initialization_commands"])  # ...on NFS
+    assert "--dashboard-host=127.0.0.1" in " ".join(raw["head_start_ray_commands"])  # job API via SSH tunnel only
+
+
+def test_image_version_and_pins_match_the_package():
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    assert dockerfile_label("org.opencontainers.image.version") == project["version"]
+    assert dockerfile_label("org.opencontainers.image.ref.name").endswith(f":{project['version']}")
+    ranges = {Requirement(d).name: Requirement(d).specifier for d in project["dependencies"]}
+    pins = [Requirement(line) for line in (REPO / "docker" / "requirements.txt").read_text().splitlines()
+            if line.strip() and not line.startswith("#")]
+    assert {p.name for p in pins} == set(ranges)
+    for pin in pins:
+        (version,) = [s.version for s in pin.specifier if s.operator == "=="]
+        assert version in ranges[pin.name], f"docker/requirements.txt: {pin} is outside pyproject's {ranges[pin.name]}"
+
+
+def hadolint() -> str:
+    exe = shutil.which("hadolint", path=str(Path(sys.executable).parent)) or shutil.which("hadolint")
+    assert exe, "hadolint not found: it comes with the dev extra (pip install -e '.[dev]')"
+    return exe
+
+
+def test_dockerfile_passes_hadolint():
+    lint = subprocess.run([hadolint(), str(DOCKERFILE)], capture_output=True, text=True, timeout=120)
+    assert lint.returncode == 0, lint.stdout + lint.stderr
+
+
+def test_hadolint_rejects_a_careless_dockerfile():
+    careless = "FROM ubuntu:latest\nRUN apt-get install python3\n"
+    lint = subprocess.run([hadolint(), "-"], input=careless, capture_output=True, text=True, timeout=120)
+    assert lint.returncode != 0 and "DL3007" in lint.stdout  # `latest` is not a pinned base image

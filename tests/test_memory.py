@@ -1,0 +1,76 @@
+"""The training-memory estimate against what autograd really keeps, and the GPU share chosen from it."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from neuroevo import config, genome, memory, model
+from tests.conftest import tiny_config
+
+
+def saved_activation_floats(ch: genome.Chromosome) -> int:
+    """Floats that autograd saves for backward in G(z), D(real) and D(G(z)), weights left out."""
+    G, D = model.build(ch)
+    weights = {p.untyped_storage().data_ptr() for p in [*G.parameters(), *D.parameters()]}
+    saved: dict[int, int] = {}
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        s = t.untyped_storage()
+        saved[s.data_ptr()] = s.nbytes()  # by storage: a tensor saved by two layers counts once
+        return t
+
+    real = torch.rand(ch.batch_size, ch.image_channels, ch.image_size, ch.image_size)
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        fake = G(model.noise(ch, ch.batch_size))
+        D(real), D(fake.detach())
+    return sum(n for ptr, n in saved.items() if ptr not in weights) // 4
+
+
+@pytest.mark.parametrize("space", ["tiny", "cifar10"])
+def test_activation_estimate_matches_what_autograd_saves(space):
+    cfg = tiny_config() if space == "tiny" else config.load("cifar10")
+    rng = np.random.default_rng(1)
+    for _ in range(2):
+        ch, _ = genome.sample(cfg.space, cfg.data.image_size, cfg.data.channels, rng)
+        ch = dataclasses.replace(ch, batch_size=2)  # the count is linear in the batch
+        measured = saved_activation_floats(ch)
+        assert measured <= memory.activation_elements(ch) <= 1.2 * measured
+
+
+def test_training_bytes_counts_context_state_and_activations():
+    ch, _ = genome.sample(tiny_config().space, 12, 3, np.random.default_rng(0))
+    params = sum(genome.param_counts(ch))
+    expected = memory.CUDA_CONTEXT_BYTES + memory.HEADROOM * 4 * (3 * params + memory.activation_elements(ch))
+    assert memory.training_bytes(ch) == pytest.approx(expected, abs=1)
+    bigger_batch = dataclasses.replace(ch, batch_size=4 * ch.batch_size)
+    assert memory.training_bytes(bigger_batch) > memory.training_bytes(ch)
+
+
+def test_gpu_share_is_the_smallest_half_power_that_fits():
+    ch, _ = genome.sample(tiny_config().space, 12, 3, np.random.default_rng(0))
+    gib = memory.training_bytes(ch) / 2**30  # about 0.5: the CUDA context dominates a tiny chromosome
+    assert memory.gpu_share(ch, 100 * gib) == 0.125  # never below 1/8
+    assert memory.gpu_share(ch, 5 * gib) == 0.25
+    assert memory.gpu_share(ch, 4 * gib) == 0.25  # exactly a quarter fits in a quarter
+    assert memory.gpu_share(ch, 3 * gib) == 0.5
+    assert memory.gpu_share(ch, 1.5 * gib) == 1.0
+    assert memory.gpu_share(ch, 0.5 * gib) == 1.0  # too big for any GPU: a whole one, and it may fail there
+
+
+def test_reference_chromosomes_spread_over_shares_of_a_24gb_gpu():
+    cfg = config.load("cifar10")
+    rng = np.random.default_rng(0)
+    shares = {memory.gpu_share(genome.sample(cfg.space, 64, 3, rng)[0], 24) for _ in range(40)}
+    assert len(shares) >= 2 and shares <= set(memory.SHARES)
+
+
+def test_num_gpus_memory_is_a_config_value():
+    assert tiny_config(resources={"num_gpus": "memory", "gpu_memory_gb": 24}).resources.num_gpus == "memory"
+    with pytest.raises(config.ConfigError, match=r"^resources\.num_gpus: expected a number >= 0, null or 'memory'"):
+        tiny_config(resources={"num_gpus": "mem"})
+    with pytest.raises(config.ConfigError, match=r"^resources\.gpu_memory_gb"):
+        tiny_config(resources={"gpu_memory_gb": 0})
+    with pytest.raises(config.ConfigError, match=r"^resources\.max_retries"):
+        tiny_config(resources={"max_retries": -1})
