@@ -187,12 +187,16 @@ def _print_data(images: data.Images, shared: np.ndarray | data.Cache | None = No
 
 
 def _init_ray(address: str | None, dashboard: bool) -> None:
+    """Join the cluster at `address` or $RAY_ADDRESS, else start a private one reachable from this machine only."""
+    address = address or os.environ.get("RAY_ADDRESS")
+    if not address:
+        # Without this Ray binds its processes to the machine's routable address; read when ray is imported.
+        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     import ray
 
-    address = address or os.environ.get("RAY_ADDRESS")
     if address:
         ray.init(address=address)
-    else:  # a private local cluster, reachable from this machine only
+    else:
         ray.init(address="local", _node_ip_address="127.0.0.1", include_dashboard=dashboard, dashboard_host="127.0.0.1")
 
 
@@ -216,11 +220,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     (run_dir / "data.json").write_text(json.dumps(data.record(p.images, shared), indent=1) + "\n")
     _set_aside(run_dir, p.redo)
 
+    signal.signal(signal.SIGTERM, _interrupt)
+    _init_ray(args.address, args.dashboard)
     from neuroevo import evolve, progress  # Ray and torch load only once the input is known to be good
 
     progress.set_quiet(args.quiet)
-    signal.signal(signal.SIGTERM, _interrupt)
-    _init_ray(args.address, args.dashboard)
     try:
         evolve.evolve(cfg, p.run_id, run_dir, shared, p.state, p.redo)
     except KeyboardInterrupt:

@@ -10,6 +10,10 @@ import pytest
 
 from neuroevo import config
 
+# Ray binds a single-machine cluster to 127.0.0.1 only when its multi-node mode is off; read at `import ray`,
+# so set before any test module imports it (CLI subprocesses and `ray start` inherit it too).
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+
 REPO = Path(__file__).resolve().parents[1]
 CIFAR_SUBSET = Path(os.environ.get("NEUROEVO_SHARED", REPO.parent / "shared")) / "data" / "cifar10-subset" / "train"
 
