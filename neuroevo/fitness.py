@@ -1,20 +1,24 @@
 """Fitness: F = lam * loss_term + gamma * tanh(S / (params_G + params_D)); both terms lie in [0, 1], so F lies in
-[0, lam + gamma] = [0, 1]. The size term rewards small networks. The loss term depends on the chromosome's loss:
+[0, lam + gamma] = [0, 1]. The size term rewards small networks, the loss term low losses.
 
-- bce (every seed-v1 chromosome; v2's bce): the reference, tanh(0.01 * (1/L_D + 1/L_G)). It rewards low losses.
-  A loss of exactly 0 gives 1/0 = +inf and tanh(+inf) = 1, the formula's limit; a negative (impossible for BCE),
-  NaN or infinite loss gives 0.
-- wgan-gp: 1 / (1 + |L_D|). L_D = E[D(G(z))] - E[D(x)] + 10 * GP is minus the critic's estimate of the Wasserstein
-  distance plus its gradient penalty; it can be negative, so 1/L_D would be meaningless. |L_D| is 0 when the critic
-  is 1-Lipschitz and cannot tell real from fake, and grows with the estimated distance: the term is 1 at that
-  ideal and falls towards 0. G's loss, -E[D(G(z))], has an arbitrary offset and is not used.
-- hinge: min(L_D, 2) / 2. L_D = E[relu(1 - D(x))] + E[relu(1 + D(G(z)))] is 2 when D cannot tell real from fake
-  (it scores everything 0) and falls to 0 as D separates them with a margin: the term is 1 when G fools D and 0
-  when D wins outright. G's loss, -E[D(G(z))], is unbounded both ways and is not used.
+The loss term is the reference formula, tanh(0.01 * sum of 1/x), over the chromosome's losses x that cannot be
+negative; 1/x of a loss that can be negative would be meaningless (a small negative loss would score near 0, a
+loss crossing 0 would jump from -inf to +inf):
 
-A non-finite loss gives a loss term of 0 for every loss. The terms of different losses measure different things
-(the reference term is about 0.02 for BCE losses near chance, the others are near 1 there): a population that
-mixes losses ranks them by these scales too, so compare losses within a run with care (README, "Search space v2").
+- bce (every seed-v1 chromosome, and v2's bce): x = L_D and L_G, the reference exactly.
+- hinge: x = L_D = E[relu(1 - D(x))] + E[relu(1 + D(G(z)))] >= 0, which falls as D separates real from fake, as
+  BCE's does. G's loss, -E[D(G(z))], can have either sign and is not used.
+- wgan-gp: x = |L_D|, L_D = E[D(G(z))] - E[D(x)] + 10 * GP: minus the critic's estimate of the Wasserstein
+  distance, plus its gradient penalty. |L_D| is 0 when the critic is 1-Lipschitz and finds no distance between
+  real and fake images, and grows with the distance it finds or with its penalty. G's loss, -E[D(G(z))], has an
+  arbitrary offset and is not used.
+
+Edge cases, so that F is always finite and never raises: a loss of exactly 0 gives 1/0 = +inf and tanh(+inf) = 1,
+the formula's limit; a NaN or infinite loss (training diverged), or a negative one where none can be, gives a loss
+term of 0; a parameter count of 0 gives a size term of 1 (the limit).
+
+The three terms are the same formula on different quantities: a population that mixes losses compares them on
+that footing (bce sums two inverses, the others one), not on sample quality.
 """
 
 from __future__ import annotations
@@ -25,13 +29,10 @@ from neuroevo.config import FitnessConfig
 
 
 def loss_term(d_loss: float, g_loss: float, loss: str = "bce") -> float:
-    if loss == "wgan-gp":
-        return 1.0 / (1.0 + abs(d_loss)) if math.isfinite(d_loss) else 0.0
-    if loss == "hinge":
-        return min(d_loss, 2.0) / 2.0 if math.isfinite(d_loss) and d_loss >= 0 else 0.0
-    if not all(math.isfinite(x) and x >= 0 for x in (d_loss, g_loss)):
+    losses = {"bce": (d_loss, g_loss), "hinge": (d_loss,), "wgan-gp": (abs(d_loss),)}[loss]
+    if not all(math.isfinite(x) and x >= 0 for x in losses):
         return 0.0
-    inverse = sum(math.inf if x == 0 else 1.0 / x for x in (d_loss, g_loss))
+    inverse = sum(math.inf if x == 0 else 1.0 / x for x in losses)
     return math.tanh(0.01 * inverse)
 
 

@@ -86,16 +86,16 @@ def _v1_moves(ch: Chromosome, s: SpaceConfig, rng: np.random.Generator) -> dict[
     depths = generator_depths(s, grow)
     if n_g + 1 in depths:
         i = int_in(rng, (0, n_g))
-        moves["add"].append(lambda: _v1_regrow(ch, _insert_at(ch.g_blocks, i, sample_block(rng, s, kmin)), s, rng))
+        moves["add"].append(lambda i=i: _v1_regrow(ch, _insert_at(ch.g_blocks, i, sample_block(rng, s, kmin)), s, rng))
     if n_g - 1 in depths:
         i = int_in(rng, (0, n_g - 1))
-        moves["remove"].append(lambda: _v1_regrow(ch, _remove_at(ch.g_blocks, i), s, rng))
+        moves["remove"].append(lambda i=i: _v1_regrow(ch, _remove_at(ch.g_blocks, i), s, rng))
     if n_d < s.d_blocks[1] and ch.d_feature_side >= kmin:
         i, k = int_in(rng, (0, n_d)), int_in(rng, (kmin, min(kmax, ch.d_feature_side)))
-        moves["add"].append(lambda: rep(ch, d_blocks=_insert_at(ch.d_blocks, i, sample_block(rng, s, k))))
+        moves["add"].append(lambda i=i, k=k: rep(ch, d_blocks=_insert_at(ch.d_blocks, i, sample_block(rng, s, k))))
     if n_d > s.d_blocks[0]:
         i = int_in(rng, (0, n_d - 1))
-        moves["remove"].append(lambda: rep(ch, d_blocks=_remove_at(ch.d_blocks, i)))
+        moves["remove"].append(lambda i=i: rep(ch, d_blocks=_remove_at(ch.d_blocks, i)))
     moves["lr"].append(lambda: rep(ch, g_lr=_perturb(rng, ch.g_lr, *s.lr), d_lr=_perturb(rng, ch.d_lr, *s.lr)))
     return moves
 
@@ -159,22 +159,23 @@ def _v2_moves(ch: ChromosomeV2, s: SpaceV2, rng: np.random.Generator) -> dict[st
     # Added blocks keep the side (stride 1, no pooling); removable blocks are those that keep it.
     if 1 in s.strides and len(ch.g_blocks) < s.g_blocks[1]:
         i = int_in(rng, (0, len(ch.g_blocks)))
-        moves["add"].append(lambda: rep(ch, g_blocks=_insert_at(ch.g_blocks, i, sample_conv(rng, s, 1, s.g_activations))))
+        moves["add"].append(lambda i=i: rep(ch, g_blocks=_insert_at(ch.g_blocks, i, sample_conv(rng, s, 1, s.g_activations))))
     keeps_side = [i for i, b in enumerate(ch.g_blocks) if b.stride == 1]
     if keeps_side and len(ch.g_blocks) > s.g_blocks[0]:
         i = pick(rng, keeps_side)
-        moves["remove"].append(lambda: rep(ch, g_blocks=_remove_at(ch.g_blocks, i)))
+        moves["remove"].append(lambda i=i: rep(ch, g_blocks=_remove_at(ch.g_blocks, i)))
     n_d = len(ch.d_blocks)
     if 1 in s.strides and "none" in s.pools and n_d < s.d_blocks[1]:
         i = int_in(rng, (0, n_d))
         cap = last_cap if i == n_d else None  # a new last block must fit the flatten bound
-        if n_d or s.channels[0] * size**2 <= s.max_flatten:
-            moves["add"].append(lambda: rep(ch, d_blocks=_insert_at(
+        if (cap is None or cap >= s.channels[0]) and (n_d or s.channels[0] * size**2 <= s.max_flatten):
+            moves["add"].append(lambda i=i, cap=cap: rep(ch, d_blocks=_insert_at(
                 ch.d_blocks, i, sample_conv(rng, s, 1, s.d_activations, max_channels=cap))))
-    keeps_side = [i for i, b in enumerate(ch.d_blocks) if b.stride == 1 and b.pool == "none"]
+    keeps_side = [i for i, b in enumerate(ch.d_blocks) if b.stride == 1 and b.pool == "none"
+                  and (i < n_d - 1 or last_cap >= s.channels[0])]  # a new last block must fit the flatten bound
     if keeps_side and n_d > s.d_blocks[0] and (n_d > 1 or ch.image_channels * size**2 <= s.max_flatten):
         i = pick(rng, keeps_side)
-        moves["remove"].append(lambda: _v2_remove_d(ch, i, last_cap))
+        moves["remove"].append(lambda i=i: _v2_remove_d(ch, i, last_cap))
     for name, acts, (lo, hi) in (("g_fc", s.g_activations, s.g_fc), ("d_fc", s.d_activations, s.d_fc)):
         fc = getattr(ch, name)
         if len(fc) < hi:
