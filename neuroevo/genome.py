@@ -89,7 +89,6 @@ class Chromosome:
 
 
 def _v1_param_counts(ch: Chromosome) -> tuple[int, int]:
-
     def blocks(c_in: int, bs: tuple[Block, ...]) -> tuple[int, int]:
         n = 0
         for b in bs:

@@ -69,8 +69,8 @@ def pick_device(assigned_gpus: int) -> str:
 
 def train(ch: Genome, images: np.ndarray, cfg: TrainConfig, seed: int, device: str = "cpu",
           init_weights: bytes | None = None) -> tuple[TrainResult, torch.nn.Module, torch.nn.Module]:
-    """The DCGAN step for cfg.epochs epochs: D on a real and a fake batch, then G to make D say real, each with
-    the chromosome's loss (losses.py).
+    """The DCGAN step for cfg.epochs epochs: D on real and fake images, then G to make D say real, each with the
+    chromosome's loss and practices (losses.py; seed-v1: BCE, a real and a fake batch).
 
     images: uint8, N x C x H x W, matching the chromosome's image shape. Same seed on CPU -> same losses.
     init_weights: start from these weights (Artifacts.weights) instead of fresh ones.

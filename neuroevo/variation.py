@@ -1,9 +1,12 @@
 """Variation: children of chosen chromosomes. Pure functions of (parents, space, random generator); no torch.
 
-A child is valid by construction, as a sampled chromosome is. Mutation never moves where G doubles or D halves
-its side, so G still ends at the image side; a block it adds keeps the side (stride 1, no pooling); D's last block
-never gets more channels than keep its flattened features within space.max_flatten. Crossover swaps whole gene
-groups whose validity does not depend on the others' (G's layer stack stays together, as does D's).
+A child is valid by construction, as a sampled chromosome is. Mutation may move where G doubles or D halves its
+side, never how many times, so G still ends at the image side and D's flattened features keep their bound; a block
+it adds keeps the side (stride 1, no pooling); D's last block never gets more channels than that bound allows.
+Crossover swaps whole gene groups whose validity does not depend on the others' (G's layer stack stays together,
+as does D's). Neither checks max_params: selection.breed does.
+
+A move is a closure, built for every change the chromosome allows; mutate() runs one of them.
 """
 
 from __future__ import annotations
@@ -47,7 +50,8 @@ def _perturb(rng: np.random.Generator, lr: float, lo: float, hi: float) -> float
 
 def mutate(ch: Genome, space: SpaceConfig | SpaceV2, rng: np.random.Generator) -> Genome:
     """One change, its kind drawn uniformly among those possible: a gene redrawn from the space (always to another
-    value), a block or FC layer added or removed, or both learning rates perturbed (x [1/2, 2], kept in range)."""
+    value; a move of a stride 2 or a pooling counts as one), a block or FC layer added or removed, or both learning
+    rates perturbed (x [1/2, 2], kept in their range)."""
     moves = _v2_moves(ch, space, rng) if isinstance(ch, ChromosomeV2) else _v1_moves(ch, space, rng)
     kinds = [k for k in ("gene", "add", "remove", "lr") if moves[k]]
     options = moves[pick(rng, kinds)]
@@ -156,6 +160,21 @@ def _v2_moves(ch: ChromosomeV2, s: SpaceV2, rng: np.random.Generator) -> dict[st
     gene.append(lambda: rep(ch, g_opt=sample_optimiser(rng, s)))
     gene.append(lambda: rep(ch, d_opt=sample_optimiser(rng, s)))
 
+    # Where G doubles and D halves: a stride 2 (or a pooling) moves to another layer. Their number, and so G's
+    # start side and D's flatten bound, stay.
+    if 1 in s.strides:
+        for layers, in_g in (((*ch.g_blocks, ch.g_out), True), (ch.d_blocks, False)):
+            twos = [i for i, b in enumerate(layers) if b.stride == 2]
+            ones = [i for i, b in enumerate(layers) if b.stride == 1]
+            if twos and ones:
+                src, dst = pick(rng, twos), pick(rng, ones)
+                gene.append(lambda in_g=in_g, src=src, dst=dst: _move(ch, in_g, "stride", src, dst, s, rng))
+    pooled = [i for i, b in enumerate(ch.d_blocks) if b.pool != "none"]
+    unpooled = [i for i, b in enumerate(ch.d_blocks) if b.pool == "none"]
+    if pooled and unpooled:
+        src, dst = pick(rng, pooled), pick(rng, unpooled)
+        gene.append(lambda src=src, dst=dst: _move(ch, False, "pool", src, dst, s, rng))
+
     # Added blocks keep the side (stride 1, no pooling); removable blocks are those that keep it.
     if 1 in s.strides and len(ch.g_blocks) < s.g_blocks[1]:
         i = int_in(rng, (0, len(ch.g_blocks)))
@@ -192,6 +211,21 @@ def _v2_moves(ch: ChromosomeV2, s: SpaceV2, rng: np.random.Generator) -> dict[st
 
     moves["lr"].append(lambda: rep(ch, g_opt=perturbed(ch.g_opt), d_opt=perturbed(ch.d_opt)))
     return moves
+
+
+def _move(ch: ChromosomeV2, in_g: bool, key: str, src: int, dst: int, s: SpaceV2, rng: np.random.Generator) -> ChromosomeV2:
+    """G's or D's layer `src` gives its stride 2 (key "stride") or its pooling (key "pool") to layer `dst`; a layer
+    left with stride 1 gets an odd kernel."""
+    layers = [*ch.g_blocks, ch.g_out] if in_g else list(ch.d_blocks)
+    a, b = layers[src], layers[dst]
+    if key == "pool":
+        layers[src], layers[dst] = dataclasses.replace(a, pool="none"), dataclasses.replace(b, pool=a.pool)
+    else:
+        kernel = a.kernel if a.kernel % 2 else pick(rng, conv_kernels(s, 1))
+        layers[src], layers[dst] = dataclasses.replace(a, stride=1, kernel=kernel), dataclasses.replace(b, stride=2)
+    if in_g:
+        return dataclasses.replace(ch, g_blocks=tuple(layers[:-1]), g_out=layers[-1])
+    return dataclasses.replace(ch, d_blocks=tuple(layers))
 
 
 def _v2_remove_d(ch: ChromosomeV2, i: int, last_cap: int) -> ChromosomeV2:
