@@ -18,7 +18,8 @@ the formula's limit; a NaN or infinite loss (training diverged), or a negative o
 term of 0; a parameter count of 0 gives a size term of 1 (the limit).
 
 The three terms are the same formula on different quantities: a population that mixes losses compares them on
-that footing (bce sums two inverses, the others one), not on sample quality.
+that footing (bce sums two inverses, the others one), not on sample quality. Like the reference, the bce and hinge
+terms rise as D's loss falls, so a D that beats its G scores high; the wgan-gp term falls instead.
 """
 
 from __future__ import annotations

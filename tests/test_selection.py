@@ -165,6 +165,7 @@ def _evolve(cfg, run_dir, state=None):
 
 def _assert_lineage(df: pd.DataFrame, strategy: str, n_elite: int) -> None:
     """Each row's operator and parents say where it came from."""
+    assert set(df.operator) <= set(selection.OPERATORS)
     for g, rows in df.groupby("generation"):
         before = df[df.generation == g - 1]
         if g == 0:
