@@ -13,19 +13,35 @@ import math
 from dataclasses import field
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar, Union
 
 import yaml
-from pydantic import ConfigDict, Field, PlainValidator, TypeAdapter, ValidationError
+from pydantic import ConfigDict, Discriminator, Field, PlainValidator, Tag, TypeAdapter, ValidationError
 from pydantic_core import PydanticCustomError
 from pydantic.dataclasses import dataclass
 
 STRICT = ConfigDict(extra="forbid")
-PRESETS = ("demo", "cifar10", "cifar100", "imagenet")
+PRESETS = ("demo", "cifar10", "cifar100", "imagenet", "v2", "dcgan")
 
+T = TypeVar("T")
 PositiveInt = Annotated[int, Field(ge=1)]
+NonNegativeInt = Annotated[int, Field(ge=0)]
 IntRange = tuple[PositiveInt, PositiveInt]
+CountRange = tuple[NonNegativeInt, NonNegativeInt]
 UnitRange = tuple[Annotated[float, Field(gt=0, lt=1)], Annotated[float, Field(gt=0, lt=1)]]
+LrRange = tuple[Annotated[float, Field(gt=0)], Annotated[float, Field(gt=0)]]
+MomentumRange = tuple[Annotated[float, Field(ge=0, lt=1)], Annotated[float, Field(ge=0, lt=1)]]
+Choices = Annotated[tuple[T, ...], Field(min_length=1)]  # a non-empty list to draw from uniformly
+
+# The gene values of space v2 (model.py and losses.py implement each one).
+Activation = Literal["relu", "leaky_relu", "prelu", "sigmoid", "tanh", "swish", "softplus"]
+Norm = Literal["batch", "instance", "none"]
+Pool = Literal["none", "max", "avg"]
+Output = Literal["tanh", "sigmoid"]  # G's output, with real images scaled to [-1, 1] or [0, 1]
+Loss = Literal["bce", "wgan-gp", "hinge"]
+OptimiserName = Literal["sgd", "adam"]
+Schedule = Literal["none", "step"]
+Init = Literal["default", "normal"]  # PyTorch's default, or N(0, 0.02) as DCGAN
 
 
 class ConfigError(ValueError):
@@ -73,10 +89,62 @@ class SpaceConfig:
     kernel: IntRange = (3, 5)
     bn_momentum: UnitRange = (0.1, 0.9)
     d_hidden: IntRange = (30, 1200)
-    lr: tuple[Annotated[float, Field(gt=0)], Annotated[float, Field(gt=0)]] = (1e-5, 1e-4)  # log-uniform
-    momentum: tuple[Annotated[float, Field(ge=0, lt=1)], Annotated[float, Field(ge=0, lt=1)]] = (0.05, 0.9)
+    lr: LrRange = (1e-5, 1e-4)  # log-uniform
+    momentum: MomentumRange = (0.05, 0.9)
     batch_size: PositiveInt = 64
     max_params: PositiveInt | None = 50_000_000  # params_G + params_D; larger samples are redrawn
+
+
+@dataclass(frozen=True, config=STRICT)
+class SpaceV2:
+    """The search space `v2`: per-block layer, normalisation and activation genes, loss, optimiser and practices.
+
+    Ranges are inclusive [min, max]; lists are choices drawn uniformly. See README "Search space v2".
+    """
+
+    name: Literal["v2"] = "v2"
+    noise_dim: IntRange = (32, 128)  # z ~ N(0, I), a noise_dim x 1 x 1 tensor
+    start_side: tuple[Annotated[int, Field(ge=2)], Annotated[int, Field(ge=2)]] = (4, 8)  # G's first feature map
+    g_blocks: CountRange = (0, 4)  # G's blocks between its projection and its output layer
+    d_blocks: CountRange = (1, 5)  # D's blocks before it flattens
+    g_fc: CountRange = (0, 1)  # FC layers on the noise vector, before G's projection
+    d_fc: CountRange = (0, 1)  # hidden FC layers after D flattens, before its score
+    channels: IntRange = (16, 256)
+    fc_units: IntRange = (64, 512)
+    kernels: Choices[PositiveInt] = (3, 4, 5)
+    strides: Choices[Literal[1, 2]] = (1, 2)  # 2: G doubles the side (ConvTranspose), D halves it (Conv)
+    pools: Choices[Pool] = ("none", "max", "avg")  # D only: a 2x2 pooling after the block
+    skips: Choices[bool] = (False, True)  # a residual connection around the block
+    norms: Choices[Norm] = ("batch", "instance", "none")
+    g_activations: Choices[Activation] = ("relu", "leaky_relu", "prelu", "sigmoid", "tanh", "swish", "softplus")
+    d_activations: Choices[Activation] = ("relu", "leaky_relu", "prelu", "sigmoid", "tanh", "swish", "softplus")
+    outputs: Choices[Output] = ("tanh", "sigmoid")
+    losses: Choices[Loss] = ("bce", "wgan-gp", "hinge")
+    optimisers: Choices[OptimiserName] = ("sgd", "adam")  # per network
+    sgd_lr: LrRange = (1e-5, 1e-4)  # log-uniform
+    sgd_momentum: MomentumRange = (0.05, 0.9)
+    adam_lr: LrRange = (1e-4, 4e-4)  # log-uniform, around DCGAN's 2e-4
+    adam_beta1: MomentumRange = (0.3, 0.7)  # around DCGAN's 0.5; beta2 is 0.999
+    schedules: Choices[Schedule] = ("none", "step")  # step: lr x decay_factor once, after decay_epoch epochs
+    decay_epoch: IntRange = (1, 5)
+    decay_factor: UnitRange = (0.1, 0.5)
+    label_smoothing: Choices[bool] = (False, True)  # bce only: real target 0.9
+    feature_matching: Choices[bool] = (False, True)  # G also matches D's mean features on real images
+    inits: Choices[Init] = ("default", "normal")
+    separate_batches: Choices[bool] = (False, True)  # D sees real and fake in separate batches, not one
+    batch_size: Annotated[int, Field(ge=2)] = 64
+    max_flatten: PositiveInt = 8192  # bound on D's flattened features (channels x side x side)
+    max_params: PositiveInt | None = 50_000_000
+
+
+def _space_name(v: Any) -> str:
+    return v.get("name", "seed-v1") if isinstance(v, dict) else getattr(v, "name", "seed-v1")
+
+
+# `space.name` picks the space; without it a space is seed-v1, as before v2 existed.
+Space = Annotated[Union[Annotated[SpaceConfig, Tag("seed-v1")], Annotated[SpaceV2, Tag("v2")]],
+                  Discriminator(_space_name)]
+SPACES = {"seed-v1": SpaceConfig, "v2": SpaceV2}
 
 
 @dataclass(frozen=True, config=STRICT)
@@ -100,6 +168,12 @@ class EvolveConfig:
     population: Annotated[int, Field(ge=2)] = 10
     generations: PositiveInt = 20
     elite_fraction: Annotated[float, Field(gt=0, lt=1)] = 0.2
+    # How the places after the elites are filled: random (the reference), or children of the elites
+    # (mutation, crossover), or mutants of tournament winners. See selection.py.
+    strategy: Literal["random", "mutation", "crossover", "tournament"] = "random"
+    tournament_size: Annotated[int, Field(ge=2)] = 3
+    keep_weights: bool = False  # elites continue from their trained weights instead of fresh ones
+    seed_chromosomes: tuple[Literal["dcgan"], ...] = ()  # fixed chromosomes in the first population
 
 
 @dataclass(frozen=True, config=STRICT)
@@ -118,7 +192,7 @@ class RunConfig:
     out_dir: str = "runs"
     run_id: str | None = None  # None = <timestamp>-seed<seed>
     data: DataConfig = field(default_factory=DataConfig)
-    space: SpaceConfig = field(default_factory=SpaceConfig)
+    space: Space = field(default_factory=SpaceConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     fitness: FitnessConfig = field(default_factory=FitnessConfig)
     evolve: EvolveConfig = field(default_factory=EvolveConfig)
@@ -223,6 +297,9 @@ def _one_line(e: Exception) -> str:
 def _known_keys(loc: tuple) -> list[str]:
     cls: Any = RunConfig
     for part in loc[:-1]:
+        if part in SPACES and cls in SPACES.values():
+            cls = SPACES[part]
+            continue
         fields = {f.name: f for f in dataclasses.fields(cls)}
         if part not in fields or not dataclasses.is_dataclass(fields[part].default_factory):
             return []
@@ -232,10 +309,14 @@ def _known_keys(loc: tuple) -> list[str]:
 
 def _describe(err: dict[str, Any]) -> str:
     loc = tuple(err["loc"])
-    key = ".".join(str(p) for p in loc)
+    if err["type"] == "union_tag_invalid":
+        return f"{'.'.join(map(str, loc))}.name: expected one of {', '.join(SPACES)} (got {err['input'].get('name')!r})"
+    # the space's tag is part of pydantic's location, not of the key the user wrote
+    key = ".".join(str(p) for i, p in enumerate(loc) if not (i == 1 and loc[0] == "space" and p in SPACES))
     if err["type"] == "unexpected_keyword_argument":
         close = difflib.get_close_matches(str(loc[-1]), _known_keys(loc), n=1)
-        hint = f" (did you mean {'.'.join([*map(str, loc[:-1]), close[0]])}?)" if close else ""
+        prefix = key.rpartition(".")[0]
+        hint = f" (did you mean {prefix + '.' if prefix else ''}{close[0]}?)" if close else ""
         return f"{key}: unknown key{hint}"
     if err["type"] == "dataclass_type":
         return f"{key}: expected a section of keys, got {err['input']!r}"
@@ -249,34 +330,83 @@ def noise_sides(space: SpaceConfig, image_size: int) -> tuple[int, int]:
 
 def check(cfg: RunConfig) -> None:
     """Relations between keys that field types cannot express."""
-    s = cfg.space
-    for name in ("noise_channels", "noise_side", "g_blocks", "d_blocks", "channels", "kernel",
-                 "bn_momentum", "d_hidden", "lr", "momentum"):
-        lo, hi = getattr(s, name)
-        if lo > hi:
-            raise ConfigError(f"space.{name}: min {lo} is greater than max {hi}")
-    if s.kernel[0] < 2:
-        raise ConfigError(f"space.kernel: kernels must be at least 2 to grow or shrink the image (got {list(s.kernel)})")
     if not math.isclose(cfg.fitness.lam + cfg.fitness.gamma, 1.0):
         raise ConfigError(f"fitness.lam + fitness.gamma: must equal 1 (got {cfg.fitness.lam} + {cfg.fitness.gamma})")
     if cfg.data.source in ("folder", "imagenet") and not cfg.data.root:
         raise ConfigError(f"data.root: required when data.source is {cfg.data.source} (a folder of class sub-folders)")
+    if isinstance(cfg.space, SpaceV2):
+        _check_v2(cfg.space, cfg.data, cfg.train)
+    else:
+        _check_v1(cfg.space, cfg.data.image_size)
+    s = cfg.space
+    if cfg.data.subset_pick == "random" and cfg.data.subset is None:
+        raise ConfigError("data.subset_pick: random needs data.subset, the number of images to draw")
+    if cfg.data.subset is not None and cfg.data.subset < s.batch_size:
+        raise ConfigError(f"data.subset: {cfg.data.subset} images is fewer than one batch (space.batch_size={s.batch_size})")
+    _check_evolve(cfg.evolve, s)
 
-    size = cfg.data.image_size
+
+def _check_ranges(s: Any, names: tuple[str, ...]) -> None:
+    for name in names:
+        lo, hi = getattr(s, name)
+        if lo > hi:
+            raise ConfigError(f"space.{name}: min {lo} is greater than max {hi}")
+
+
+def _check_v1(s: SpaceConfig, size: int) -> None:
+    _check_ranges(s, ("noise_channels", "noise_side", "g_blocks", "d_blocks", "channels", "kernel",
+                      "bn_momentum", "d_hidden", "lr", "momentum"))
+    if s.kernel[0] < 2:
+        raise ConfigError(f"space.kernel: kernels must be at least 2 to grow or shrink the image (got {list(s.kernel)})")
     problem = _image_misfit(s, size)
     if problem:
         fits = next((bigger for bigger in range(size + 1, 1025) if not _image_misfit(s, bigger)), None)
         hint = f"; data.image_size {size}px is too small for this search space (the smallest that fits is {fits}px)"
         raise ConfigError(problem + (hint if fits else ""))
-    if cfg.data.subset_pick == "random" and cfg.data.subset is None:
-        raise ConfigError("data.subset_pick: random needs data.subset, the number of images to draw")
-    if cfg.data.subset is not None and cfg.data.subset < s.batch_size:
-        raise ConfigError(f"data.subset: {cfg.data.subset} images is fewer than one batch (space.batch_size={s.batch_size})")
-    n_elite, population = elite_count(cfg.evolve), cfg.evolve.population
+
+
+def _check_v2(s: SpaceV2, data: DataConfig, train: TrainConfig) -> None:
+    _check_ranges(s, ("noise_dim", "start_side", "g_blocks", "d_blocks", "g_fc", "d_fc", "channels", "fc_units",
+                      "sgd_lr", "sgd_momentum", "adam_lr", "adam_beta1", "decay_epoch", "decay_factor"))
+    size = data.image_size
+    if 1 in s.strides and not odd_kernels(s):
+        raise ConfigError(f"space.kernels: stride-1 layers keep the side with padding (k-1)/2, which needs an odd "
+                          f"kernel (got {list(s.kernels)}); add one or set space.strides: [2]")
+    if not v2_generator_depths(s, size):
+        reachable = [size >> u for u in range(size.bit_length()) if size % 2**u == 0 and size >> u >= 2]
+        raise ConfigError(
+            f"space.start_side: G cannot reach {size}px from a start side in {list(s.start_side)} by doubling, with "
+            f"{list(s.g_blocks)} blocks (space.g_blocks) and strides {list(s.strides)}; start sides that double to "
+            f"{size}px: {reachable}")
+    if not v2_discriminator_depths(s, size, data.channels):
+        raise ConfigError(
+            f"space.max_flatten: no D of {list(s.d_blocks)} blocks (space.d_blocks) with strides {list(s.strides)} and "
+            f"pools {list(s.pools)} brings a {size}px image under {s.max_flatten} flattened features with at least "
+            f"{s.channels[0]} channels while keeping every feature map at least 2px")
+    if "bce" not in s.losses and False not in s.label_smoothing:
+        raise ConfigError(f"space.label_smoothing: only the bce loss smooths labels, and space.losses is {list(s.losses)}")
+    if "step" in s.schedules and s.decay_epoch[1] >= train.epochs:
+        raise ConfigError(f"space.decay_epoch: a decay after epoch {s.decay_epoch[1]} never happens in train.epochs="
+                          f"{train.epochs}; lower it or set space.schedules: [none]")
+
+
+def _check_evolve(e: EvolveConfig, space: Any) -> None:
+    n_elite, population = elite_count(e), e.population
     if n_elite < 1:
-        raise ConfigError(f"evolve.elite_fraction: {cfg.evolve.elite_fraction} of a population of {population} keeps no elite (needs at least 1)")
+        raise ConfigError(f"evolve.elite_fraction: {e.elite_fraction} of a population of {population} keeps no elite (needs at least 1)")
     if n_elite >= population:
-        raise ConfigError(f"evolve.elite_fraction: {cfg.evolve.elite_fraction} keeps the whole population of {population}")
+        raise ConfigError(f"evolve.elite_fraction: {e.elite_fraction} keeps the whole population of {population}")
+    if e.strategy == "crossover" and n_elite < 2:
+        raise ConfigError(f"evolve.strategy: crossover needs at least 2 elites to cross, and evolve.elite_fraction "
+                          f"{e.elite_fraction} of {population} keeps {n_elite}")
+    if e.strategy == "tournament" and e.tournament_size > population:
+        raise ConfigError(f"evolve.tournament_size: {e.tournament_size} is larger than the population of {population}")
+    if e.seed_chromosomes and not isinstance(space, SpaceV2):
+        raise ConfigError(f"evolve.seed_chromosomes: {e.seed_chromosomes[0]} is a v2 chromosome; it needs space.name: v2")
+    if len(set(e.seed_chromosomes)) < len(e.seed_chromosomes):
+        raise ConfigError(f"evolve.seed_chromosomes: {list(e.seed_chromosomes)} names a chromosome twice")
+    if len(e.seed_chromosomes) > population:
+        raise ConfigError(f"evolve.seed_chromosomes: {len(e.seed_chromosomes)} seeds do not fit a population of {population}")
 
 
 def _image_misfit(s: SpaceConfig, size: int) -> str:
@@ -300,6 +430,52 @@ def generator_depths(space: SpaceConfig, grow: int) -> list[int]:
     kmin, kmax = space.kernel
     return [b for b in range(space.g_blocks[0], space.g_blocks[1] + 1)
             if (kmin - 1) * (b + 1) <= grow <= (kmax - 1) * (b + 1)]
+
+
+# Space v2's side arithmetic. Every convolution has padding (k - 1) // 2, so a stride-1 layer (odd k) keeps the
+# side, a stride-2 ConvTranspose in G doubles it exactly, and a stride-2 Conv or a 2x2 pooling in D halves it
+# (rounding up or down, never below ceil(side / 2)).
+
+
+def odd_kernels(space: SpaceV2) -> tuple[int, ...]:
+    return tuple(k for k in space.kernels if k % 2 == 1)
+
+
+def v2_upsamplings(space: SpaceV2, size: int, n_blocks: int) -> list[int]:
+    """Counts u of stride-2 layers among G's n_blocks blocks and its output layer such that G's start side,
+    size / 2**u, is a whole number within space.start_side."""
+    layers = n_blocks + 1
+    lo = layers if 1 not in space.strides else 0
+    hi = layers if 2 in space.strides else 0
+    return [u for u in range(lo, min(hi, size.bit_length()) + 1)
+            if size % 2**u == 0 and space.start_side[0] <= size >> u <= space.start_side[1]]
+
+
+def v2_generator_depths(space: SpaceV2, size: int) -> list[int]:
+    return [n for n in range(space.g_blocks[0], space.g_blocks[1] + 1) if v2_upsamplings(space, size, n)]
+
+
+def halved_side(size: int, halvings: int) -> int:
+    """The largest side D's feature map can have after `halvings` halvings of a size x size image."""
+    return -(-size // 2**halvings)
+
+
+def v2_halvings(space: SpaceV2, size: int, image_channels: int, n_blocks: int) -> range:
+    """How many halvings n_blocks D blocks may make (each block: a stride-2 conv, a pooling, or both): at least
+    enough that space.channels[0] channels flatten to at most space.max_flatten features, at most as many as keep
+    every feature map at least 2px (InstanceNorm and 2x2 pooling need that)."""
+    if n_blocks == 0:
+        return range(1) if image_channels * size**2 <= space.max_flatten else range(0)
+    per_block_forced = (1 not in space.strides) + ("none" not in space.pools)
+    per_block_optional = (set(space.strides) == {1, 2}) + ("none" in space.pools and len(set(space.pools)) > 1)
+    hi = min(n_blocks * (per_block_forced + per_block_optional), size.bit_length() - 2)
+    lo = next((h for h in range(hi + 1) if space.channels[0] * halved_side(size, h) ** 2 <= space.max_flatten), hi + 1)
+    return range(max(lo, n_blocks * per_block_forced), hi + 1)
+
+
+def v2_discriminator_depths(space: SpaceV2, size: int, image_channels: int) -> list[int]:
+    return [n for n in range(space.d_blocks[0], space.d_blocks[1] + 1)
+            if len(v2_halvings(space, size, image_channels, n))]
 
 
 def elite_count(evolve: EvolveConfig) -> int:

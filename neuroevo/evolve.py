@@ -7,9 +7,10 @@ derived from (run seed, generation, id).
 
 from __future__ import annotations
 
+import os
 import socket
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -20,12 +21,13 @@ import ray
 from neuroevo import fitness as fitness_mod
 from neuroevo import data, genome, logs, memory, progress, selection, train
 from neuroevo.config import RunConfig, TrainConfig, elite_count
-from neuroevo.genome import Chromosome
+from neuroevo.genome import Genome
 from neuroevo.state import Member, RunState
 from neuroevo.state import save as save_state
 from neuroevo.train import Artifacts, TrainResult
 
 _SAMPLE_STREAM = 1  # keeps the sampler's random stream apart from any other drawn from the run seed
+_BREED_STREAM = 2  # the random stream of mutation, crossover and tournaments
 
 
 @dataclass(frozen=True)
@@ -53,16 +55,41 @@ def fresh_members(cfg: RunConfig, generation: int, count: int) -> tuple[Member, 
     return tuple(members)
 
 
+def bred_members(cfg: RunConfig, generation: int, population: tuple[Member, ...],
+                 fitness: list[float]) -> tuple[Member, ...]:
+    """The non-elite places of `generation` by the strategy evolve.strategy (not random), from the generation
+    before; the same (seed, generation) and fitness always give the same children."""
+    rng = np.random.default_rng([cfg.seed, generation, _BREED_STREAM])
+    n_elite = elite_count(cfg.evolve)
+    children = selection.breed(cfg.evolve.strategy, [m.chromosome for m in population], fitness, n_elite,
+                               cfg.evolve.population - n_elite, cfg.space, rng, cfg.evolve.tournament_size)
+    return tuple(Member(c.chromosome, generation, c.rejected, c.parents, c.operator) for c in children)
+
+
+def next_population(cfg: RunConfig, generation: int, population: tuple[Member, ...],
+                    fitness: list[float]) -> tuple[Member, ...]:
+    """Generation `generation`'s members: the elites of the one before, then the strategy's newcomers."""
+    ids = [m.chromosome.id for m in population]
+    n_elite = elite_count(cfg.evolve)
+    kept = tuple(replace(m, parents=(m.chromosome.id,), operator="elite")
+                 for m in selection.elites(population, fitness, ids, n_elite))
+    if cfg.evolve.strategy == "random":
+        return kept + fresh_members(cfg, generation, cfg.evolve.population - n_elite)
+    return kept + bred_members(cfg, generation, population, fitness)
+
+
 def initial_state(cfg: RunConfig) -> RunState:
-    return RunState((fresh_members(cfg, 0, cfg.evolve.population),), completed=0)
+    seeds = tuple(Member(genome.SEEDS[name](cfg.data.image_size, cfg.data.channels, cfg.space.batch_size), 0, 0,
+                         operator="seed") for name in cfg.evolve.seed_chromosomes)
+    return RunState((seeds + fresh_members(cfg, 0, cfg.evolve.population - len(seeds)),), completed=0)
 
 
 @ray.remote(num_returns=2)
-def train_task(ch: Chromosome, images: np.ndarray | data.Cache, cfg: TrainConfig, seed: int,
-               flip: bool = False) -> tuple[TaskReport, Artifacts | None]:
+def train_task(ch: Genome, images: np.ndarray | data.Cache, cfg: TrainConfig, seed: int, flip: bool = False,
+               init_weights: bytes | None = None) -> tuple[TaskReport, Artifacts | None]:
     started = datetime.now(timezone.utc)
     gpu_ids = tuple(str(g) for g in ray.get_gpu_ids())
-    result, art = train.run(ch, data.attach(images), cfg, seed, train.pick_device(len(gpu_ids)), flip)
+    result, art = train.run(ch, data.attach(images), cfg, seed, train.pick_device(len(gpu_ids)), flip, init_weights)
     node = f"{socket.gethostname()}/{ray.get_runtime_context().get_node_id()[:8]}"
     return TaskReport(result, node, gpu_ids, started, datetime.now(timezone.utc)), art
 
@@ -99,13 +126,15 @@ def _row(cfg: RunConfig, run_id: str, generation: int, m: Member, seed: int, rep
         status, error, fit = r.status, r.error, cfg.fitness.failed
     else:
         status, error = "ok", ""
-        fit = fitness_mod.fitness(r.d_loss, r.g_loss, r.params_g, r.params_d, cfg.fitness)
+        fit = fitness_mod.fitness(r.d_loss, r.g_loss, r.params_g, r.params_d, cfg.fitness, m.chromosome.loss)
     params_g, params_d = genome.param_counts(m.chromosome)
     return {
         "run_id": run_id,
         **logs.gene_columns(m.chromosome),
         "born_generation": m.born_generation,
         "is_elite": m.born_generation < generation,
+        "parents": list(m.parents),
+        "operator": m.operator,
         "resampled": m.resampled,
         "task_seed": seed,
         "params_g": r.params_g if r else params_g,
@@ -136,19 +165,42 @@ def _save_best(run_dir: Path, generation: int, row: dict, art: Artifacts) -> Pat
     return out
 
 
+def _weights_path(run_dir: Path, generation: int, chromosome_id: str) -> Path:
+    return Path(run_dir) / "weights" / f"generation={generation:04d}" / f"{chromosome_id}.pt"
+
+
+def _start_weights(run_dir: Path, generation: int, m: Member) -> bytes | None:
+    """evolve.keep_weights: an elite starts from the weights it ended the generation before with."""
+    path = _weights_path(run_dir, generation, m.chromosome.id)
+    return path.read_bytes() if m.born_generation < generation and path.is_file() else None
+
+
+def _save_elite_weights(run_dir: Path, generation: int, df: pd.DataFrame, artifacts: dict, n_elite: int) -> None:
+    """The weights the elites of `generation` - 1 will start `generation` from, as selection.elites ranks them."""
+    ranked = df.sort_values(["fitness", "chromosome_id"], ascending=[False, True]).head(n_elite)
+    for row in ranked[ranked["status"] == "ok"].itertuples():
+        path = _weights_path(run_dir, generation, row.chromosome_id)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_bytes(ray.get(artifacts[row.chromosome_id]).weights)
+        os.replace(tmp, path)
+
+
 def run_generation(cfg: RunConfig, run_id: str, run_dir: Path, generation: int, population: tuple[Member, ...],
                    images_ref: ray.ObjectRef | data.Cache) -> pd.DataFrame:
-    """Train every member (elites too, from fresh weights), write the generation's log, save the best.
+    """Train every member (elites too, from fresh weights unless evolve.keep_weights), write the generation's
+    log, save the best (and with keep_weights the elites' weights).
 
     Always logs exactly one row per member. On Ctrl-C the running tasks are cancelled and nothing is written.
     """
     pending: dict[ray.ObjectRef, tuple[Member, int, ray.ObjectRef]] = {}
     for m in population:
         seed = task_seed(cfg.seed, generation, m.chromosome.id)
+        init = _start_weights(run_dir, generation, m) if cfg.evolve.keep_weights else None
         # a task whose worker or node dies is rerun elsewhere; one that raises is not (training is deterministic)
         report_ref, art_ref = train_task.options(
             name=f"train-g{generation}-{m.chromosome.id}", **task_resources(cfg, m.chromosome)).remote(
-            m.chromosome, images_ref, cfg.train, seed, cfg.data.flip)
+            m.chromosome, images_ref, cfg.train, seed, cfg.data.flip, init)
         pending[report_ref] = (m, seed, art_ref)
 
     rows, artifacts = [], {}
@@ -177,12 +229,15 @@ def run_generation(cfg: RunConfig, run_id: str, run_dir: Path, generation: int, 
     best = df.sort_values(["fitness", "chromosome_id"], ascending=[False, True]).iloc[0]
     if best["status"] == "ok":
         _save_best(run_dir, generation, best.to_dict(), ray.get(artifacts[best["chromosome_id"]]))
+    if cfg.evolve.keep_weights:
+        _save_elite_weights(run_dir, generation + 1, df, artifacts, elite_count(cfg.evolve))
     return df
 
 
 def evolve(cfg: RunConfig, run_id: str, run_dir: Path, images: np.ndarray | data.Cache,
            state: RunState | None = None, redo: tuple[int, ...] = ()) -> RunState:
-    """The reference loop: train all, keep the elite fraction unchanged, replace the rest at random.
+    """The loop: train all, keep the elite fraction unchanged, fill the rest by evolve.strategy (the reference:
+    at random).
 
     images: an array, put in the object store once per run and mapped zero-copy by every task, or a data
     cache that every task maps from its node's disk (data.for_tasks decides which).
@@ -190,7 +245,6 @@ def evolve(cfg: RunConfig, run_id: str, run_dir: Path, images: np.ndarray | data
     were found damaged (their populations are in the state, and selection already happened).
     """
     images_ref = ray.put(images) if isinstance(images, np.ndarray) else images
-    n_elite = elite_count(cfg.evolve)
     if state is None:
         state = initial_state(cfg)
         Path(run_dir).mkdir(parents=True, exist_ok=True)
@@ -202,10 +256,9 @@ def evolve(cfg: RunConfig, run_id: str, run_dir: Path, images: np.ndarray | data
         start = time.perf_counter()
         population = state.population(generation)
         df = run_generation(cfg, run_id, run_dir, generation, population, images_ref)
-        ids = [m.chromosome.id for m in population]
         by_id = dict(zip(df["chromosome_id"], df["fitness"]))
-        kept = selection.elites(population, [by_id[i] for i in ids], ids, n_elite)
-        state = state.advance(tuple(kept) + fresh_members(cfg, generation + 1, cfg.evolve.population - n_elite))
+        fitness = [by_id[m.chromosome.id] for m in population]
+        state = state.advance(next_population(cfg, generation + 1, population, fitness))
         save_state(run_dir, state, cfg.seed)
         summary.append({
             "generation": generation,

@@ -15,9 +15,9 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
-from neuroevo.genome import Chromosome
+from neuroevo.genome import ChromosomeV2, Genome
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: space, loss, optimisers, parents and operator
 
 _ints = pa.list_(pa.int32())
 _floats = pa.list_(pa.float64())
@@ -29,19 +29,25 @@ SCHEMA = pa.schema([
     ("chromosome_id", pa.string()),
     ("born_generation", pa.int32()),
     ("is_elite", pa.bool_()),  # carried over unchanged from the previous generation
-    ("chromosome", pa.string()),  # the whole chromosome as JSON: Chromosome.from_json(row.chromosome)
+    ("parents", pa.list_(pa.string())),  # chromosome ids of the generation before (an elite's is its own)
+    ("operator", pa.string()),  # seed | random | elite | mutation | crossover | tournament
+    ("chromosome", pa.string()),  # the whole chromosome as JSON: genome.from_json(row.chromosome)
     # flat copies of the main genes, for queries
-    ("noise_channels", pa.int32()),
-    ("noise_side", pa.int32()),
-    ("g_n_blocks", pa.int32()),
+    ("space", pa.string()),  # seed-v1 | v2
+    ("noise_channels", pa.int32()),  # v2: noise_dim
+    ("noise_side", pa.int32()),  # v2: 1
+    ("g_n_blocks", pa.int32()),  # v2: the projection counts as G's first block
     ("g_channels", _ints),
     ("g_kernels", _ints),  # the blocks' kernels, then the output layer's
     ("d_n_blocks", pa.int32()),
     ("d_channels", _ints),
     ("d_kernels", _ints),
-    ("d_hidden", pa.int32()),
+    ("d_hidden", pa.int32()),  # v2: the first FC layer's units, null without one
+    ("loss", pa.string()),  # bce | wgan-gp | hinge
+    ("g_optimiser", pa.string()),  # sgd | adam
     ("g_lr", pa.float64()),
-    ("g_momentum", pa.float64()),
+    ("g_momentum", pa.float64()),  # Adam: beta1
+    ("d_optimiser", pa.string()),
     ("d_lr", pa.float64()),
     ("d_momentum", pa.float64()),
     ("batch_size", pa.int32()),
@@ -55,7 +61,7 @@ SCHEMA = pa.schema([
     ("d_losses", _floats),  # per epoch
     ("g_losses", _floats),
     ("fitness", pa.float64()),
-    ("status", pa.string()),  # ok | diverged | failed
+    ("status", pa.string()),  # ok | failed | oom | diverged | timeout | lost
     ("error", pa.string()),
     ("train_seconds", pa.float64()),
     ("images_per_second", pa.float64()),
@@ -67,23 +73,35 @@ SCHEMA = pa.schema([
 ])
 
 
-def gene_columns(ch: Chromosome) -> dict[str, Any]:
+def gene_columns(ch: Genome) -> dict[str, Any]:
+    if isinstance(ch, ChromosomeV2):
+        g_blocks = (ch.g_project, *ch.g_blocks)
+        g_kernels = [b.kernel for b in (*g_blocks, ch.g_out)]
+        d_hidden = ch.d_fc[0].units if ch.d_fc else None
+    else:
+        g_blocks, g_kernels, d_hidden = ch.g_blocks, [b.kernel for b in ch.g_blocks] + [ch.g_out_kernel], ch.d_hidden
+    g_opt, d_opt = ch.optimisers
+    channels, side, _ = ch.noise_shape
     return {
         "chromosome_id": ch.id,
         "chromosome": ch.to_json(),
-        "noise_channels": ch.noise_channels,
-        "noise_side": ch.noise_side,
-        "g_n_blocks": len(ch.g_blocks),
-        "g_channels": [b.channels for b in ch.g_blocks],
-        "g_kernels": [b.kernel for b in ch.g_blocks] + [ch.g_out_kernel],
+        "space": ch.space,
+        "noise_channels": channels,
+        "noise_side": side,
+        "g_n_blocks": len(g_blocks),
+        "g_channels": [b.channels for b in g_blocks],
+        "g_kernels": g_kernels,
         "d_n_blocks": len(ch.d_blocks),
         "d_channels": [b.channels for b in ch.d_blocks],
         "d_kernels": [b.kernel for b in ch.d_blocks],
-        "d_hidden": ch.d_hidden,
-        "g_lr": ch.g_lr,
-        "g_momentum": ch.g_momentum,
-        "d_lr": ch.d_lr,
-        "d_momentum": ch.d_momentum,
+        "d_hidden": d_hidden,
+        "loss": ch.loss,
+        "g_optimiser": g_opt.name,
+        "g_lr": g_opt.lr,
+        "g_momentum": g_opt.momentum,
+        "d_optimiser": d_opt.name,
+        "d_lr": d_opt.lr,
+        "d_momentum": d_opt.momentum,
         "batch_size": ch.batch_size,
     }
 
@@ -124,10 +142,11 @@ def read_generations(run_dir: str | Path, columns: list[str] | None = None,
     """A run's whole history, one row per chromosome per generation, with `generation` as an int column.
 
     `filter` is a pyarrow expression, e.g. `pyarrow.dataset.field("generation") >= 5`; on `generation` it
-    skips whole partitions unread.
+    skips whole partitions unread. Files of an older schema_version read with nulls in the newer columns.
     """
     partitioning = ds.partitioning(pa.schema([("generation", pa.int32())]), flavor="hive")
-    dataset = ds.dataset(Path(run_dir) / "generations", format="parquet", partitioning=partitioning)
+    dataset = ds.dataset(Path(run_dir) / "generations", format="parquet", partitioning=partitioning,
+                         schema=SCHEMA.append(pa.field("generation", pa.int32())))
     df = dataset.to_table(columns=columns, filter=filter).to_pandas()
     if "generation" in df.columns:
         df = df.sort_values("generation", kind="stable").reset_index(drop=True)

@@ -1,10 +1,28 @@
-"""Who survives a generation. Pure functions over (chromosome id, fitness)."""
+"""Who survives a generation, and who is born into the next. Pure functions of fitness, chromosomes and a random
+generator.
+
+Every strategy keeps the evolve.elite_fraction fittest unchanged; the strategy says how the other places are filled:
+- random (the reference): fresh random chromosomes (evolve.fresh_members);
+- mutation: each a mutant (variation.mutate) of an elite drawn uniformly;
+- crossover: each a cross (variation.crossover) of two distinct elites drawn uniformly;
+- tournament: each a mutant of a tournament winner: the fittest of evolve.tournament_size members drawn from the
+  whole generation, so that good non-elites have children too.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Sequence, TypeVar
 
+import numpy as np
+
+from neuroevo import genome, variation
+from neuroevo.config import SpaceConfig, SpaceV2
+from neuroevo.genome import Genome
+
 T = TypeVar("T")
+
+OPERATORS = ("seed", "random", "elite", "mutation", "crossover", "tournament")
 
 
 def rank(members: Sequence[T], fitness: Sequence[float], ids: Sequence[str]) -> list[T]:
@@ -14,5 +32,55 @@ def rank(members: Sequence[T], fitness: Sequence[float], ids: Sequence[str]) -> 
 
 
 def elites(members: Sequence[T], fitness: Sequence[float], ids: Sequence[str], n_elite: int) -> list[T]:
-    """The reference strategy keeps the n_elite fittest unchanged; the caller refills the rest at random."""
+    """The n_elite fittest, kept unchanged by every strategy."""
     return rank(members, fitness, ids)[:n_elite]
+
+
+def tournament(fitness: Sequence[float], ids: Sequence[str], size: int, rng: np.random.Generator) -> int:
+    """The index of the fittest of `size` members drawn without replacement (ties broken by id)."""
+    entrants = rng.choice(len(fitness), size=size, replace=False)
+    return int(min(entrants, key=lambda i: (-fitness[i], ids[i])))
+
+
+@dataclass(frozen=True)
+class Child:
+    chromosome: Genome
+    parents: tuple[str, ...]  # chromosome ids
+    operator: str  # mutation | crossover | tournament; random when no new child was found
+    rejected: int  # children drawn and rejected (over max_params, or already in the generation) before this one
+
+
+def breed(strategy: str, population: Sequence[Genome], fitness: Sequence[float], n_elite: int, count: int,
+          space: SpaceConfig | SpaceV2, rng: np.random.Generator, tournament_size: int = 3,
+          max_tries: int = 100) -> list[Child]:
+    """`count` children for the places after the elites, by the strategy mutation, crossover or tournament.
+
+    A child over space.max_params, or equal to a member of this generation or to an earlier child, is drawn again;
+    after max_tries such draws a fresh random chromosome takes the place (operator "random").
+    """
+    ids = [ch.id for ch in population]
+    parents = elites(population, fitness, ids, n_elite)
+    taken = set(ids)
+    children = []
+    for _ in range(count):
+        for rejected in range(max_tries):
+            if strategy == "mutation":
+                p = parents[rng.integers(len(parents))]
+                child, chosen = variation.mutate(p, space, rng), (p,)
+            elif strategy == "crossover":
+                i, j = rng.choice(len(parents), size=2, replace=False)
+                chosen = (parents[i], parents[j])
+                child = variation.crossover(*chosen, rng)
+            elif strategy == "tournament":
+                p = population[tournament(fitness, ids, tournament_size, rng)]
+                child, chosen = variation.mutate(p, space, rng), (p,)
+            else:
+                raise ValueError(f"unknown strategy {strategy!r}")
+            if child.id not in taken and (space.max_params is None or sum(genome.param_counts(child)) <= space.max_params):
+                children.append(Child(child, tuple(p.id for p in chosen), strategy, rejected))
+                break
+        else:
+            child, resampled = genome.sample(space, population[0].image_size, population[0].image_channels, rng)
+            children.append(Child(child, (), "random", max_tries + resampled))
+        taken.add(children[-1].chromosome.id)
+    return children

@@ -12,7 +12,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from neuroevo.genome import Chromosome
+from neuroevo.genome import Genome, from_json
 
 STATE_FILE = "state.json"
 
@@ -23,9 +23,11 @@ class StateError(ValueError):
 
 @dataclass(frozen=True)
 class Member:
-    chromosome: Chromosome
+    chromosome: Genome
     born_generation: int  # an elite carried into generation g has born_generation < g
     resampled: int  # chromosomes rejected for max_params before this one was drawn
+    parents: tuple[str, ...] = ()  # chromosome ids; an elite's parent is itself, in the generation before
+    operator: str = "random"  # what made it: seed | random | elite | mutation | crossover | tournament
 
 
 @dataclass(frozen=True)
@@ -42,7 +44,16 @@ class RunState:
 
 
 def _member_json(m: Member) -> dict:
-    return {"chromosome": m.chromosome.to_json(), "born_generation": m.born_generation, "resampled": m.resampled}
+    return {"chromosome": m.chromosome.to_json(), "born_generation": m.born_generation, "resampled": m.resampled,
+            "parents": list(m.parents), "operator": m.operator}
+
+
+def _member(doc: dict, generation: int) -> Member:
+    """State files written before parents and operators were recorded hold only the reference's two operators."""
+    ch = from_json(doc["chromosome"])
+    elite = doc["born_generation"] < generation
+    return Member(ch, doc["born_generation"], doc["resampled"],
+                  tuple(doc.get("parents", [ch.id] if elite else [])), doc.get("operator", "elite" if elite else "random"))
 
 
 def save(run_dir: Path, state: RunState, seed: int) -> None:
@@ -74,9 +85,8 @@ def load(run_dir: Path) -> RunState:
     try:
         doc = json.loads(path.read_text())
         populations = tuple(
-            tuple(Member(Chromosome.from_json(m["chromosome"]), m["born_generation"], m["resampled"])
-                  for m in g["population"])
-            for g in doc["generations"])
+            tuple(_member(m, generation) for m in g["population"])
+            for generation, g in enumerate(doc["generations"]))
         return RunState(populations, int(doc["completed"]))
     except (ValueError, KeyError, TypeError) as e:
         raise StateError(f"{path}: unreadable ({type(e).__name__}: {e})") from None

@@ -11,17 +11,18 @@ import numpy as np
 import torch
 import torchvision.utils as vutils
 
+from neuroevo import losses
 from neuroevo.config import TrainConfig
-from neuroevo.genome import Chromosome, param_counts
-from neuroevo.model import Discriminator, Generator, build, count_params, noise
+from neuroevo.genome import Genome, Optimiser, from_json, param_counts
+from neuroevo.model import build, build_generator, count_params, noise, output_range
 
 
 @dataclass(frozen=True)
 class TrainResult:
     status: str  # ok | diverged (a NaN or infinite loss) | timeout (past cfg.timeout_s) | oom (out of GPU memory)
     error: str
-    d_loss: float  # mean over the last epoch of BCE(D(real), 1) + BCE(D(G(z)), 0)
-    g_loss: float  # mean over the last epoch of BCE(D(G(z)), 1)
+    d_loss: float  # mean over the last epoch of D's loss, e.g. BCE(D(real), 1) + BCE(D(G(z)), 0) (losses.py)
+    g_loss: float  # mean over the last epoch of G's loss, e.g. BCE(D(G(z)), 1)
     d_losses: tuple[float, ...]  # per epoch
     g_losses: tuple[float, ...]
     params_g: int
@@ -48,10 +49,23 @@ def random_hflip(batch: torch.Tensor, generator: torch.Generator) -> torch.Tenso
     return torch.where(mirror.to(batch.device)[:, None, None, None], batch.flip(3), batch)
 
 
-def bce(p: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """nn.BCELoss (logs clamped at -100), minus its input check: a diverged D's NaN output becomes a NaN
-    loss that the epoch-end check reports, instead of an exception."""
-    return -(target * p.log().clamp(min=-100) + (1 - target) * (1 - p).log().clamp(min=-100)).mean()
+
+def optimiser(genes: Optimiser, module: torch.nn.Module) -> tuple[torch.optim.Optimizer, list]:
+    """The optimiser a network's genes name, and its learning-rate schedule (empty: a constant rate)."""
+    if genes.name == "adam":
+        opt = torch.optim.Adam(module.parameters(), lr=genes.lr, betas=(genes.momentum, 0.999))
+    else:
+        opt = torch.optim.SGD(module.parameters(), lr=genes.lr, momentum=genes.momentum)
+    if not genes.decay_epoch:
+        return opt, []
+    return opt, [torch.optim.lr_scheduler.MultiStepLR(opt, milestones=[genes.decay_epoch], gamma=genes.decay_factor)]
+
+
+def load_weights(G: torch.nn.Module, D: torch.nn.Module, weights: bytes) -> None:
+    """Continue from Artifacts.weights of an earlier training (evolve.keep_weights)."""
+    state = torch.load(io.BytesIO(weights), map_location="cpu", weights_only=True)
+    G.load_state_dict(state["generator"])
+    D.load_state_dict(state["discriminator"])
 
 
 def pick_device(assigned_gpus: int) -> str:
@@ -59,12 +73,14 @@ def pick_device(assigned_gpus: int) -> str:
     return "cuda:0" if assigned_gpus > 0 and torch.cuda.is_available() else "cpu"
 
 
-def train(ch: Chromosome, images: np.ndarray, cfg: TrainConfig, seed: int,
-          device: str = "cpu", flip: bool = False) -> tuple[TrainResult, Generator, Discriminator]:
-    """The DCGAN step for cfg.epochs epochs: D on a real and a fake batch, then G to make D say real.
+def train(ch: Genome, images: np.ndarray, cfg: TrainConfig, seed: int, device: str = "cpu", flip: bool = False,
+          init_weights: bytes | None = None) -> tuple[TrainResult, torch.nn.Module, torch.nn.Module]:
+    """The DCGAN step for cfg.epochs epochs: D on real and fake images, then G to make D say real, each with the
+    chromosome's loss and practices (losses.py; seed-v1: BCE, a real and a fake batch).
 
     images: uint8, N x C x H x W, matching the chromosome's image shape; in memory or a read-only memory map,
     read one sorted batch of rows at a time. flip: mirror a random half of every real batch.
+    init_weights: start from these weights (Artifacts.weights) instead of fresh ones.
     Same seed on CPU -> same losses.
     """
     torch.manual_seed(seed)
@@ -73,8 +89,10 @@ def train(ch: Chromosome, images: np.ndarray, cfg: TrainConfig, seed: int,
     dev = torch.device(device)
     G, D = build(ch)
     G, D = G.to(dev), D.to(dev)
-    opt_g = torch.optim.SGD(G.parameters(), lr=ch.g_lr, momentum=ch.g_momentum)
-    opt_d = torch.optim.SGD(D.parameters(), lr=ch.d_lr, momentum=ch.d_momentum)
+    if init_weights is not None:
+        load_weights(G, D, init_weights)
+    (opt_g, sched_g), (opt_d, sched_d) = (optimiser(genes, net) for genes, net in zip(ch.optimisers, (G, D)))
+    objective = losses.objective(ch)
 
     bs = ch.batch_size
     steps = len(images) // bs  # drop the last partial batch: BatchNorm needs a full one
@@ -82,8 +100,6 @@ def train(ch: Chromosome, images: np.ndarray, cfg: TrainConfig, seed: int,
         steps = min(steps, cfg.steps_per_epoch)
     if steps == 0:
         raise ValueError(f"{len(images)} training images is fewer than one batch of {bs}")
-    real_label = torch.ones(bs, device=dev)
-    fake_label = torch.zeros(bs, device=dev)
 
     d_losses: list[float] = []
     g_losses: list[float] = []
@@ -105,16 +121,16 @@ def train(ch: Chromosome, images: np.ndarray, cfg: TrainConfig, seed: int,
                 real = random_hflip(real, flips)
             z = noise(ch, bs).to(dev)
 
-            # (1) D: maximise log D(x) + log(1 - D(G(z)))
+            # (1) D: maximise log D(x) + log(1 - D(G(z))) (bce; losses.py has the others)
             opt_d.zero_grad(set_to_none=True)
             fake = G(z)
-            loss_d = bce(D(real), real_label) + bce(D(fake.detach()), fake_label)
+            loss_d = objective.d_loss(D, real, fake.detach())
             loss_d.backward()
             opt_d.step()
 
             # (2) G: maximise log D(G(z))
             opt_g.zero_grad(set_to_none=True)
-            loss_g = bce(D(fake), real_label)
+            loss_g = objective.g_loss(D, real, fake)
             loss_g.backward()
             opt_g.step()
 
@@ -122,6 +138,8 @@ def train(ch: Chromosome, images: np.ndarray, cfg: TrainConfig, seed: int,
             g_sum += loss_g.detach()
             done += 1
             images_seen += bs
+        for schedule in sched_g + sched_d:
+            schedule.step()
         if done:  # one host sync per epoch, not per step
             d_losses.append(d_sum.item() / done)
             g_losses.append(g_sum.item() / done)
@@ -147,15 +165,15 @@ def train(ch: Chromosome, images: np.ndarray, cfg: TrainConfig, seed: int,
     return result, G, D
 
 
-def run(ch: Chromosome, images: np.ndarray, cfg: TrainConfig, seed: int, device: str = "cpu",
-        flip: bool = False) -> tuple[TrainResult, Artifacts | None]:
+def run(ch: Genome, images: np.ndarray, cfg: TrainConfig, seed: int, device: str = "cpu", flip: bool = False,
+        init_weights: bytes | None = None) -> tuple[TrainResult, Artifacts | None]:
     """train(), then the artifacts of a chromosome that trained to the end.
 
     Running out of GPU memory is a property of the chromosome, not a crash: it becomes status "oom" and the
     GPU is left clean for the next task. Any other exception propagates to the caller.
     """
     try:
-        result, G, D = train(ch, images, cfg, seed, device, flip)
+        result, G, D = train(ch, images, cfg, seed, device, flip, init_weights)
     except torch.cuda.OutOfMemoryError as e:
         torch.cuda.empty_cache()
         params_g, params_d = param_counts(ch)
@@ -167,14 +185,14 @@ def run(ch: Chromosome, images: np.ndarray, cfg: TrainConfig, seed: int, device:
 
 
 @torch.no_grad()
-def artifacts(ch: Chromosome, G: Generator, D: Discriminator, n_samples: int, seed: int) -> Artifacts:
+def artifacts(ch: Genome, G: torch.nn.Module, D: torch.nn.Module, n_samples: int, seed: int) -> Artifacts:
     """Weights of G and D and a PNG grid of n_samples images from G (in eval mode)."""
     G.eval()
     z = noise(ch, n_samples, generator=torch.Generator().manual_seed(seed))
     images = G(z.to(next(G.parameters()).device)).cpu()
     png = io.BytesIO()
     vutils.save_image(images, png, format="png", nrow=int(math.ceil(math.sqrt(n_samples))),
-                      normalize=True, value_range=(-1, 1))
+                      normalize=True, value_range=output_range(ch))
     weights = io.BytesIO()
     torch.save({
         "chromosome": ch.to_json(),
@@ -184,10 +202,10 @@ def artifacts(ch: Chromosome, G: Generator, D: Discriminator, n_samples: int, se
     return Artifacts(weights=weights.getvalue(), samples_png=png.getvalue())
 
 
-def load_generator(path: str, device: str = "cpu") -> tuple[Chromosome, Generator]:
+def load_generator(path: str, device: str = "cpu") -> tuple[Genome, torch.nn.Module]:
     """A saved generator, ready to sample from."""
     state = torch.load(path, map_location=device, weights_only=True)
-    ch = Chromosome.from_json(state["chromosome"])
-    G = Generator(ch).to(device)
+    ch = from_json(state["chromosome"])
+    G = build_generator(ch).to(device)
     G.load_state_dict(state["generator"])
     return ch, G.eval()

@@ -7,7 +7,7 @@ from neuroevo.config import ConfigError
 @pytest.mark.parametrize("preset", config.PRESETS)
 def test_presets_load(preset):
     cfg = config.load(preset)
-    assert cfg.space.name == "seed-v1"
+    assert cfg.space.name == ("v2" if preset in ("v2", "dcgan") else "seed-v1")
 
 
 def test_cifar_presets_are_the_reference_experiment():

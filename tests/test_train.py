@@ -8,7 +8,7 @@ import pytest
 import torch
 from PIL import Image
 
-from neuroevo import data, genome, train
+from neuroevo import data, genome, losses, train
 from neuroevo.model import build
 from tests.conftest import tiny_config
 
@@ -83,5 +83,5 @@ def test_artifacts_hold_weights_and_a_sample_grid(setup, tmp_path):
 def test_bce_matches_torch_on_valid_input():
     p = torch.tensor([1e-50, 0.1, 0.5, 0.9, 1.0])
     for t in (torch.ones(5), torch.zeros(5), torch.tensor([1.0, 0.0, 1.0, 0.0, 1.0])):
-        assert torch.allclose(train.bce(p, t), torch.nn.BCELoss()(p, t))
-    assert torch.isnan(train.bce(torch.tensor([float("nan")]), torch.ones(1)))
+        assert torch.allclose(losses.bce(p, t), torch.nn.BCELoss()(p, t))
+    assert torch.isnan(losses.bce(torch.tensor([float("nan")]), torch.ones(1)))

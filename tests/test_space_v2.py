@@ -1,0 +1,392 @@
+"""Search space v2: config, sampling by construction, every gene reachable, models that build, dcgan."""
+
+import copy
+import subprocess
+import sys
+import typing
+from dataclasses import replace
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from neuroevo import config, genome, train
+from neuroevo.config import ConfigError, SpaceV2
+from neuroevo.genome import ChromosomeV2, Conv
+from neuroevo.model import ConvBlock, build, count_params, noise
+from tests.conftest import tiny_dict
+
+# 12x12 images, 2-6 channels: every gene on offer, a chromosome builds and steps in milliseconds.
+TINY_V2_SPACE = {
+    "name": "v2",
+    "noise_dim": [2, 8],
+    "start_side": [3, 6],  # 3 -> 12 in two doublings, 6 -> 12 in one
+    "g_blocks": [0, 2],
+    "d_blocks": [0, 3],
+    "g_fc": [0, 1],
+    "d_fc": [0, 2],
+    "channels": [2, 6],
+    "fc_units": [4, 16],
+    "kernels": [1, 2, 3, 4, 5],
+    "batch_size": 32,
+    "max_flatten": 432,  # a 3 x 12 x 12 image: D may have no convolutions at all
+    "decay_epoch": [1, 1],
+    "max_params": 100_000,
+}
+
+
+def v2_dict(**sections) -> dict:
+    """conftest's TINY with the space TINY_V2_SPACE and two epochs (so that a step decay can happen)."""
+    space = {**copy.deepcopy(TINY_V2_SPACE), **sections.pop("space", {})}
+    d = tiny_dict(train={"epochs": 2, **sections.pop("train", {})}, **sections)
+    d["space"] = space
+    return d
+
+
+def v2_config(**sections) -> config.RunConfig:
+    return config.from_dict(v2_dict(**sections))
+
+
+def samples(cfg: config.RunConfig, n: int, seed: int = 0) -> list[ChromosomeV2]:
+    rng = np.random.default_rng(seed)
+    return [genome.sample(cfg.space, cfg.data.image_size, cfg.data.channels, rng)[0] for _ in range(n)]
+
+
+def assert_valid(ch: ChromosomeV2, s: SpaceV2, in_space: bool = True) -> None:
+    """What makes a v2 chromosome build: G ends at the image side, stride-1 layers have odd kernels, D's maps keep a
+    side of 2 and its flattened features stay bounded. `in_space`: also every gene within the space."""
+    assert genome.g_sides(ch)[-1] == ch.image_size
+    assert ch.g_project.kernel == ch.image_size >> ch.upsamplings and ch.g_project.stride == 1
+    for b in (*ch.g_blocks, ch.g_out, *ch.d_blocks):
+        assert b.stride in (1, 2) and (b.stride == 2 or b.kernel % 2 == 1)
+    assert ch.g_out.channels == ch.image_channels and ch.g_out.norm == "none" and not ch.g_out.skip
+    assert all(b.pool == "none" for b in (ch.g_project, *ch.g_blocks, ch.g_out))
+    assert all(side >= 2 for side in ch.d_sides)
+    assert ch.label_smoothing is False or ch.loss == "bce"
+    if not in_space:
+        return
+    assert ch.d_features <= s.max_flatten
+    assert s.noise_dim[0] <= ch.noise_dim <= s.noise_dim[1]
+    assert s.g_blocks[0] <= len(ch.g_blocks) <= s.g_blocks[1] and s.d_blocks[0] <= len(ch.d_blocks) <= s.d_blocks[1]
+    assert s.g_fc[0] <= len(ch.g_fc) <= s.g_fc[1] and s.d_fc[0] <= len(ch.d_fc) <= s.d_fc[1]
+    assert s.start_side[0] <= ch.g_project.kernel <= s.start_side[1]
+    for b in (ch.g_project, *ch.g_blocks, *ch.d_blocks):
+        assert s.channels[0] <= b.channels <= s.channels[1] and b.norm in s.norms
+    for b in (*ch.g_blocks, ch.g_out, *ch.d_blocks):
+        assert b.kernel in s.kernels
+    for b in (*ch.g_blocks, *ch.d_blocks):
+        assert b.skip in s.skips
+    assert all(b.activation in s.g_activations for b in (ch.g_project, *ch.g_blocks, *ch.g_fc))
+    assert all(b.activation in s.d_activations for b in (*ch.d_blocks, *ch.d_fc))
+    assert ch.g_out.activation in s.outputs and all(b.pool in s.pools for b in ch.d_blocks)
+    for d in (*ch.g_fc, *ch.d_fc):
+        assert s.fc_units[0] <= d.units <= s.fc_units[1] and d.norm in s.norms and d.norm != "instance"
+    assert ch.loss in s.losses and ch.init in s.inits
+    assert ch.feature_matching in s.feature_matching and ch.separate_batches in s.separate_batches
+    for opt in (ch.g_opt, ch.d_opt):
+        lr, momentum = (s.sgd_lr, s.sgd_momentum) if opt.name == "sgd" else (s.adam_lr, s.adam_beta1)
+        assert opt.name in s.optimisers and lr[0] <= opt.lr <= lr[1] and momentum[0] <= opt.momentum <= momentum[1]
+        assert opt.decay_epoch == 0 or (s.decay_epoch[0] <= opt.decay_epoch <= s.decay_epoch[1]
+                                        and s.decay_factor[0] <= opt.decay_factor <= s.decay_factor[1])
+    assert ch.batch_size == s.batch_size
+    assert s.max_params is None or sum(genome.param_counts(ch)) <= s.max_params
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny models run fastest on one thread; on a few shared cores more threads are slower, not faster."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# config
+
+
+def test_v2_and_dcgan_presets_load_and_seed_v1_stays_the_default():
+    assert config.from_dict({}).space.name == "seed-v1"
+    assert config.load("demo").space.name == "seed-v1"  # a space without `name` is seed-v1, as before
+    cfg = config.load("v2")
+    assert isinstance(cfg.space, SpaceV2) and cfg.space == SpaceV2() and cfg.data.image_size == 64
+    assert set(cfg.space.losses) == {"bce", "wgan-gp", "hinge"} and cfg.space.adam_lr == (1e-4, 4e-4)
+    dcgan = config.load("dcgan")
+    assert dcgan.evolve.seed_chromosomes == ("dcgan",) and dcgan.space == SpaceV2()
+
+
+def test_yaml_narrows_and_widens_any_choice_list_or_range(tmp_path):
+    cfg = config.load("v2", ["space.losses=[hinge]", "space.g_activations=[relu]", "space.d_activations=[leaky_relu]",
+                             "space.channels=[8, 1024]", "space.strides=[2]", "space.label_smoothing=[false]"])
+    assert cfg.space.losses == ("hinge",) and cfg.space.channels == (8, 1024) and cfg.space.strides == (2,)
+    path = tmp_path / "c.yaml"
+    path.write_text(config.to_yaml(cfg))
+    assert config.load(str(path)) == cfg
+    for ch in samples(cfg, 50):
+        assert ch.loss == "hinge" and all(b.stride == 2 for b in (*ch.g_blocks, ch.g_out, *ch.d_blocks))
+        assert {b.activation for b in ch.g_blocks} <= {"relu"} and {b.activation for b in ch.d_blocks} <= {"leaky_relu"}
+
+
+V2_ERRORS = [
+    (["space.activations=[relu]"], "space.activations: unknown key (did you mean space.g_activations?)"),
+    (["space.norms=[batch, layer]"], "space.norms.1: input should be 'batch', 'instance' or 'none' (got 'layer')"),
+    (["space.g_activations=[relu, gelu]"], "space.g_activations.1: input should be 'relu', 'leaky_relu', 'prelu',"),
+    (["space.losses=[]"], "space.losses: tuple should have at least 1 item after validation, not 0"),
+    (["space.strides=[1, 3]"], "space.strides.1: input should be 1 or 2"),
+    (["space.channels=[9, 5]"], "space.channels: min 9 is greater than max 5"),
+    (["space.adam_lr=[0.001, 0.0001]"], "space.adam_lr: min 0.001 is greater than max 0.0001"),
+    (["space.name=v3"], "space.name: expected one of seed-v1, v2 (got 'v3')"),
+    (["space.kernels=[2, 4]"], "space.kernels: stride-1 layers keep the side with padding (k-1)/2, which needs an odd kernel"),
+    (["space.start_side=[5, 5]"], "space.start_side: G cannot reach 12px from a start side in [5, 5] by doubling"),
+    (["space.start_side=[3, 3]", "space.strides=[1]"], "space.start_side: G cannot reach 12px"),
+    (["space.max_flatten=8"], "space.max_flatten: no D of [0, 3] blocks (space.d_blocks)"),
+    (["space.losses=[hinge]", "space.label_smoothing=[true]"], "space.label_smoothing: only the bce loss smooths labels"),
+    (["space.decay_epoch=[1, 2]"], "space.decay_epoch: a decay after epoch 2 never happens in train.epochs=2"),
+    (["evolve.strategy=crossover", "evolve.elite_fraction=0.25"], "evolve.strategy: crossover needs at least 2 elites"),
+    (["evolve.strategy=tournament", "evolve.tournament_size=5"], "evolve.tournament_size: 5 is larger than the population of 4"),
+    (["evolve.strategy=cloning"], "evolve.strategy: input should be 'random', 'mutation', 'crossover' or 'tournament'"),
+    (["evolve.seed_chromosomes=[dcgan, dcgan]"], "evolve.seed_chromosomes: ['dcgan', 'dcgan'] names a chromosome twice"),
+    (["evolve.seed_chromosomes=[wgan]"], "evolve.seed_chromosomes.0: input should be 'dcgan'"),
+]
+
+
+@pytest.mark.parametrize("overrides, message", V2_ERRORS, ids=[" ".join(o) for o, _ in V2_ERRORS])
+def test_bad_v2_spaces_are_one_line_errors_naming_the_key(tmp_path, overrides, message):
+    path = tmp_path / "v2.yaml"
+    path.write_text(config.to_yaml(v2_config()))
+    with pytest.raises(ConfigError) as e:
+        config.load(str(path), overrides)
+    assert message in str(e.value) and "\n" not in str(e.value)
+
+
+def test_seed_chromosomes_need_the_v2_space():
+    with pytest.raises(ConfigError, match="evolve.seed_chromosomes: dcgan is a v2 chromosome; it needs space.name: v2"):
+        config.load("demo", ["evolve.seed_chromosomes=[dcgan]"])
+
+
+def test_bad_v2_space_through_the_cli_exits_2_before_anything_is_written(tmp_path):
+    p = subprocess.run([sys.executable, "-m", "neuroevo", "run", "v2", "--set", "space.norms=[batch, layer]",
+                        "--set", f"out_dir={tmp_path}/runs"], capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert p.returncode == 2 and p.stderr.startswith("neuroevo: error: space.norms.1: input should be")
+    assert len(p.stderr.strip().splitlines()) == 1 and not (tmp_path / "runs").exists()
+
+
+# ---------------------------------------------------------------------------------------------------------
+# sampling
+
+
+def test_every_gene_value_is_reachable():
+    cfg = v2_config()
+    s = cfg.space
+    chs = samples(cfg, 3000)
+    g_convs = [b for ch in chs for b in ch.g_blocks]
+    d_convs = [b for ch in chs for b in ch.d_blocks]
+    fcs = [d for ch in chs for d in (*ch.g_fc, *ch.d_fc)]
+    opts = [o for ch in chs for o in (ch.g_opt, ch.d_opt)]
+    seen = {
+        "noise_dim": {ch.noise_dim for ch in chs},
+        "start_side": {ch.g_project.kernel for ch in chs},
+        "g_blocks": {len(ch.g_blocks) for ch in chs},
+        "d_blocks": {len(ch.d_blocks) for ch in chs},
+        "g_fc": {len(ch.g_fc) for ch in chs},
+        "d_fc": {len(ch.d_fc) for ch in chs},
+        "channels": {b.channels for ch in chs for b in (ch.g_project, *ch.g_blocks, *ch.d_blocks)},
+        "fc_units": {d.units for d in fcs},
+        "kernels": {b.kernel for b in (*g_convs, *d_convs, *(ch.g_out for ch in chs))},
+        "strides": {b.stride for b in (*g_convs, *d_convs)},
+        "pools": {b.pool for b in d_convs},
+        "skips": {b.skip for b in (*g_convs, *d_convs)},
+        "norms": {b.norm for b in (*g_convs, *d_convs)},
+        "g_activations": {b.activation for b in g_convs},
+        "d_activations": {b.activation for b in d_convs},
+        "outputs": {ch.g_out.activation for ch in chs},
+        "losses": {ch.loss for ch in chs},
+        "optimisers": {o.name for o in opts},
+        "schedules": {"step" if o.decay_epoch else "none" for o in opts},
+        "decay_epoch": {o.decay_epoch for o in opts if o.decay_epoch},
+        "label_smoothing": {ch.label_smoothing for ch in chs if ch.loss == "bce"},
+        "feature_matching": {ch.feature_matching for ch in chs},
+        "inits": {ch.init for ch in chs},
+        "separate_batches": {ch.separate_batches for ch in chs},
+    }
+    for name, values in seen.items():
+        on_offer = getattr(s, name)
+        if isinstance(on_offer, tuple) and len(on_offer) == 2 and name not in ("strides", "skips", "outputs",
+                                                                                "schedules", "optimisers"):
+            if isinstance(on_offer[0], int) and not isinstance(on_offer[0], bool):
+                on_offer = range(on_offer[0], on_offer[1] + 1)  # an inclusive integer range
+        if name == "start_side":  # only the sides that double to 12px: 3 and 6
+            on_offer = (3, 6)
+        assert values == set(on_offer), name
+    # FC layers take BatchNorm or nothing (InstanceNorm needs a feature map)
+    assert {d.norm for d in fcs} == {"batch", "none"} and {d.activation for d in fcs} == set(typing.get_args(config.Activation))
+    # every activation, norm and loss the code implements is on offer by default
+    assert set(SpaceV2().g_activations) == set(typing.get_args(config.Activation))
+    assert set(SpaceV2().norms) == set(typing.get_args(config.Norm)) and set(SpaceV2().losses) == set(typing.get_args(config.Loss))
+    # continuous genes span their ranges
+    sgd = [o for o in opts if o.name == "sgd"]
+    assert min(o.lr for o in sgd) < 1.2e-5 and max(o.lr for o in sgd) > 0.9e-4
+    assert min(o.momentum for o in sgd) < 0.1 and max(o.momentum for o in sgd) > 0.85
+
+
+def test_every_sample_is_valid_and_reproducible():
+    cfg = v2_config()
+    chs = samples(cfg, 1000, seed=3)
+    for ch in chs:
+        assert_valid(ch, cfg.space)
+    assert [ch.id for ch in chs[:20]] == [ch.id for ch in samples(cfg, 20, seed=3)]
+    assert len({ch.id for ch in chs}) == 1000
+
+
+def test_1000_random_v2_chromosomes_build_and_step_forward_and_backward(one_thread):
+    cfg = v2_config()
+    torch.manual_seed(0)
+    for ch in samples(cfg, 1000, seed=1):
+        G, D = build(ch)
+        fake = G(noise(ch, 4))
+        assert fake.shape == (4, 3, 12, 12)
+        features, score = D.features_and_score(fake)
+        assert features.shape == (4, ch.d_features) and score.shape == (4,)
+        score.mean().backward()  # through D into G
+        assert all(p.grad is not None for p in G.parameters())
+        assert (count_params(G), count_params(D)) == genome.param_counts(ch)
+
+
+@pytest.mark.parametrize("size", [16, 32, 64, 200])
+def test_larger_images_reach_the_image_side_and_bound_d(size):
+    """Built on the meta device: real shapes, no memory or compute."""
+    cfg = config.load("v2", [f"data.image_size={size}", "space.start_side=[4, 25]", "space.max_params=null"])
+    for ch in samples(cfg, 40, seed=size):
+        assert_valid(ch, cfg.space)
+        with torch.device("meta"):
+            G, D = build(ch)
+            out = D(G(noise(ch, 2, device="meta")))
+            assert G(noise(ch, 2, device="meta")).shape == (2, 3, size, size) and out.shape == (2,)
+        assert (count_params(G), count_params(D)) == genome.param_counts(ch)
+
+
+def test_max_params_redraws_v2_chromosomes():
+    cfg = v2_config(space={"max_params": 3000})
+    rng = np.random.default_rng(0)
+    drawn = [genome.sample(cfg.space, 12, 3, rng) for _ in range(30)]
+    assert all(sum(genome.param_counts(ch)) <= 3000 for ch, _ in drawn) and sum(r for _, r in drawn) > 0
+
+
+def test_json_round_trip_and_ids_of_both_chromosome_types():
+    for ch in samples(v2_config(), 100, seed=4):
+        back = genome.from_json(ch.to_json())
+        assert back == ch and back.id == ch.id and '"space":"v2"' in ch.to_json()
+    v1, _ = genome.sample(config.load("demo").space, 16, 3, np.random.default_rng(0))
+    assert genome.from_json(v1.to_json()) == v1 and '"space"' not in v1.to_json()  # seed-v1 JSON as before v2
+    assert isinstance(genome.from_json(v1.to_json()), genome.Chromosome)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# layers
+
+
+def _conv(**genes) -> Conv:
+    return Conv(**{"channels": 4, "kernel": 3, "stride": 1, "norm": "none", "activation": "relu", "skip": False, **genes})
+
+
+def test_block_genes_build_what_they_say():
+    x = torch.randn(2, 3, 8, 8)
+    assert ConvBlock(3, _conv(stride=2, kernel=4), transposed=False)(x).shape == (2, 4, 4, 4)
+    assert ConvBlock(3, _conv(stride=2, kernel=3), transposed=True)(x).shape == (2, 4, 16, 16)
+    assert ConvBlock(3, _conv(pool="max"), transposed=False)(x).shape == (2, 4, 4, 4)
+    avg = ConvBlock(3, _conv(pool="avg", activation="tanh"), transposed=False)
+    y = avg.main(x)
+    assert torch.allclose(avg(x), torch.nn.functional.avg_pool2d(y, 2))
+    leaky = ConvBlock(3, _conv(activation="leaky_relu", norm="batch"), transposed=False).main
+    assert isinstance(leaky[1], torch.nn.BatchNorm2d) and leaky[2].negative_slope == 0.2 and leaky[0].bias is None
+    inorm = ConvBlock(3, _conv(norm="instance", activation="prelu"), transposed=False).main
+    assert isinstance(inorm[1], torch.nn.InstanceNorm2d) and inorm[1].affine and inorm[2].weight.numel() == 4
+    for name, cls in (("swish", torch.nn.SiLU), ("softplus", torch.nn.Softplus), ("sigmoid", torch.nn.Sigmoid)):
+        assert isinstance(ConvBlock(3, _conv(activation=name), transposed=False).main[2], cls)
+
+
+def test_a_skip_connection_adds_the_resized_projected_input():
+    block = ConvBlock(3, _conv(skip=True, stride=2, kernel=4), transposed=False)
+    x = torch.randn(2, 3, 8, 8)
+    expected = block.main(x) + block.shortcut(torch.nn.functional.interpolate(x, size=(4, 4), mode="nearest"))
+    assert torch.allclose(block(x), expected)
+    same = ConvBlock(4, _conv(skip=True), transposed=True)
+    x = torch.randn(2, 4, 5, 5)
+    assert isinstance(same.shortcut, torch.nn.Identity) and torch.allclose(same(x), same.main(x) + x)
+
+
+def test_normal_init_is_dcgans():
+    ch = genome.dcgan(32, 3)
+    torch.manual_seed(0)
+    G, D = build(ch)
+    convs = [m for m in [*G.modules(), *D.modules()] if isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d))]
+    weights = torch.cat([m.weight.flatten() for m in convs])
+    assert abs(weights.mean()) < 1e-3 and abs(weights.std() - 0.02) < 1e-3
+    scales = torch.cat([m.weight for m in G.modules() if isinstance(m, torch.nn.BatchNorm2d)])
+    assert abs(scales.mean() - 1) < 0.01 and abs(scales.std() - 0.02) < 0.01
+    default, _ = build(replace(ch, init="default"))
+    assert abs(torch.cat([m.weight.flatten() for m in default.modules()
+                          if isinstance(m, torch.nn.ConvTranspose2d)]).std() - 0.02) > 0.005
+
+
+# ---------------------------------------------------------------------------------------------------------
+# the dcgan chromosome
+
+
+def test_dcgan_is_radfords_layout_at_64px():
+    ch = genome.dcgan(64, 3)
+    with torch.device("meta"):
+        G, D = build(ch)
+        assert G(noise(ch, 2, device="meta")).shape == (2, 3, 64, 64)
+    assert ch.noise_shape == (100, 1, 1) and genome.g_sides(ch) == [4, 8, 16, 32, 64]
+    assert [b.channels for b in (ch.g_project, *ch.g_blocks)] == [512, 256, 128, 64]
+    assert [(b.kernel, b.stride, b.norm, b.activation) for b in ch.g_blocks] == [(4, 2, "batch", "relu")] * 3
+    assert (ch.g_out.kernel, ch.g_out.stride, ch.g_out.activation) == (4, 2, "tanh")
+    assert [b.channels for b in ch.d_blocks] == [64, 128, 256, 512] and ch.d_sides == [32, 16, 8, 4]
+    assert [b.norm for b in ch.d_blocks] == ["none", "batch", "batch", "batch"]
+    assert {b.activation for b in ch.d_blocks} == {"leaky_relu"} and ch.d_features == 512 * 4 * 4 and not ch.d_fc
+    assert ch.g_opt == ch.d_opt == genome.Optimiser("adam", 2e-4, 0.5)
+    assert (ch.loss, ch.init, ch.separate_batches, ch.label_smoothing) == ("bce", "normal", True, False)
+    # DCGAN's 3,576,704 and 2,765,568 parameters, plus G's output bias (3) and the bias of D's unnormalised
+    # first convolution (64) and of its score (1)
+    assert genome.param_counts(ch) == (3_576_704 + 3, 2_765_568 + 64 + 1)
+    assert (count_params(G), count_params(D)) == genome.param_counts(ch)
+    assert genome.dcgan(64, 3, label_smoothing=True).label_smoothing
+
+
+@pytest.mark.parametrize("size, start", [(12, 6), (16, 4), (32, 4), (200, 25), (13, 13)])
+def test_dcgan_fits_any_image_size(size, start):
+    ch = genome.dcgan(size, 1, width=4)
+    assert_valid(ch, SpaceV2(), in_space=False)
+    assert ch.g_project.kernel == start
+    G, D = build(ch)
+    assert G(noise(ch, 2)).shape == (2, 1, size, size) and D(torch.zeros(2, 1, size, size)).shape == (2,)
+
+
+def test_dcgan_trains_on_the_demo_images(one_thread):
+    from neuroevo import data
+    cfg = v2_config(train={"epochs": 2, "steps_per_epoch": 3})
+    images = data.load(cfg.data, 0).array
+    result, art = train.run(genome.dcgan(12, 3, batch_size=32, width=8), images, cfg.train, seed=0)
+    assert result.status == "ok" and len(result.d_losses) == 2 and art is not None
+
+
+def test_the_dcgan_preset_runs_through_the_cli(tmp_path):
+    """The preset as a user runs it, shrunk to the demo images: dcgan in generation 0, mutants of the elites after."""
+    preset = config.load("dcgan")
+    p = subprocess.run([sys.executable, "-m", "neuroevo", "run", "dcgan", "--set", f"out_dir={tmp_path}/runs",
+                        "--set", "run_id=dcgan", *[f"--set={k}={v}" for k, v in (
+                            ("data.source", "demo"), ("data.image_size", 12), ("data.subset", 128),
+                            ("space.batch_size", 32), ("space.channels", "[2, 6]"), ("space.fc_units", "[4, 16]"),
+                            ("space.max_flatten", 432), ("space.start_side", "[3, 6]"), ("space.decay_epoch", "[1, 1]"),
+                            ("train.epochs", 2), ("train.steps_per_epoch", 1), ("evolve.population", 3),
+                            ("evolve.generations", 2), ("evolve.elite_fraction", 0.34))]],
+                       capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert p.returncode == 0, p.stderr
+    assert "seed_chromosomes:\n  - dcgan" in p.stdout and "best chromosome" in p.stdout
+    df = pd.read_parquet(tmp_path / "runs" / "dcgan" / "generations")
+    assert len(df) == 6 and (df.status == "ok").all() and preset.evolve.strategy == "mutation"
+    g0, g1 = df[df.generation.astype(int) == 0], df[df.generation.astype(int) == 1]
+    assert sorted(g0.operator) == ["random", "random", "seed"]
+    assert sorted(g1.operator) == ["elite", "mutation", "mutation"]
