@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import BeforeValidator, ConfigDict, Field, TypeAdapter, ValidationError
 from pydantic.dataclasses import dataclass
 
 STRICT = ConfigDict(extra="forbid")
@@ -25,6 +25,8 @@ PRESETS = ("demo", "cifar10", "cifar100", "imagenet")
 PositiveInt = Annotated[int, Field(ge=1)]
 IntRange = tuple[PositiveInt, PositiveInt]
 UnitRange = tuple[Annotated[float, Field(gt=0, lt=1)], Annotated[float, Field(gt=0, lt=1)]]
+# YAML reads a bare on/off as true/false; both spellings mean the same switch
+Switch = Annotated[Literal["auto", "on", "off"], BeforeValidator(lambda v: {True: "on", False: "off"}.get(v, v))]
 
 
 class ConfigError(ValueError):
@@ -69,6 +71,12 @@ class TrainConfig:
     steps_per_epoch: PositiveInt | None = None  # cap on batches per epoch; None = the whole dataset
     sample_grid: PositiveInt = 64  # images in each best generator's sample grid
     timeout_s: Annotated[float, Field(gt=0)] | None = None  # per chromosome; checked between training steps
+    # The GPU fast path (neuroevo/fastpath.py); the CPU ignores it. auto = on where the GPU supports it.
+    bf16: Switch = "auto"  # bfloat16 autocast for G and D; losses stay float32
+    channels_last: Switch = "auto"  # NHWC memory layout for convolutions
+    data_on_gpu: Switch = "auto"  # keep the uint8 images on the GPU (auto: if they take <= 1/4 of free memory)
+    cudnn_benchmark: Switch = "auto"  # let cuDNN time its algorithms for each layer shape
+    compile: Switch = "off"  # torch.compile G and D (auto: where Triton is installed); costs seconds per chromosome
 
 
 @dataclass(frozen=True, config=STRICT)
@@ -84,6 +92,8 @@ class EvolveConfig:
     population: Annotated[int, Field(ge=2)] = 10
     generations: PositiveInt = 20
     elite_fraction: Annotated[float, Field(gt=0, lt=1)] = 0.2
+    dispatch: Literal["longest_first", "fifo"] = "longest_first"  # task order; cost estimated from the genes
+    mode: Literal["generational", "steady_state"] = "generational"  # steady_state: no idle wait at generation ends
 
 
 @dataclass(frozen=True, config=STRICT)
@@ -139,7 +149,8 @@ def flat(cfg: RunConfig) -> dict[str, Any]:
 
 
 # Keys a resumed run may change: they do not change which chromosomes are drawn or how they are scored.
-RESUMABLE_CHANGES = ("out_dir", "run_id", "evolve.generations", "resources.")
+RESUMABLE_CHANGES = ("out_dir", "run_id", "evolve.generations", "evolve.dispatch", "evolve.mode", "resources.",
+                     "train.bf16", "train.channels_last", "train.data_on_gpu", "train.cudnn_benchmark", "train.compile")
 
 
 def experiment_differences(saved: RunConfig, requested: RunConfig) -> list[str]:

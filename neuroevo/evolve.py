@@ -2,13 +2,16 @@
 
 The driver holds the population and the run directory; it never touches a model. Each training task
 gets the images by reference (one ray.put per run) and a seed derived from (run seed, generation, id).
+Tasks are dispatched longest first (schedule.py); evolve.mode steady_state also keeps workers busy across
+the end of a generation (SteadyState).
 """
 
 from __future__ import annotations
 
 import socket
+import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -17,7 +20,7 @@ import pandas as pd
 import ray
 
 from neuroevo import fitness as fitness_mod
-from neuroevo import genome, logs, selection, train
+from neuroevo import genome, logs, schedule, selection, train
 from neuroevo.config import RunConfig, TrainConfig, elite_count
 from neuroevo.genome import Chromosome
 from neuroevo.state import Member, RunState
@@ -52,6 +55,12 @@ def fresh_members(cfg: RunConfig, generation: int, count: int) -> tuple[Member, 
     return tuple(members)
 
 
+def early_members(cfg: RunConfig, generation: int) -> tuple[Member, ...]:
+    """The members of `generation` whose genes depend on no fitness: the fresh chromosomes that replace the
+    non-elites. steady_state mode trains them before the generation before them is finished."""
+    return fresh_members(cfg, generation, cfg.evolve.population - elite_count(cfg.evolve))
+
+
 def initial_state(cfg: RunConfig) -> RunState:
     return RunState((fresh_members(cfg, 0, cfg.evolve.population),), completed=0)
 
@@ -70,6 +79,44 @@ def task_resources(cfg: RunConfig) -> dict[str, float]:
     if num_gpus is None:
         num_gpus = 1.0 if ray.cluster_resources().get("GPU", 0) > 0 else 0.0
     return {"num_cpus": cfg.resources.num_cpus, "num_gpus": num_gpus, "max_retries": cfg.resources.max_retries}
+
+
+def task_slots(resources: dict[str, float]) -> int:
+    """How many tasks the cluster can run at once."""
+    total = ray.cluster_resources()
+    fits = [total.get(key, 0.0) / need for key, need in (("CPU", resources["num_cpus"]), ("GPU", resources["num_gpus"]))
+            if need > 0]
+    return max(1, int(min(fits) + 1e-9))
+
+
+def dispatch_order(cfg: RunConfig, population: tuple[Member, ...], n_images: int | None) -> list[Member]:
+    costs = [schedule.cost(m.chromosome, cfg.train, n_images) for m in population]
+    return schedule.dispatch_order(population, costs, [m.chromosome.id for m in population], cfg.evolve.dispatch)
+
+
+@dataclass(frozen=True)
+class _Task:
+    generation: int
+    member: Member
+    seed: int
+    artifacts: ray.ObjectRef
+
+
+def _submit(cfg: RunConfig, generation: int, m: Member, images_ref: ray.ObjectRef,
+            resources: dict[str, float]) -> tuple[ray.ObjectRef, _Task]:
+    seed = task_seed(cfg.seed, generation, m.chromosome.id)
+    report_ref, art_ref = train_task.options(name=f"train-g{generation}-{m.chromosome.id}", **resources).remote(
+        m.chromosome, images_ref, cfg.train, seed)
+    return report_ref, _Task(generation, m, seed, art_ref)
+
+
+def _gather(cfg: RunConfig, run_id: str, ref: ray.ObjectRef, task: _Task) -> dict:
+    """The log row of a finished task, whether it trained, failed or its worker died."""
+    try:
+        report, failure = ray.get(ref), ("", "")
+    except ray.exceptions.RayError as e:
+        report, failure = None, _failure(e)
+    return _row(cfg, run_id, task.generation, task.member, task.seed, report, failure)
 
 
 def _failure(e: ray.exceptions.RayError) -> tuple[str, str]:
@@ -129,43 +176,133 @@ def _save_best(run_dir: Path, generation: int, row: dict, art: Artifacts) -> Pat
 
 
 def run_generation(cfg: RunConfig, run_id: str, run_dir: Path, generation: int, population: tuple[Member, ...],
-                   images_ref: ray.ObjectRef) -> pd.DataFrame:
+                   images_ref: ray.ObjectRef, n_images: int | None = None) -> pd.DataFrame:
     """Train every member (elites too, from fresh weights), write the generation's log, save the best.
 
-    Always logs exactly one row per member. On Ctrl-C the running tasks are cancelled and nothing is written.
+    Every task is submitted at once, in cfg.evolve.dispatch order (n_images: the dataset's size, for the cost
+    estimate); Ray starts queued tasks in that order as workers free up. Always logs exactly one row per
+    member. On Ctrl-C the running tasks are cancelled and nothing is written.
     """
     resources = task_resources(cfg)
-    pending: dict[ray.ObjectRef, tuple[Member, int, ray.ObjectRef]] = {}
-    for m in population:
-        seed = task_seed(cfg.seed, generation, m.chromosome.id)
-        report_ref, art_ref = train_task.options(name=f"train-g{generation}-{m.chromosome.id}", **resources).remote(
-            m.chromosome, images_ref, cfg.train, seed)
-        pending[report_ref] = (m, seed, art_ref)
-
+    pending = dict(_submit(cfg, generation, m, images_ref, resources)
+                   for m in dispatch_order(cfg, population, n_images))
     rows, artifacts = [], {}
     try:
         while pending:
             [done], _ = ray.wait(list(pending), num_returns=1)
-            m, seed, art_ref = pending.pop(done)
-            try:
-                report, failure = ray.get(done), ("", "")
-            except ray.exceptions.RayError as e:
-                report, failure = None, _failure(e)
-            row = _row(cfg, run_id, generation, m, seed, report, failure)
+            task = pending.pop(done)
+            row = _gather(cfg, run_id, done, task)
             rows.append(row)
-            artifacts[row["chromosome_id"]] = art_ref
+            artifacts[row["chromosome_id"]] = task.artifacts
             _print_task(generation, len(rows), len(population), row)
     except KeyboardInterrupt:
-        for ref in pending:
-            ray.cancel(ref, force=True)
+        _cancel(pending)
         raise
+    return _log_generation(run_dir, generation, rows, artifacts)
 
+
+def _cancel(running: dict[ray.ObjectRef, _Task]) -> None:
+    for ref in running:
+        ray.cancel(ref, force=True)
+
+
+def _log_generation(run_dir: Path, generation: int, rows: list[dict],
+                    artifacts: dict[str, ray.ObjectRef]) -> pd.DataFrame:
     logs.write_generation(run_dir, generation, rows)
     df = pd.DataFrame(rows)
     best = df.sort_values(["fitness", "chromosome_id"], ascending=[False, True]).iloc[0]
     if best["status"] == "ok":
         _save_best(run_dir, generation, best.to_dict(), ray.get(artifacts[best["chromosome_id"]]))
     return df
+
+
+LOOKAHEAD = 2  # steady_state starts chromosomes at most this many generations past the one it is finishing
+
+
+@dataclass
+class SteadyState:
+    """Runs the generations of generational mode, with the same chromosomes, seeds and rows, but lets no
+    task slot wait at a generation's end.
+
+    While generation g is unfinished, a slot that frees up starts the next chromosome whose genes are already
+    known: one of g's own, else one of early_members(g + 1), then of g + 2 (LOOKAHEAD), which are drawn from the
+    run seed alone. Members that depend on g's fitness (the elites carried into g + 1) start as soon as g is
+    logged. Earlier generations go first; within one, cfg.evolve.dispatch decides. A generation is logged once
+    all its members are in, so logs, state.json and --resume are exactly as in generational mode.
+    """
+
+    cfg: RunConfig
+    run_id: str
+    run_dir: Path
+    images_ref: ray.ObjectRef
+    n_images: int | None = None
+    running: dict[ray.ObjectRef, _Task] = field(default_factory=dict)
+    queued: list[tuple[int, float, Member]] = field(default_factory=list)  # (generation, priority, member)
+    started: dict[int, set[Member]] = field(default_factory=dict)  # queued, running or finished
+    finished: dict[int, dict[Member, tuple[dict, ray.ObjectRef]]] = field(default_factory=dict)
+    horizon: int = -1  # the last generation whose known members are queued
+
+    def run_generation(self, generation: int, population: tuple[Member, ...]) -> pd.DataFrame:
+        """Generation `generation`, whose population is now known: its log, as run_generation writes it."""
+        self._settle(generation, population)
+        finished = self.finished.setdefault(generation, {})
+        try:
+            while len(finished) < len(population):
+                self._fill(generation)
+                [done], _ = ray.wait(list(self.running), num_returns=1)
+                task = self.running.pop(done)
+                row = _gather(self.cfg, self.run_id, done, task)
+                self.finished.setdefault(task.generation, {})[task.member] = (row, task.artifacts)
+                _print_task(task.generation, len(self.finished[task.generation]), len(population), row)
+        except KeyboardInterrupt:
+            _cancel(self.running)
+            raise
+        del self.finished[generation], self.started[generation]
+        rows = [finished[m][0] for m in population]
+        return _log_generation(self.run_dir, generation, rows, {r["chromosome_id"]: a for r, a in finished.values()})
+
+    def _queue(self, generation: int, members: tuple[Member, ...]) -> None:
+        started = self.started.setdefault(generation, set())
+        for m, key in zip(dispatch_order(self.cfg, members, self.n_images), range(len(members))):
+            if m not in started:
+                started.add(m)
+                self.queued.append((generation, key, m))
+        self.horizon = max(self.horizon, generation)
+
+    def _settle(self, generation: int, population: tuple[Member, ...]) -> None:
+        """Queue the members not started yet; drop any started early that are not in the population."""
+        wrong = self.started.get(generation, set()) - set(population)
+        if wrong:
+            print(f"steady_state: {len(wrong)} chromosome(s) started early are not in generation {generation}; "
+                  "their training is discarded", file=sys.stderr)
+            self.queued = [q for q in self.queued if not (q[0] == generation and q[2] in wrong)]
+            for ref, task in list(self.running.items()):
+                if task.generation == generation and task.member in wrong:
+                    del self.running[ref]
+                    ray.cancel(ref, force=True)
+            for m in wrong:
+                self.finished.get(generation, {}).pop(m, None)
+                self.started[generation].discard(m)
+        self._queue(generation, population)
+
+    def _fill(self, generation: int) -> None:
+        """Start queued tasks, earliest generation first, until every slot is busy; look ahead if none is queued."""
+        slots = task_slots(self.resources)
+        while len(self.running) < slots:
+            if not self.queued:
+                ahead = self.horizon + 1
+                if ahead > generation + LOOKAHEAD or ahead >= self.cfg.evolve.generations:
+                    return
+                self._queue(ahead, early_members(self.cfg, ahead))
+                continue
+            item = min(self.queued, key=lambda q: (q[0], q[1], q[2].chromosome.id))
+            self.queued.remove(item)
+            ref, task = _submit(self.cfg, item[0], item[2], self.images_ref, self.resources)
+            self.running[ref] = task
+
+    @property
+    def resources(self) -> dict[str, float]:
+        return task_resources(self.cfg)
 
 
 def evolve(cfg: RunConfig, run_id: str, run_dir: Path, images: np.ndarray, state: RunState | None = None,
@@ -181,16 +318,18 @@ def evolve(cfg: RunConfig, run_id: str, run_dir: Path, images: np.ndarray, state
         state = initial_state(cfg)
         save_state(run_dir, state, cfg.seed)
     for generation in redo:
-        run_generation(cfg, run_id, run_dir, generation, state.population(generation), images_ref)
+        run_generation(cfg, run_id, run_dir, generation, state.population(generation), images_ref, len(images))
+    steady = SteadyState(cfg, run_id, run_dir, images_ref, len(images)) if cfg.evolve.mode == "steady_state" else None
     summary = []
     for generation in range(state.completed, cfg.evolve.generations):
         start = time.perf_counter()
         population = state.population(generation)
-        df = run_generation(cfg, run_id, run_dir, generation, population, images_ref)
+        df = (steady.run_generation(generation, population) if steady else
+              run_generation(cfg, run_id, run_dir, generation, population, images_ref, len(images)))
         ids = [m.chromosome.id for m in population]
         by_id = dict(zip(df["chromosome_id"], df["fitness"]))
         kept = selection.elites(population, [by_id[i] for i in ids], ids, n_elite)
-        state = state.advance(tuple(kept) + fresh_members(cfg, generation + 1, cfg.evolve.population - n_elite))
+        state = state.advance(tuple(kept) + early_members(cfg, generation + 1))
         save_state(run_dir, state, cfg.seed)
         summary.append({
             "generation": generation,

@@ -1,0 +1,126 @@
+"""The GPU fast path: bf16 autocast, channels_last, images resident on the GPU, cuDNN benchmark, torch.compile.
+
+Each is a switch in TrainConfig: auto, on or off. plan() turns the switches and what the device offers into
+what one training uses. On the CPU every one is off whatever the switches say, so CPU training is the plain
+float32 loop, bit for bit, and never calls into CUDA.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass
+from typing import Callable, Iterator
+
+import numpy as np
+import torch
+from torch import nn
+
+from neuroevo.config import TrainConfig
+
+AUTO_DATA_SHARE = 0.25  # auto keeps the images on the GPU if they take at most this share of its free memory
+ON_DATA_SHARE = 0.9  # on: if they fit at all, with room for the networks
+
+
+@dataclass(frozen=True)
+class Device:
+    """What a device offers the fast path. probe() reads a real one; tests describe one."""
+
+    kind: str  # cpu | cuda
+    name: str
+    bf16: bool  # native bfloat16 (compute capability 8.0 and up)
+    bf16_emulated: bool  # bfloat16 that runs, though not natively
+    free_bytes: int
+    triton: bool  # torch.compile's GPU backend is installed
+
+
+CPU = Device("cpu", "cpu", False, False, 0, False)
+
+
+def probe(device: str) -> Device:
+    """The device's capabilities; touches CUDA only for a CUDA device."""
+    if not device.startswith("cuda"):
+        return CPU
+    free, _ = torch.cuda.mem_get_info(device)
+    return Device("cuda", torch.cuda.get_device_name(device), torch.cuda.is_bf16_supported(including_emulation=False),
+                  torch.cuda.is_bf16_supported(including_emulation=True), free,
+                  importlib.util.find_spec("triton") is not None)
+
+
+@dataclass(frozen=True)
+class FastPath:
+    """What one training uses. All off: the plain float32 loop."""
+
+    bf16: bool = False
+    channels_last: bool = False
+    data_on_gpu: bool = False
+    cudnn_benchmark: bool = False
+    compile: bool = False
+
+    def layout(self, x: torch.Tensor) -> torch.Tensor:
+        """A 4-d input in the memory layout the networks use."""
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
+
+    def describe(self) -> str:
+        return " ".join(k for k, v in vars(self).items() if v)
+
+
+def plan(cfg: TrainConfig, dev: Device, data_bytes: int) -> FastPath:
+    """The switches as this device can honour them: an `on` the device cannot do falls back to off."""
+    if dev.kind != "cuda":
+        return FastPath()
+    share = {"auto": AUTO_DATA_SHARE, "on": ON_DATA_SHARE, "off": 0.0}[cfg.data_on_gpu]
+    return FastPath(
+        bf16=dev.bf16 if cfg.bf16 == "auto" else cfg.bf16 == "on" and dev.bf16_emulated,
+        channels_last=cfg.channels_last != "off",
+        data_on_gpu=0 < data_bytes <= share * dev.free_bytes,
+        cudnn_benchmark=cfg.cudnn_benchmark != "off",
+        compile=cfg.compile != "off" and dev.triton,
+    )
+
+
+def place(module: nn.Module, dev: torch.device, fp: FastPath) -> nn.Module:
+    """The module on the device, in the planned memory layout; sets cuDNN's benchmark mode for a CUDA device."""
+    if dev.type == "cuda":
+        torch.backends.cudnn.benchmark = fp.cudnn_benchmark  # a worker's next task sets it again
+    return module.to(dev, memory_format=torch.channels_last) if fp.channels_last else module.to(dev)
+
+
+def forward(module: nn.Module, fp: FastPath) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The module as the training step calls it: compiled and in bf16 autocast as planned, with a float32
+    output so that the losses are computed in float32. Without either, the module itself."""
+    fn = torch.compile(module) if fp.compile else module
+    if not fp.bf16:
+        return fn
+
+    def autocast_forward(x: torch.Tensor) -> torch.Tensor:
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            return fn(x).float()
+
+    return autocast_forward
+
+
+def to_unit_range(batch: np.ndarray, device: torch.device) -> torch.Tensor:
+    """uint8 images -> float in [-1, 1], the range of G's tanh output."""
+    return torch.from_numpy(batch).to(device).float().div_(127.5).sub_(1.0)
+
+
+class Batches:
+    """The training images where the step reads them: host memory, or resident on the GPU as uint8."""
+
+    def __init__(self, images: np.ndarray, dev: torch.device, fp: FastPath):
+        self.images, self.dev, self.fp = images, dev, fp
+        self.resident = torch.tensor(images, device=dev) if fp.data_on_gpu else None  # a copy: images is read-only
+
+    def epoch(self, order: torch.Tensor, batch_size: int) -> Iterator[torch.Tensor]:
+        """Whole batches in `order`, each sorted for memory locality, as float in [-1, 1] on the device.
+        shape: batch_size x C x H x W"""
+        stops = range(batch_size, len(order) + 1, batch_size)
+        if self.resident is None:
+            host = order.numpy()
+            for stop in stops:
+                yield self.fp.layout(to_unit_range(self.images[np.sort(host[stop - batch_size:stop])], self.dev))
+        else:
+            on_gpu = order.to(self.dev)  # one copy per epoch; no host sync per step
+            for stop in stops:
+                idx = on_gpu[stop - batch_size:stop].sort().values
+                yield self.fp.layout(self.resident[idx].float().div_(127.5).sub_(1.0))
