@@ -64,7 +64,7 @@ def report(name: str, summary: pd.DataFrame, runs: pd.DataFrame | None, info: di
     (RESULTS / f"{name}.json").write_text(json.dumps(doc, indent=1, default=str) + "\n")
     gpu = f", {info['gpu']}" if info["gpu"] else ", no GPU"
     print(f"\n{name}: {info['date']}, {info['cpu']} ({info['cores']} cores{gpu}), load {info['load_average_at_start']:.1f}")
-    print(summary.to_string(index=False, float_format=lambda x: f"{x:.3f}"))
+    print(summary.to_string(index=False, float_format=lambda x: f"{x:.4g}"))
     for note in notes:
         print(f"  {note}")
     print(f"saved {RESULTS / name}.csv and .json")
