@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from dataclasses import replace
 from functools import partial
 
 import common  # first: puts this checkout's neuroevo on the path
@@ -24,22 +25,34 @@ from neuroevo import config, data, genome, train
 from neuroevo.model import build
 
 
-FAST_PATH = ("bf16", "channels_last", "data_on_gpu", "cudnn_benchmark")
-# two chromosomes of the demo space: a small one, where per-step overhead shows most, and a larger one
+SWITCHES = ("bf16", "channels_last", "data_on_gpu", "cudnn_benchmark", "compile")
+# chromosomes: (preset, overrides, on the GPU only). A small one, where per-step overhead shows most, a larger
+# one, and on a GPU the cifar10 preset's first chromosome at 64px (on demo images of that size)
 SIZES = {
-    "small 16px": ["data.image_size=16", "space.channels=[4, 8]", "space.d_hidden=[30, 40]"],
-    "medium 32px": ["data.image_size=32", "space.channels=[8, 32]", "space.d_hidden=[64, 128]", "space.g_blocks=[2, 12]"],
+    "small 16px": ("demo", ["data.image_size=16", "space.channels=[4, 8]", "space.d_hidden=[30, 40]"], False),
+    "medium 32px": ("demo", ["data.image_size=32", "space.channels=[8, 32]", "space.d_hidden=[64, 128]",
+                             "space.g_blocks=[2, 12]"], False),
+    "cifar10 64px": ("cifar10", ["data.source=demo"], True),
 }
+# on a GPU: every switch off, each alone, the defaults (auto; compile off), the defaults with compile
+GPU_VARIANTS = {"fast path off": {}, **{f"only {k}": {k: "on"} for k in SWITCHES},
+                "fast path defaults": None, "defaults + compile": {"compile": "on"}}
 
 
-def setup(size: str, steps: int, fast_path: str = "auto") -> tuple[genome.Chromosome, np.ndarray, config.TrainConfig]:
-    """One fixed chromosome, demo images for `steps` batches, and a one-epoch training config with the GPU
-    fast-path switches at `fast_path`."""
-    cfg = config.load("demo", [*SIZES[size], "space.max_params=10000000", "train.epochs=1",
-                               f"train.steps_per_epoch={steps}", f"data.subset={steps * 64}",
-                               *(f"train.{k}={fast_path}" for k in FAST_PATH)])
+def setup(size: str, steps: int) -> tuple[genome.Chromosome, np.ndarray, config.RunConfig]:
+    """The chromosome (the first of its preset's first population) and demo images for `steps` batches."""
+    preset, overrides, _ = SIZES[size]
+    cfg = config.load(preset, [*overrides, "space.max_params=50000000", "train.epochs=1",
+                               f"train.steps_per_epoch={steps}", f"data.subset={steps * 64}"])
     ch, _ = genome.sample(cfg.space, cfg.data.image_size, 3, np.random.default_rng(7))
-    return ch, data.load(cfg.data, cfg.seed).array, cfg.train
+    return ch, data.load(cfg.data, cfg.seed).array, cfg
+
+
+def switched(cfg: config.RunConfig, variant: dict | None) -> config.TrainConfig:
+    """cfg.train with the fast-path switches of a GPU variant: those named on, the others off."""
+    if variant is None:
+        return cfg.train
+    return replace(cfg.train, **{k: variant.get(k, "off") for k in SWITCHES})
 
 
 def minimal(ch: genome.Chromosome, images: np.ndarray, steps: int, seed: int, device: str) -> float:
@@ -82,15 +95,17 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     info = common.machine()
     calls, chromosomes = {}, {}
-    for size in SIZES:
-        ch, images, train_cfg = setup(size, steps)
+    for size, (_, _, gpu_only) in SIZES.items():
+        if gpu_only and not torch.cuda.is_available():
+            continue
+        ch, images, cfg = setup(size, steps)
         chromosomes[size] = ch
-        calls[size, "cpu", "neuroevo"] = partial(train.train, ch, images, train_cfg, 0, "cpu")
-        calls[size, "cpu", "minimal loop"] = partial(minimal, ch, images, steps, 0, "cpu")
+        if not gpu_only:
+            calls[size, "cpu", "neuroevo"] = partial(train.train, ch, images, cfg.train, 0, "cpu")
+            calls[size, "cpu", "minimal loop"] = partial(minimal, ch, images, steps, 0, "cpu")
         if torch.cuda.is_available():
-            plain = setup(size, steps, fast_path="off")[2]
-            calls[size, "cuda:0", "neuroevo, fast path auto"] = partial(train.train, ch, images, train_cfg, 0, "cuda:0")
-            calls[size, "cuda:0", "neuroevo, fast path off"] = partial(train.train, ch, images, plain, 0, "cuda:0")
+            for name, variant in GPU_VARIANTS.items():
+                calls[size, "cuda:0", name] = partial(train.train, ch, images, switched(cfg, variant), 0, "cuda:0")
             calls[size, "cuda:0", "minimal loop"] = partial(minimal, ch, images, steps, 0, "cuda:0")
     for call in calls.values():  # warm-up: allocator, cuDNN autotuning
         call()
@@ -117,7 +132,8 @@ def main() -> None:
               f"{args.threads} torch thread(s)",
               "*_ratio = median time per step / that of the minimal loop on the same chromosome and device "
               "(target <= 1.05); wall = elapsed time, cpu = this process's CPU time, which other processes "
-              "on a shared machine disturb far less (on a GPU, read wall)"]
+              "on a shared machine disturb far less (on a GPU, read wall)",
+              "compile: every training compiles its own networks, so its time per step includes the compilation"]
     common.report("train_overhead", summary, df, info, notes)
 
 
