@@ -81,12 +81,10 @@ def task_resources(cfg: RunConfig) -> dict[str, float]:
     return {"num_cpus": cfg.resources.num_cpus, "num_gpus": num_gpus, "max_retries": cfg.resources.max_retries}
 
 
-def task_slots(resources: dict[str, float]) -> int:
-    """How many tasks the cluster can run at once."""
-    total = ray.cluster_resources()
-    fits = [total.get(key, 0.0) / need for key, need in (("CPU", resources["num_cpus"]), ("GPU", resources["num_gpus"]))
-            if need > 0]
-    return max(1, int(min(fits) + 1e-9))
+def has_room(total: dict[str, float], running: list[dict[str, float]], need: dict[str, float]) -> bool:
+    """Whether a task needing `need` fits in the cluster's `total` resources beside the running tasks."""
+    return all(sum(r[key] for r in running) + need[key] <= total.get(name, 0.0) + 1e-9
+               for name, key in (("CPU", "num_cpus"), ("GPU", "num_gpus")))
 
 
 def dispatch_order(cfg: RunConfig, population: tuple[Member, ...], n_images: int | None) -> list[Member]:
@@ -100,6 +98,7 @@ class _Task:
     member: Member
     seed: int
     artifacts: ray.ObjectRef
+    resources: dict[str, float]
 
 
 def _submit(cfg: RunConfig, generation: int, m: Member, images_ref: ray.ObjectRef,
@@ -107,7 +106,7 @@ def _submit(cfg: RunConfig, generation: int, m: Member, images_ref: ray.ObjectRe
     seed = task_seed(cfg.seed, generation, m.chromosome.id)
     report_ref, art_ref = train_task.options(name=f"train-g{generation}-{m.chromosome.id}", **resources).remote(
         m.chromosome, images_ref, cfg.train, seed)
-    return report_ref, _Task(generation, m, seed, art_ref)
+    return report_ref, _Task(generation, m, seed, art_ref, resources)
 
 
 def _gather(cfg: RunConfig, run_id: str, ref: ray.ObjectRef, task: _Task) -> dict:
@@ -279,16 +278,17 @@ class SteadyState:
             for ref, task in list(self.running.items()):
                 if task.generation == generation and task.member in wrong:
                     del self.running[ref]
-                    ray.cancel(ref, force=True)
+                    ray.cancel(ref)  # interrupts the training; the worker lives on
             for m in wrong:
                 self.finished.get(generation, {}).pop(m, None)
                 self.started[generation].discard(m)
         self._queue(generation, population)
 
     def _fill(self, generation: int) -> None:
-        """Start queued tasks, earliest generation first, until every slot is busy; look ahead if none is queued."""
-        slots = task_slots(self.resources)
-        while len(self.running) < slots:
+        """Start queued tasks, earliest generation first, while the cluster has room for them; look ahead when
+        none is queued. Only what can run now is submitted, so a later elite never queues behind them."""
+        total = ray.cluster_resources()
+        while True:
             if not self.queued:
                 ahead = self.horizon + 1
                 if ahead > generation + LOOKAHEAD or ahead >= self.cfg.evolve.generations:
@@ -296,13 +296,12 @@ class SteadyState:
                 self._queue(ahead, early_members(self.cfg, ahead))
                 continue
             item = min(self.queued, key=lambda q: (q[0], q[1], q[2].chromosome.id))
+            need = task_resources(self.cfg)
+            if self.running and not has_room(total, [t.resources for t in self.running.values()], need):
+                return
             self.queued.remove(item)
-            ref, task = _submit(self.cfg, item[0], item[2], self.images_ref, self.resources)
+            ref, task = _submit(self.cfg, item[0], item[2], self.images_ref, need)
             self.running[ref] = task
-
-    @property
-    def resources(self) -> dict[str, float]:
-        return task_resources(self.cfg)
 
 
 def evolve(cfg: RunConfig, run_id: str, run_dir: Path, images: np.ndarray, state: RunState | None = None,

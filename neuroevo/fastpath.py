@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import importlib.util
 from dataclasses import dataclass
-from typing import Callable, Iterator
+from typing import Callable
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -97,30 +96,3 @@ def forward(module: nn.Module, fp: FastPath) -> Callable[[torch.Tensor], torch.T
             return fn(x).float()
 
     return autocast_forward
-
-
-def to_unit_range(batch: np.ndarray, device: torch.device) -> torch.Tensor:
-    """uint8 images -> float in [-1, 1], the range of G's tanh output."""
-    return torch.from_numpy(batch).to(device).float().div_(127.5).sub_(1.0)
-
-
-class Batches:
-    """The training images where the step reads them: host memory, or resident on the GPU as uint8."""
-
-    def __init__(self, images: np.ndarray, dev: torch.device, fp: FastPath):
-        self.images, self.dev, self.fp = images, dev, fp
-        self.resident = torch.tensor(images, device=dev) if fp.data_on_gpu else None  # a copy: images is read-only
-
-    def epoch(self, order: torch.Tensor, batch_size: int) -> Iterator[torch.Tensor]:
-        """Whole batches in `order`, each sorted for memory locality, as float in [-1, 1] on the device.
-        shape: batch_size x C x H x W"""
-        stops = range(batch_size, len(order) + 1, batch_size)
-        if self.resident is None:
-            host = order.numpy()
-            for stop in stops:
-                yield self.fp.layout(to_unit_range(self.images[np.sort(host[stop - batch_size:stop])], self.dev))
-        else:
-            on_gpu = order.to(self.dev)  # one copy per epoch; no host sync per step
-            for stop in stops:
-                idx = on_gpu[stop - batch_size:stop].sort().values
-                yield self.fp.layout(self.resident[idx].float().div_(127.5).sub_(1.0))

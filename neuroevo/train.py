@@ -6,6 +6,7 @@ import io
 import math
 import time
 from dataclasses import dataclass
+from typing import Iterator
 
 import numpy as np
 import torch
@@ -38,6 +39,33 @@ class Artifacts:
     samples_png: bytes
 
 
+def to_unit_range(batch: np.ndarray, device: torch.device) -> torch.Tensor:
+    """uint8 images -> float in [-1, 1], the range of G's tanh output."""
+    return torch.from_numpy(batch).to(device).float().div_(127.5).sub_(1.0)
+
+
+class Batches:
+    """The training images where the step reads them: host memory, or resident on the GPU as uint8."""
+
+    def __init__(self, images: np.ndarray, dev: torch.device, fp: fastpath.FastPath):
+        self.images, self.dev, self.fp = images, dev, fp
+        self.resident = torch.tensor(images, device=dev) if fp.data_on_gpu else None  # a copy: images is read-only
+
+    def epoch(self, order: torch.Tensor, batch_size: int) -> Iterator[torch.Tensor]:
+        """Whole batches in `order`, each sorted for memory locality, as float in [-1, 1] on the device.
+        shape: batch_size x C x H x W"""
+        stops = range(batch_size, len(order) + 1, batch_size)
+        if self.resident is None:
+            host = order.numpy()
+            for stop in stops:
+                yield self.fp.layout(to_unit_range(self.images[np.sort(host[stop - batch_size:stop])], self.dev))
+        else:
+            on_gpu = order.to(self.dev)  # one copy per epoch; no host sync per step
+            for stop in stops:
+                idx = on_gpu[stop - batch_size:stop].sort().values
+                yield self.fp.layout(self.resident[idx].float().div_(127.5).sub_(1.0))
+
+
 def bce(p: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """nn.BCELoss (logs clamped at -100), minus its input check: a diverged D's NaN output becomes a NaN
     loss that the epoch-end check reports, instead of an exception."""
@@ -64,7 +92,7 @@ def train(ch: Chromosome, images: np.ndarray, cfg: TrainConfig, seed: int,
     G, D = build(ch)
     G, D = fastpath.place(G, dev, fp), fastpath.place(D, dev, fp)
     g_forward, d_forward = fastpath.forward(G, fp), fastpath.forward(D, fp)
-    batches = fastpath.Batches(images, dev, fp)
+    batches = Batches(images, dev, fp)
     opt_g = torch.optim.SGD(G.parameters(), lr=ch.g_lr, momentum=ch.g_momentum)
     opt_d = torch.optim.SGD(D.parameters(), lr=ch.d_lr, momentum=ch.d_momentum)
 
@@ -142,7 +170,8 @@ def train(ch: Chromosome, images: np.ndarray, cfg: TrainConfig, seed: int,
     return result, G, D
 
 
-def _describe(dev: torch.device, gpu: fastpath.Device, fp: fastpath.FastPath, compile_seconds: float | None) -> str:
+def _describe(dev: torch.device, gpu: fastpath.Device, fp: fastpath.FastPath,
+              compile_seconds: float | None) -> str:
     if dev.type == "cpu":
         return "cpu"
     used = fp.describe() + (f" {compile_seconds:.1f}s" if compile_seconds is not None else "")

@@ -99,8 +99,8 @@ def test_resident_batches_equal_host_batches(setup):
     images, _ = setup
     cpu = torch.device("cpu")
     order = torch.randperm(len(images), generator=torch.Generator().manual_seed(0))
-    host = list(fastpath.Batches(images, cpu, FastPath()).epoch(order, 32))
-    resident = fastpath.Batches(images, cpu, FastPath(data_on_gpu=True))
+    host = list(train.Batches(images, cpu, FastPath()).epoch(order, 32))
+    resident = train.Batches(images, cpu, FastPath(data_on_gpu=True))
     assert resident.resident is not None
     assert len(host) == len(images) // 32
     for a, b in zip(host, resident.epoch(order, 32)):
