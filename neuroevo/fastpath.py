@@ -27,7 +27,7 @@ class Device:
     kind: str  # cpu | cuda
     name: str
     bf16: bool  # native bfloat16 (compute capability 8.0 and up)
-    bf16_emulated: bool  # bfloat16 that runs, though not natively
+    bf16_emulated: bool  # bfloat16 runs at all, natively or emulated
     free_bytes: int
     triton: bool  # torch.compile's GPU backend is installed
 
@@ -40,8 +40,8 @@ def probe(device: str) -> Device:
     if not device.startswith("cuda"):
         return CPU
     free, _ = torch.cuda.mem_get_info(device)
-    return Device("cuda", torch.cuda.get_device_name(device), torch.cuda.is_bf16_supported(including_emulation=False),
-                  torch.cuda.is_bf16_supported(including_emulation=True), free,
+    native = torch.cuda.get_device_capability(device) >= (8, 0)
+    return Device("cuda", torch.cuda.get_device_name(device), native, native or torch.cuda.is_bf16_supported(), free,
                   importlib.util.find_spec("triton") is not None)
 
 

@@ -68,7 +68,7 @@ def test_cpu_training_makes_no_gpu_or_bf16_call(setup, monkeypatch):
     def gpu_only(*args, **kwargs):
         raise AssertionError("a GPU-only call on the CPU")
 
-    for name in ("mem_get_info", "get_device_name", "is_bf16_supported", "synchronize"):
+    for name in ("mem_get_info", "get_device_name", "get_device_capability", "is_bf16_supported", "synchronize"):
         monkeypatch.setattr(torch.cuda, name, gpu_only)
     monkeypatch.setattr(torch, "compile", gpu_only)
     monkeypatch.setattr(torch, "autocast", gpu_only)
