@@ -77,8 +77,8 @@ def main() -> None:
     for device, g in summary.groupby("device", sort=False):
         summary.loc[g.index, "speedup"] = g.images_per_second / g.images_per_second.iloc[0]
     notes = [f"medians of {reps} repetition(s); 8 chromosomes per generation; a shared 2-core machine: "
-             "with 2 workers both cores are busy, so other processes' load slows them, and the speedup is a "
-             "lower bound for a quiet machine"]
+             "with 2 workers both cores are busy, so other processes' load slows them, and the speedup "
+             "understates a quiet machine's"]
     if not torch.cuda.is_available():
         notes.append("no GPU on this machine: the GPU-sharing figures (1, 2, 4, 8 chromosomes per GPU) were not measured")
     common.report("scaling", summary.drop(columns="k"), df, info, notes)
