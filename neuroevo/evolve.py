@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import ray
+import torch
 
 from neuroevo import fitness as fitness_mod
 from neuroevo import genome, logs, schedule, selection, train
@@ -68,6 +69,9 @@ def initial_state(cfg: RunConfig) -> RunState:
 @ray.remote(num_returns=2)
 def train_task(ch: Chromosome, images: np.ndarray, cfg: TrainConfig, seed: int) -> tuple[TaskReport, Artifacts | None]:
     started = datetime.now(timezone.utc)
+    # Ray reuses a worker for tasks of any size, and torch keeps the thread count of the first: use this task's
+    # CPUs, or a 1-CPU task could train with more threads than it was given, and with other float rounding
+    torch.set_num_threads(max(1, int(ray.get_runtime_context().get_assigned_resources().get("CPU", 1))))
     gpu_ids = tuple(str(g) for g in ray.get_gpu_ids())
     result, art = train.run(ch, images, cfg, seed, train.pick_device(len(gpu_ids)))
     node = f"{socket.gethostname()}/{ray.get_runtime_context().get_node_id()[:8]}"
