@@ -63,7 +63,8 @@ def report(name: str, summary: pd.DataFrame, runs: pd.DataFrame | None, info: di
            "runs": runs.to_dict("records") if runs is not None else []}
     (RESULTS / f"{name}.json").write_text(json.dumps(doc, indent=1, default=str) + "\n")
     gpu = f", {info['gpu']}" if info["gpu"] else ", no GPU"
-    print(f"\n{name}: {info['date']}, {info['cpu']} ({info['cores']} cores{gpu}), load {info['load_average_at_start']:.1f}")
+    print(f"\n{name}: {info['date']}, {info['cpu']} ({info['cores']} cores{gpu}), "
+          f"load {info['load_average_at_start']:.1f}")
     print(summary.to_string(index=False, float_format=lambda x: f"{x:.4g}"))
     for note in notes:
         print(f"  {note}")

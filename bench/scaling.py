@@ -64,8 +64,9 @@ def main() -> None:
     if torch.cuda.is_available():
         for rep in range(reps):
             for k in (1, 2, 4, 8):
-                gpu_cfg = config.load("demo", ["data.image_size=64", "space.g_blocks=[3, 23]", "space.max_params=5000000",
-                                               "resources.num_cpus=1", f"resources.num_gpus={1 / k}", *short])
+                gpu_cfg = config.load("demo", ["data.image_size=64", "space.g_blocks=[3, 23]",
+                                               "space.max_params=5000000", "resources.num_cpus=1",
+                                               f"resources.num_gpus={1 / k}", *short])
                 common.start_ray(num_cpus=min(os.cpu_count() or 1, 16), num_gpus=1)
                 runs.append({"device": info["gpu"], "sharing": f"{k} per GPU", "k": k, "rep": rep,
                              **one_generation(gpu_cfg, data.load(gpu_cfg.data, gpu_cfg.seed).array)})
@@ -80,7 +81,8 @@ def main() -> None:
              "with 2 workers both cores are busy, so other processes' load slows them, and the speedup "
              "understates a quiet machine's"]
     if not torch.cuda.is_available():
-        notes.append("no GPU on this machine: the GPU-sharing figures (1, 2, 4, 8 chromosomes per GPU) were not measured")
+        notes.append("no GPU on this machine: the GPU-sharing figures (1, 2, 4, 8 chromosomes per GPU) were not "
+                     "measured")
     common.report("scaling", summary.drop(columns="k"), df, info, notes)
 
 

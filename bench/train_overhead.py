@@ -27,20 +27,22 @@ from neuroevo.model import build
 
 SWITCHES = ("bf16", "channels_last", "data_on_gpu", "cudnn_benchmark", "compile")
 # chromosomes: (preset, overrides, on the GPU only). A small one, where per-step overhead shows most, a larger
-# one, and on a GPU the cifar10 preset's first chromosome at 64px (on demo images of that size)
+# one, and on a GPU one of the cifar10 preset's space at 64px (on demo images of that size)
 SIZES = {
     "small 16px": ("demo", ["data.image_size=16", "space.channels=[4, 8]", "space.d_hidden=[30, 40]"], False),
     "medium 32px": ("demo", ["data.image_size=32", "space.channels=[8, 32]", "space.d_hidden=[64, 128]",
                              "space.g_blocks=[2, 12]"], False),
     "cifar10 64px": ("cifar10", ["data.source=demo"], True),
 }
-# on a GPU: every switch off, each alone, the defaults (auto; compile off), the defaults with compile
-GPU_VARIANTS = {"fast path off": {}, **{f"only {k}": {k: "on"} for k in SWITCHES},
-                "fast path defaults": None, "defaults + compile": {"compile": "on"}}
+# on a GPU, switches set over the defaults (auto; compile off): every switch off, each alone, the defaults, and
+# the defaults with compile
+OFF = {k: "off" for k in SWITCHES}
+GPU_VARIANTS = {"fast path off": OFF, **{f"only {k}": {**OFF, k: "on"} for k in SWITCHES},
+                "fast path defaults": {}, "defaults + compile": {"compile": "on"}}
 
 
 def setup(size: str, steps: int) -> tuple[genome.Chromosome, np.ndarray, config.RunConfig]:
-    """The chromosome (the first of its preset's first population) and demo images for `steps` batches."""
+    """A chromosome of the size's space (always the same one) and demo images for `steps` batches."""
     preset, overrides, _ = SIZES[size]
     cfg = config.load(preset, [*overrides, "space.max_params=50000000", "train.epochs=1",
                                f"train.steps_per_epoch={steps}", f"data.subset={steps * 64}"])
@@ -48,11 +50,8 @@ def setup(size: str, steps: int) -> tuple[genome.Chromosome, np.ndarray, config.
     return ch, data.load(cfg.data, cfg.seed).array, cfg
 
 
-def switched(cfg: config.RunConfig, variant: dict | None) -> config.TrainConfig:
-    """cfg.train with the fast-path switches of a GPU variant: those named on, the others off."""
-    if variant is None:
-        return cfg.train
-    return replace(cfg.train, **{k: variant.get(k, "off") for k in SWITCHES})
+def switched(cfg: config.RunConfig, variant: dict[str, str]) -> config.TrainConfig:
+    return replace(cfg.train, **variant)
 
 
 def minimal(ch: genome.Chromosome, images: np.ndarray, steps: int, seed: int, device: str) -> float:

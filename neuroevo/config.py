@@ -148,7 +148,8 @@ def flat(cfg: RunConfig) -> dict[str, Any]:
     return walk(to_dict(cfg), "")
 
 
-# Keys a resumed run may change: they do not change which chromosomes are drawn or how they are scored.
+# Keys a resumed run may change: they do not change which chromosomes are drawn or how they are scored (the
+# fast-path switches change a GPU's float rounding at most).
 RESUMABLE_CHANGES = ("out_dir", "run_id", "evolve.generations", "evolve.dispatch", "evolve.mode", "resources.",
                      "train.bf16", "train.channels_last", "train.data_on_gpu", "train.cudnn_benchmark", "train.compile")
 

@@ -240,7 +240,7 @@ class SteadyState:
     images_ref: ray.ObjectRef
     n_images: int | None = None
     running: dict[ray.ObjectRef, _Task] = field(default_factory=dict)
-    queued: list[tuple[int, float, Member]] = field(default_factory=list)  # (generation, priority, member)
+    queued: list[tuple[int, int, Member]] = field(default_factory=list)  # (generation, place in dispatch order, member)
     started: dict[int, set[Member]] = field(default_factory=dict)  # queued, running or finished
     finished: dict[int, dict[Member, tuple[dict, ray.ObjectRef]]] = field(default_factory=dict)
     horizon: int = -1  # the last generation whose known members are queued
@@ -266,10 +266,10 @@ class SteadyState:
 
     def _queue(self, generation: int, members: tuple[Member, ...]) -> None:
         started = self.started.setdefault(generation, set())
-        for m, key in zip(dispatch_order(self.cfg, members, self.n_images), range(len(members))):
+        for place, m in enumerate(dispatch_order(self.cfg, members, self.n_images)):
             if m not in started:
                 started.add(m)
-                self.queued.append((generation, key, m))
+                self.queued.append((generation, place, m))
         self.horizon = max(self.horizon, generation)
 
     def _settle(self, generation: int, population: tuple[Member, ...]) -> None:
@@ -299,7 +299,7 @@ class SteadyState:
                     return
                 self._queue(ahead, early_members(self.cfg, ahead))
                 continue
-            item = min(self.queued, key=lambda q: (q[0], q[1], q[2].chromosome.id))
+            item = min(self.queued, key=lambda q: q[:2])
             need = task_resources(self.cfg)
             if self.running and not has_room(total, [t.resources for t in self.running.values()], need):
                 return

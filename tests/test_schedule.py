@@ -53,7 +53,8 @@ def test_cost_counts_the_images_and_epochs_a_training_sees():
 
 
 def test_cost_orders_chromosomes_as_their_measured_cpu_step_time():
-    cfg = tiny_config(data={"image_size": 16, "subset": 256}, space={**WIDE, "d_blocks": [1, 3]}, train={"epochs": 1, "steps_per_epoch": 6})
+    cfg = tiny_config(data={"image_size": 16, "subset": 256}, space={**WIDE, "d_blocks": [1, 3]},
+                      train={"epochs": 1, "steps_per_epoch": 6})
     images = data.load(cfg.data, 0).array
     chromosomes = _sample(cfg, 10, seed=2)
     threads = torch.get_num_threads()
