@@ -122,9 +122,8 @@ def main() -> None:
     summary = df.groupby(["experiment", "workers", "schedule"], sort=False)[cols].median().reset_index()
     notes = [f"A's population: estimated costs differ {max(estimated) / min(estimated):.0f}x; measured training "
              "times differ measured_spread x (B: over the whole run)",
-             f"{steps} steps of batch 32 at 16px per task, medians of {reps} repetition(s); "
-             "a shared 2-core machine: other processes compete for the cores, so busy time includes their "
-             "interference and ratios within a repetition are what to compare"]
+             f"{steps} steps of batch 32 at 16px per task, medians of {reps} repetition(s); other processes' load "
+             "lengthens tasks (busy time), which efficiency and wall / LB, ratios within each run, discount"]
     for (experiment, workers), g in df.groupby(["experiment", "workers"], sort=False):
         per_rep = g.pivot(index="rep", columns="schedule")
         if "fifo" in per_rep.wall_s:

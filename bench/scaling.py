@@ -77,9 +77,8 @@ def main() -> None:
     summary = df.groupby(["device", "sharing", "k"], sort=False)[["wall_s", "images_per_second"]].median().reset_index()
     for device, g in summary.groupby("device", sort=False):
         summary.loc[g.index, "speedup"] = g.images_per_second / g.images_per_second.iloc[0]
-    notes = [f"medians of {reps} repetition(s); 8 chromosomes per generation; a shared 2-core machine: "
-             "with 2 workers both cores are busy, so other processes' load slows them, and the speedup "
-             "understates a quiet machine's"]
+    notes = [f"medians of {reps} repetition(s); 8 chromosomes per generation; other processes' load competes "
+             "with the workers, most when they use every core"]
     if not torch.cuda.is_available():
         notes.append("no GPU on this machine: the GPU-sharing figures (1, 2, 4, 8 chromosomes per GPU) were not "
                      "measured")

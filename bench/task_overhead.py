@@ -126,8 +126,7 @@ def main() -> None:
     notes = [f"training time: demo {training['demo']:.1f}s (measured; first chromosome, 2 epochs of 2,048 16px "
              f"images); cifar10 {training['cifar10'] / 3600:.1f}h on this CPU (first chromosome, "
              f"{common.median(step_seconds['cifar10']):.1f}s a step x {cifar_steps:,} steps)",
-             f"medians of {reps} repetitions ({big_reps} for cifar10's whole tasks); one torch thread; "
-             "a shared 2-core machine",
+             f"medians of {reps} repetitions ({big_reps} for cifar10's whole tasks); one torch thread",
              "imports and cold start are paid once per worker process (Ray reuses workers); the others once per task "
              "(warm task includes attach, build and artifacts)"]
     common.report("task_overhead", summary, df, info, notes)

@@ -131,7 +131,7 @@ def main() -> None:
               f"{args.threads} torch thread(s)",
               "*_ratio = median time per step / that of the minimal loop on the same chromosome and device "
               "(target <= 1.05); wall = elapsed time, cpu = this process's CPU time, which other processes "
-              "on a shared machine disturb far less (on a GPU, read wall)",
+              "disturb far less (on a GPU, read wall)",
               "compile: every training compiles its own networks, so its time per step includes the compilation"]
     common.report("train_overhead", summary, df, info, notes)
 
