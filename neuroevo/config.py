@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar, Union
 
 import yaml
-from pydantic import ConfigDict, Discriminator, Field, PlainValidator, Tag, TypeAdapter, ValidationError
+from pydantic import BeforeValidator, ConfigDict, Discriminator, Field, PlainValidator, Tag, TypeAdapter, ValidationError
 from pydantic_core import PydanticCustomError
 from pydantic.dataclasses import dataclass
 
@@ -42,6 +42,8 @@ Loss = Literal["bce", "wgan-gp", "hinge"]
 OptimiserName = Literal["sgd", "adam"]
 Schedule = Literal["none", "step"]
 Init = Literal["default", "normal"]  # PyTorch's default, or N(0, 0.02) as DCGAN
+# YAML reads a bare on/off as true/false; both spellings mean the same switch
+Switch = Annotated[Literal["auto", "on", "off"], BeforeValidator(lambda v: {True: "on", False: "off"}.get(v, v))]
 
 
 class ConfigError(ValueError):
@@ -153,6 +155,12 @@ class TrainConfig:
     steps_per_epoch: PositiveInt | None = None  # cap on batches per epoch; None = the whole dataset
     sample_grid: PositiveInt = 64  # images in each best generator's sample grid
     timeout_s: Annotated[float, Field(gt=0)] | None = None  # per chromosome; checked between training steps
+    # The GPU fast path (neuroevo/fastpath.py); the CPU ignores it. auto = on where the GPU supports it.
+    bf16: Switch = "auto"  # bfloat16 autocast for G and D; losses stay float32
+    channels_last: Switch = "auto"  # NHWC memory layout for convolutions
+    data_on_gpu: Switch = "auto"  # keep the uint8 images on the GPU (auto: if they take <= 1/4 of free memory)
+    cudnn_benchmark: Switch = "auto"  # let cuDNN time its algorithms for each layer shape
+    compile: Switch = "off"  # torch.compile G and D (auto: where Triton is installed); costs seconds per chromosome
 
 
 @dataclass(frozen=True, config=STRICT)
@@ -174,6 +182,8 @@ class EvolveConfig:
     tournament_size: Annotated[int, Field(ge=2)] = 3
     keep_weights: bool = False  # elites continue from their trained weights instead of fresh ones
     seed_chromosomes: tuple[Literal["dcgan"], ...] = ()  # fixed chromosomes in the first population
+    dispatch: Literal["longest_first", "fifo"] = "longest_first"  # task order; cost estimated from the genes
+    mode: Literal["generational", "steady_state"] = "generational"  # steady_state: no idle wait at generation ends
 
 
 @dataclass(frozen=True, config=STRICT)
@@ -231,8 +241,10 @@ def flat(cfg: RunConfig) -> dict[str, Any]:
     return walk(to_dict(cfg), "")
 
 
-# Keys a resumed run may change: they do not change which chromosomes are drawn or how they are scored.
-RESUMABLE_CHANGES = ("out_dir", "run_id", "evolve.generations", "resources.")
+# Keys a resumed run may change: they do not change which chromosomes are drawn or how they are scored (the
+# fast-path switches change a GPU's float rounding at most).
+RESUMABLE_CHANGES = ("out_dir", "run_id", "evolve.generations", "evolve.dispatch", "evolve.mode", "resources.",
+                     "train.bf16", "train.channels_last", "train.data_on_gpu", "train.cudnn_benchmark", "train.compile")
 
 
 def experiment_differences(saved: RunConfig, requested: RunConfig) -> list[str]:
@@ -396,6 +408,10 @@ def _check_evolve(e: EvolveConfig, space: Any) -> None:
         raise ConfigError(f"evolve.elite_fraction: {e.elite_fraction} of a population of {population} keeps no elite (needs at least 1)")
     if n_elite >= population:
         raise ConfigError(f"evolve.elite_fraction: {e.elite_fraction} keeps the whole population of {population}")
+    if e.mode == "steady_state" and (e.strategy != "random" or e.keep_weights):
+        raise ConfigError(f"evolve.mode: steady_state starts the next generation's newcomers before this one's fitness "
+                          f"is known, so it needs evolve.strategy: random and evolve.keep_weights: false (got "
+                          f"{e.strategy}, {str(e.keep_weights).lower()})")
     if e.strategy == "crossover" and n_elite < 2:
         raise ConfigError(f"evolve.strategy: crossover needs at least 2 elites to cross, and evolve.elite_fraction "
                           f"{e.elite_fraction} of {population} keeps {n_elite}")

@@ -1,0 +1,189 @@
+"""The cost estimate, dispatch order and steady-state mode: real training, a real local Ray, real Parquet."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import replace
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import yaml
+from torch.utils.flop_counter import FlopCounterMode
+
+from neuroevo import config, data, evolve, genome, logs, schedule, train
+from neuroevo.model import build, noise
+from neuroevo.state import Member, RunState
+from neuroevo.state import load as load_state
+from tests.conftest import tiny_config, tiny_dict
+
+# a space whose chromosomes differ in cost by about 30x
+WIDE = {"channels": [4, 64], "d_blocks": [1, 2], "g_blocks": [1, 5], "d_hidden": [30, 200], "max_params": 10**7}
+
+
+def _sample(cfg, n, seed=0):
+    rng = np.random.default_rng(seed)
+    return [genome.sample(cfg.space, cfg.data.image_size, cfg.data.channels, rng)[0] for _ in range(n)]
+
+
+def test_step_flops_equal_torchs_flop_count_of_a_real_step():
+    cfg = tiny_config(space=WIDE)
+    for ch in _sample(cfg, 5):
+        G, D = build(ch)
+        bs = 4
+        real = torch.rand(bs, 3, 12, 12) * 2 - 1
+        with FlopCounterMode(display=False) as counter:
+            fake = G(noise(ch, bs))
+            (train.bce(D(real), torch.ones(bs)) + train.bce(D(fake.detach()), torch.zeros(bs))).backward()
+            train.bce(D(fake), torch.ones(bs)).backward()
+        assert schedule.step_flops(ch) * bs == counter.get_total_flops()
+
+
+def test_cost_counts_the_images_and_epochs_a_training_sees():
+    cfg = tiny_config()
+    ch = _sample(cfg, 1)[0]
+    per_image = schedule.step_flops(ch)
+    assert schedule.cost(ch, cfg.train, 128) == per_image * 2 * 32  # steps_per_epoch 2 of 4 possible, batch 32
+    uncapped = replace(cfg.train, steps_per_epoch=None, epochs=3)
+    assert schedule.cost(ch, uncapped, 100) == per_image * 96 * 3  # 3 whole batches; the partial one is dropped
+    assert schedule.cost(ch, cfg.train) == schedule.cost(ch, cfg.train, 10**6)
+
+
+def test_cost_orders_chromosomes_as_their_measured_cpu_step_time():
+    cfg = tiny_config(data={"image_size": 16, "subset": 256}, space={**WIDE, "d_blocks": [1, 3]},
+                      train={"epochs": 1, "steps_per_epoch": 6})
+    images = data.load(cfg.data, 0).array
+    chromosomes = _sample(cfg, 10, seed=2)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as a Ray task with num_cpus=1 trains
+    try:
+        measured = [min(train.train(ch, images, cfg.train, seed=0)[0].train_seconds for _ in range(3))
+                    for ch in chromosomes]
+    finally:
+        torch.set_num_threads(threads)
+    estimated = [schedule.cost(ch, cfg.train, len(images)) for ch in chromosomes]
+    assert max(estimated) / min(estimated) > 10
+    rho = pd.DataFrame({"estimated": estimated, "measured": measured}).corr(method="spearman").iloc[0, 1]
+    assert rho >= 0.75, (rho, estimated, measured)
+
+
+def test_dispatch_order():
+    items, costs, ids = ["a", "b", "c", "d"], [1.0, 5.0, 5.0, 3.0], ["z", "y", "x", "w"]
+    assert schedule.dispatch_order(items, costs, ids, "longest_first") == ["c", "b", "d", "a"]  # ties by id
+    assert schedule.dispatch_order(items, costs, ids, "fifo") == items
+    with pytest.raises(ValueError, match="dispatch"):
+        schedule.dispatch_order(items, costs, ids, "lifo")
+
+
+@pytest.mark.parametrize("dispatch", ["longest_first", "fifo"])
+def test_tasks_start_in_dispatch_order(ray_local, tmp_path, dispatch):
+    """One task at a time (each takes both CPUs), so the start order is the dispatch order."""
+    cfg = tiny_config(space=WIDE, evolve={"population": 5, "generations": 1, "dispatch": dispatch},
+                      resources={"num_cpus": 2})
+    population = evolve.fresh_members(cfg, 0, 5)
+    images = data.load(cfg.data, cfg.seed).array
+    df = evolve.run_generation(cfg, "r", tmp_path, 0, population, ray_local.put(images), len(images))
+    started = df.sort_values("started_at").chromosome_id.tolist()
+    if dispatch == "fifo":
+        assert started == [m.chromosome.id for m in population]
+    else:
+        costs = {m.chromosome.id: schedule.cost(m.chromosome, cfg.train, len(images)) for m in population}
+        assert started == sorted(costs, key=lambda i: -costs[i])
+
+
+# ---------------------------------------------------------------------------------------------------------
+# steady-state mode
+
+
+def _heavy(ch: genome.Chromosome, channels: int) -> genome.Chromosome:
+    """The same chromosome with every block `channels` wide: many times its cost."""
+    widen = lambda blocks: tuple(replace(b, channels=channels) for b in blocks)  # noqa: E731
+    return replace(ch, g_blocks=widen(ch.g_blocks), d_blocks=widen(ch.d_blocks), d_hidden=200)
+
+
+@pytest.fixture(scope="module")
+def both_modes(ray_local, tmp_path_factory):
+    """Three generations from a first population with one chromosome far costlier than the others."""
+    out = {}
+    for mode in ("generational", "steady_state"):
+        cfg = tiny_config(evolve={"population": 4, "generations": 3, "elite_fraction": 0.5, "mode": mode},
+                          train={"epochs": 1, "steps_per_epoch": 4})
+        first = list(evolve.fresh_members(cfg, 0, 4))
+        first[0] = Member(_heavy(first[0].chromosome, 96), 0, 0)
+        run_dir = tmp_path_factory.mktemp(mode)
+        evolve.evolve(cfg, mode, run_dir, data.load(cfg.data, cfg.seed).array, RunState((tuple(first),), 0))
+        out[mode] = (cfg, logs.read_generations(run_dir))
+    return out
+
+
+def test_steady_state_logs_n_rows_per_generation_with_the_same_schema(both_modes):
+    cfg, df = both_modes["steady_state"]
+    assert df.groupby("generation").size().to_dict() == {0: 4, 1: 4, 2: 4}
+    assert set(df.columns) == set(logs.SCHEMA.names) | {"generation"}
+    assert (df.status == "ok").all()
+
+
+def test_steady_state_trains_the_same_chromosomes_with_the_same_results(both_modes):
+    key = ["generation", "chromosome_id"]
+    a = both_modes["generational"][1].sort_values(key).reset_index(drop=True)
+    b = both_modes["steady_state"][1].sort_values(key).reset_index(drop=True)
+    for col in ("generation", "chromosome_id", "is_elite", "born_generation", "task_seed", "d_loss", "g_loss",
+                "fitness"):
+        assert a[col].tolist() == b[col].tolist(), col
+
+
+def test_steady_state_starts_the_next_generation_before_a_slow_one_ends(both_modes):
+    for mode, expect_overlap in (("generational", False), ("steady_state", True)):
+        _, df = both_modes[mode]
+        slowest = df[df.generation == 0].sort_values("train_seconds").iloc[-1]
+        early = df[(df.generation == 1) & (df.started_at < slowest.finished_at)]
+        assert (len(early) > 0) == expect_overlap, mode
+        if expect_overlap:
+            assert not early.is_elite.any()  # elites wait for their generation's fitness
+
+
+def test_early_starts_that_selection_did_not_choose_are_discarded(ray_local, tmp_path, capsys):
+    cfg = tiny_config(evolve={"population": 4, "generations": 2, "mode": "steady_state"})
+    images = data.load(cfg.data, cfg.seed).array
+    runner = evolve.SteadyState(cfg, "r", tmp_path, ray_local.put(images), len(images))
+    runner.run_generation(0, evolve.fresh_members(cfg, 0, 4))  # the second slot starts generation 1 early
+    assert runner.started.get(1)
+    other = tuple(Member(m.chromosome, 1, 0) for m in evolve.fresh_members(replace(cfg, seed=99), 1, 4))
+    df = runner.run_generation(1, other)
+    assert sorted(df.chromosome_id) == sorted(m.chromosome.id for m in other)
+    assert "started early are not in generation 1" in capsys.readouterr().err
+    assert not runner.running and not runner.queued
+
+
+def test_a_killed_steady_state_run_resumes_to_the_generational_history(ray_local, tmp_path):
+    generations = 3
+    cfg_dict = tiny_dict(evolve={"generations": generations, "mode": "steady_state"},  # about a second a generation
+                         data={"subset": 512}, train={"steps_per_epoch": None})
+    (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(cfg_dict))
+    generational = config.from_dict({**cfg_dict, "evolve": {**cfg_dict["evolve"], "mode": "generational"}})
+    (tmp_path / "whole").mkdir()
+    evolve.evolve(generational, "whole", tmp_path / "whole", data.load(generational.data, 0).array)
+
+    run_dir = tmp_path / "runs" / "killed"
+    proc = subprocess.Popen([sys.executable, "-m", "neuroevo", "run", "tiny.yaml", "--set", "out_dir=runs",
+                             "--set", "run_id=killed"], cwd=tmp_path, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and proc.poll() is None and not logs.generation_dir(run_dir, 0).exists():
+        time.sleep(0.01)
+    os.killpg(proc.pid, signal.SIGKILL)  # the driver and its local Ray, as a dead host would end them
+    proc.wait()
+    assert load_state(run_dir).completed < generations
+    p = subprocess.run([sys.executable, "-m", "neuroevo", "run", "--resume", "runs/killed"], cwd=tmp_path,
+                       capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr
+    assert "resuming at generation" in p.stdout
+    key = ["generation", "chromosome_id"]
+    a = logs.read_generations(tmp_path / "whole").sort_values(key).reset_index(drop=True)
+    b = logs.read_generations(run_dir).sort_values(key).reset_index(drop=True)
+    assert len(b) == 4 * generations
+    for col in ("generation", "chromosome_id", "is_elite", "task_seed", "fitness"):
+        assert a[col].tolist() == b[col].tolist(), col
