@@ -179,13 +179,15 @@ def _row(cfg: RunConfig, run_id: str, generation: int, m: Member, seed: int, rep
         status, error, fit = r.status, r.error, cfg.fitness.failed
     else:
         status, error = "ok", ""
-        fit = fitness_mod.fitness(r.d_loss, r.g_loss, r.params_g, r.params_d, cfg.fitness)
+        fit = fitness_mod.fitness(r.d_loss, r.g_loss, r.params_g, r.params_d, cfg.fitness, m.chromosome.loss)
     params_g, params_d = genome.param_counts(m.chromosome)
     return {
         "run_id": run_id,
         **logs.gene_columns(m.chromosome),
         "born_generation": m.born_generation,
         "is_elite": m.born_generation < generation,
+        "parents": list(m.parents),
+        "operator": m.operator,
         "resampled": m.resampled,
         "task_seed": seed,
         "params_g": r.params_g if r else params_g,
