@@ -10,15 +10,17 @@ from __future__ import annotations
 from typing import Sequence, TypeVar
 
 from neuroevo.config import TrainConfig
-from neuroevo.genome import Chromosome
+from neuroevo.genome import Chromosome, ChromosomeV2, Genome, layer_side
 
 T = TypeVar("T")
 
 DISPATCH = ("longest_first", "fifo")
 
 
-def layer_flops(ch: Chromosome) -> tuple[list[int], list[int]]:
+def layer_flops(ch: Genome) -> tuple[list[int], list[int]]:
     """Forward FLOPs per image of each conv/FC layer of G and of D, input layer first."""
+    if isinstance(ch, ChromosomeV2):
+        return _layer_flops_v2(ch)
     g, c, side = [], ch.noise_channels, ch.noise_side
     for b in ch.g_blocks:  # a transposed conv works per input pixel: c_in x c_out x k^2 per pixel
         g.append(2 * c * b.channels * b.kernel**2 * side**2)
@@ -35,7 +37,39 @@ def layer_flops(ch: Chromosome) -> tuple[list[int], list[int]]:
     return g, d
 
 
-def step_flops(ch: Chromosome) -> int:
+def _layer_flops_v2(ch: ChromosomeV2) -> tuple[list[int], list[int]]:
+    """The same for a v2 chromosome: FC layers, convolutions and the 1x1 convolutions of skips that change the
+    channel count. Norms, activations and pooling are left out (a few FLOPs per element, as in seed-v1)."""
+    g, n = [], ch.noise_dim
+    for dense in ch.g_fc:
+        g.append(2 * n * dense.units)
+        n = dense.units
+    c, side = ch.g_project.channels, ch.g_project.kernel  # the projection: a transposed conv of the 1 x 1 noise
+    g.append(2 * n * c * side**2)
+    for layer in (*ch.g_blocks, ch.g_out):
+        out = layer_side(side, layer, transposed=True)
+        g.append(2 * c * layer.channels * layer.kernel**2 * side**2)  # per input pixel
+        if layer.skip and c != layer.channels:
+            g.append(2 * c * layer.channels * out**2)
+        c, side = layer.channels, out
+
+    d, c, side = [], ch.image_channels, ch.image_size
+    for layer in ch.d_blocks:
+        p = (layer.kernel - 1) // 2
+        conv_side = (side + 2 * p - layer.kernel) // layer.stride + 1
+        d.append(2 * c * layer.channels * layer.kernel**2 * conv_side**2)  # per output pixel
+        if layer.skip and c != layer.channels:
+            d.append(2 * c * layer.channels * conv_side**2)
+        c, side = layer.channels, layer_side(side, layer, transposed=False)
+    n = c * side**2
+    for dense in ch.d_fc:
+        d.append(2 * n * dense.units)
+        n = dense.units
+    d.append(2 * n)  # the score
+    return g, d
+
+
+def step_flops(ch: Genome) -> int:
     """FLOPs of one DCGAN step per image in the batch.
 
     A layer's backward costs its forward once for the weight gradient and once more for the input gradient,
@@ -50,7 +84,7 @@ def step_flops(ch: Chromosome) -> int:
     return fg + 2 * d_pass + g_pass
 
 
-def images_per_epoch(ch: Chromosome, cfg: TrainConfig, n_images: int | None) -> int:
+def images_per_epoch(ch: Genome, cfg: TrainConfig, n_images: int | None) -> int:
     """Images trained on per epoch: whole batches only, at most cfg.steps_per_epoch of them.
     n_images None: a dataset larger than any cap (the same for every chromosome of a run)."""
     steps = n_images // ch.batch_size if n_images is not None else None
@@ -59,7 +93,7 @@ def images_per_epoch(ch: Chromosome, cfg: TrainConfig, n_images: int | None) -> 
     return ch.batch_size * (steps if steps is not None else 1)
 
 
-def cost(ch: Chromosome, cfg: TrainConfig, n_images: int | None = None) -> float:
+def cost(ch: Genome, cfg: TrainConfig, n_images: int | None = None) -> float:
     """FLOPs of the whole training: per image x images per epoch x epochs."""
     return float(step_flops(ch)) * images_per_epoch(ch, cfg, n_images) * cfg.epochs
 

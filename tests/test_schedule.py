@@ -14,7 +14,7 @@ import torch
 import yaml
 from torch.utils.flop_counter import FlopCounterMode
 
-from neuroevo import config, data, evolve, genome, logs, schedule, train
+from neuroevo import config, data, evolve, genome, logs, losses, schedule, train
 from neuroevo.model import build, noise
 from neuroevo.state import Member, RunState
 from neuroevo.state import load as load_state
@@ -37,8 +37,8 @@ def test_step_flops_equal_torchs_flop_count_of_a_real_step():
         real = torch.rand(bs, 3, 12, 12) * 2 - 1
         with FlopCounterMode(display=False) as counter:
             fake = G(noise(ch, bs))
-            (train.bce(D(real), torch.ones(bs)) + train.bce(D(fake.detach()), torch.zeros(bs))).backward()
-            train.bce(D(fake), torch.ones(bs)).backward()
+            (losses.bce(D(real), torch.ones(bs)) + losses.bce(D(fake.detach()), torch.zeros(bs))).backward()
+            losses.bce(D(fake), torch.ones(bs)).backward()
         assert schedule.step_flops(ch) * bs == counter.get_total_flops()
 
 
@@ -187,3 +187,18 @@ def test_a_killed_steady_state_run_resumes_to_the_generational_history(ray_local
     assert len(b) == 4 * generations
     for col in ("generation", "chromosome_id", "is_elite", "task_seed", "fitness"):
         assert a[col].tolist() == b[col].tolist(), col
+
+
+def test_v2_step_flops_match_torchs_count_of_the_convolutions_and_fc_layers():
+    """v2 layers (strides, skips, pooling, FC): the convolutions and FC layers, exactly as torch counts them."""
+    cfg = config.load("v2", ["data.image_size=16", "space.channels=[4, 12]", "space.fc_units=[8, 32]",
+                             "space.max_flatten=4096"])
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        ch, _ = genome.sample(cfg.space, 16, 3, rng)
+        G, D = build(ch)
+        with FlopCounterMode(display=False) as counter:
+            G(noise(ch, 2)), D(torch.rand(2, 3, 16, 16))  # two images: BatchNorm1d needs more than one
+        g, d = schedule.layer_flops(ch)
+        assert 2 * (sum(g) + sum(d)) == counter.get_total_flops()  # forward only, for two images
+        assert schedule.cost(ch, cfg.train, 1024) > 0
