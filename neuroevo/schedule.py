@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Sequence, TypeVar
 
 from neuroevo.config import TrainConfig
-from neuroevo.genome import Chromosome, ChromosomeV2, Genome, layer_side
+from neuroevo.genome import ChromosomeV2, Genome, layer_side
 
 T = TypeVar("T")
 
