@@ -39,8 +39,20 @@ class Block:
     bn_momentum: float
 
 
+class _Genes:
+    """What both chromosome types share: canonical JSON and an id hashed from it."""
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), sort_keys=True, separators=(",", ":"))
+
+    @property
+    def id(self) -> str:
+        """Content hash: the same genes always give the same id, across runs and machines."""
+        return hashlib.sha1(self.to_json().encode()).hexdigest()[:12]
+
+
 @dataclass(frozen=True)
-class Chromosome:
+class Chromosome(_Genes):
     image_size: int
     image_channels: int
     noise_channels: int
@@ -55,20 +67,12 @@ class Chromosome:
     d_momentum: float
     batch_size: int
 
-    def to_json(self) -> str:
-        return json.dumps(dataclasses.asdict(self), sort_keys=True, separators=(",", ":"))
-
     @classmethod
     def from_json(cls, text: str) -> Chromosome:
         d = json.loads(text)
         for key in ("g_blocks", "d_blocks"):
             d[key] = tuple(Block(**b) for b in d[key])
         return cls(**d)
-
-    @property
-    def id(self) -> str:
-        """Content hash: the same genes always give the same id, across runs and machines."""
-        return hashlib.sha1(self.to_json().encode()).hexdigest()[:12]
 
     @property
     def d_feature_side(self) -> int:
@@ -187,7 +191,7 @@ class Dense:
 
 
 @dataclass(frozen=True)
-class ChromosomeV2:
+class ChromosomeV2(_Genes):
     image_size: int
     image_channels: int
     noise_dim: int  # z ~ N(0, I), a noise_dim x 1 x 1 tensor
@@ -207,9 +211,6 @@ class ChromosomeV2:
     batch_size: int
     space: str = "v2"
 
-    def to_json(self) -> str:
-        return json.dumps(dataclasses.asdict(self), sort_keys=True, separators=(",", ":"))
-
     @classmethod
     def from_json(cls, text: str) -> ChromosomeV2:
         d = json.loads(text)
@@ -222,10 +223,6 @@ class ChromosomeV2:
         for key in ("g_opt", "d_opt"):
             d[key] = Optimiser(**d[key])
         return cls(**d)
-
-    @property
-    def id(self) -> str:
-        return hashlib.sha1(self.to_json().encode()).hexdigest()[:12]
 
     @property
     def noise_shape(self) -> tuple[int, int, int]:
