@@ -41,7 +41,7 @@ GPU_VARIANTS = {"fast path off": OFF, **{f"only {k}": {**OFF, k: "on"} for k in 
                 "fast path defaults": {}, "defaults + compile": {"compile": "on"}}
 
 
-def setup(size: str, steps: int) -> tuple[genome.Chromosome, np.ndarray, config.RunConfig]:
+def setup(size: str, steps: int) -> tuple[genome.Genome, np.ndarray, config.RunConfig]:
     """A chromosome of the size's space (always the same one) and demo images for `steps` batches."""
     preset, overrides, _ = SIZES[size]
     cfg = config.load(preset, [*overrides, "space.max_params=50000000", "train.epochs=1",
@@ -54,7 +54,7 @@ def switched(cfg: config.RunConfig, variant: dict[str, str]) -> config.TrainConf
     return replace(cfg.train, **variant)
 
 
-def minimal(ch: genome.Chromosome, images: np.ndarray, steps: int, seed: int, device: str) -> float:
+def minimal(ch: genome.Genome, images: np.ndarray, steps: int, seed: int, device: str) -> float:
     """The DCGAN example's training step, written out plainly; returns the last G loss."""
     torch.manual_seed(seed)
     dev = torch.device(device)
@@ -69,14 +69,14 @@ def minimal(ch: genome.Chromosome, images: np.ndarray, steps: int, seed: int, de
         real = torch.from_numpy(images[np.sort(order[i * bs:(i + 1) * bs])]).to(dev).float() / 127.5 - 1
         z = torch.randn(bs, ch.noise_channels, ch.noise_side, ch.noise_side, device=dev)
         netD.zero_grad()
-        errD_real = criterion(netD(real), label_real)
+        errD_real = criterion(netD(real)[1], label_real)
         errD_real.backward()
         fake = netG(z)
-        errD_fake = criterion(netD(fake.detach()), label_fake)
+        errD_fake = criterion(netD(fake.detach())[1], label_fake)
         errD_fake.backward()
         optD.step()
         netG.zero_grad()
-        errG = criterion(netD(fake), label_real)
+        errG = criterion(netD(fake)[1], label_real)
         errG.backward()
         optG.step()
     return errG.item()  # waits for the device

@@ -1,7 +1,8 @@
 """The run configuration: one frozen dataclass tree, loaded from a preset or YAML file plus `--set` overrides.
 
-Types and bounds are checked by pydantic; relations between keys (min <= max, lambda + gamma = 1,
-noise that can grow to the image) are checked here. Every problem becomes a one-line ConfigError that
+Types and bounds are checked by pydantic; relations between keys (lambda + gamma = 1, elites that fit the
+population) are checked here, and each search space checks its own (spaces/<name>.py: check, e.g. noise that can
+grow to the image). Every problem becomes a one-line ConfigError that
 names the key, before Ray starts or anything is written.
 """
 
@@ -335,21 +336,15 @@ def _describe(err: dict[str, Any]) -> str:
     return f"{key}: {err['msg'][0].lower()}{err['msg'][1:]} (got {err['input']!r})"
 
 
-def noise_sides(space: SpaceConfig, image_size: int) -> tuple[int, int]:
-    """Smallest and largest noise side: 16-48 for 64x64 images, 50-150 for 200x200."""
-    return math.ceil(space.noise_side[0] * image_size), math.floor(space.noise_side[1] * image_size)
-
-
 def check(cfg: RunConfig) -> None:
-    """Relations between keys that field types cannot express."""
+    """Relations between keys that field types cannot express; the search space checks its own keys."""
+    from neuroevo import spaces
+
     if not math.isclose(cfg.fitness.lam + cfg.fitness.gamma, 1.0):
         raise ConfigError(f"fitness.lam + fitness.gamma: must equal 1 (got {cfg.fitness.lam} + {cfg.fitness.gamma})")
     if cfg.data.source in ("folder", "imagenet") and not cfg.data.root:
         raise ConfigError(f"data.root: required when data.source is {cfg.data.source} (a folder of class sub-folders)")
-    if isinstance(cfg.space, SpaceV2):
-        _check_v2(cfg.space, cfg.data, cfg.train)
-    else:
-        _check_v1(cfg.space, cfg.data.image_size)
+    spaces.of(cfg.space.name).check(cfg.space, cfg.data, cfg.train)
     s = cfg.space
     if cfg.data.subset_pick == "random" and cfg.data.subset is None:
         raise ConfigError("data.subset_pick: random needs data.subset, the number of images to draw")
@@ -358,51 +353,17 @@ def check(cfg: RunConfig) -> None:
     _check_evolve(cfg.evolve, s)
 
 
-def _check_ranges(s: Any, names: tuple[str, ...]) -> None:
+def check_ranges(s: Any, names: tuple[str, ...]) -> None:
+    """Each [min, max] key of `s` named in `names` has min <= max."""
     for name in names:
         lo, hi = getattr(s, name)
         if lo > hi:
             raise ConfigError(f"space.{name}: min {lo} is greater than max {hi}")
 
 
-def _check_v1(s: SpaceConfig, size: int) -> None:
-    _check_ranges(s, ("noise_channels", "noise_side", "g_blocks", "d_blocks", "channels", "kernel",
-                      "bn_momentum", "d_hidden", "lr", "momentum"))
-    if s.kernel[0] < 2:
-        raise ConfigError(f"space.kernel: kernels must be at least 2 to grow or shrink the image (got {list(s.kernel)})")
-    problem = _image_misfit(s, size)
-    if problem:
-        fits = next((bigger for bigger in range(size + 1, 1025) if not _image_misfit(s, bigger)), None)
-        hint = f"; data.image_size {size}px is too small for this search space (the smallest that fits is {fits}px)"
-        raise ConfigError(problem + (hint if fits else ""))
-
-
-def _check_v2(s: SpaceV2, data: DataConfig, train: TrainConfig) -> None:
-    _check_ranges(s, ("noise_dim", "start_side", "g_blocks", "d_blocks", "g_fc", "d_fc", "channels", "fc_units",
-                      "sgd_lr", "sgd_momentum", "adam_lr", "adam_beta1", "decay_epoch", "decay_factor"))
-    size = data.image_size
-    if 1 in s.strides and not odd_kernels(s):
-        raise ConfigError(f"space.kernels: stride-1 layers keep the side with padding (k-1)/2, which needs an odd "
-                          f"kernel (got {list(s.kernels)}); add one or set space.strides: [2]")
-    if not v2_generator_depths(s, size):
-        reachable = [size >> u for u in range(size.bit_length()) if size % 2**u == 0 and size >> u >= 2]
-        raise ConfigError(
-            f"space.start_side: G cannot reach {size}px from a start side in {list(s.start_side)} by doubling, with "
-            f"{list(s.g_blocks)} blocks (space.g_blocks) and strides {list(s.strides)}; start sides that double to "
-            f"{size}px: {reachable}")
-    if not v2_discriminator_depths(s, size, data.channels):
-        raise ConfigError(
-            f"space.max_flatten: no D of {list(s.d_blocks)} blocks (space.d_blocks) with strides {list(s.strides)} and "
-            f"pools {list(s.pools)} brings a {size}px image under {s.max_flatten} flattened features with at least "
-            f"{s.channels[0]} channels while keeping every feature map at least 2px")
-    if "bce" not in s.losses and False not in s.label_smoothing:
-        raise ConfigError(f"space.label_smoothing: only the bce loss smooths labels, and space.losses is {list(s.losses)}")
-    if "step" in s.schedules and s.decay_epoch[1] >= train.epochs:
-        raise ConfigError(f"space.decay_epoch: a decay after epoch {s.decay_epoch[1]} never happens in train.epochs="
-                          f"{train.epochs}; lower it or set space.schedules: [none]")
-
-
 def _check_evolve(e: EvolveConfig, space: Any) -> None:
+    from neuroevo import spaces
+
     n_elite, population = elite_count(e), e.population
     if n_elite < 1:
         raise ConfigError(f"evolve.elite_fraction: {e.elite_fraction} of a population of {population} keeps no elite (needs at least 1)")
@@ -417,81 +378,14 @@ def _check_evolve(e: EvolveConfig, space: Any) -> None:
                           f"{e.elite_fraction} of {population} keeps {n_elite}")
     if e.strategy == "tournament" and e.tournament_size > population:
         raise ConfigError(f"evolve.tournament_size: {e.tournament_size} is larger than the population of {population}")
-    if e.seed_chromosomes and not isinstance(space, SpaceV2):
-        raise ConfigError(f"evolve.seed_chromosomes: {e.seed_chromosomes[0]} is a v2 chromosome; it needs space.name: v2")
+    for name in e.seed_chromosomes:
+        if spaces.SEEDS[name][0] != space.name:
+            raise ConfigError(f"evolve.seed_chromosomes: {name} is a {spaces.SEEDS[name][0]} chromosome; it needs "
+                              f"space.name: {spaces.SEEDS[name][0]}")
     if len(set(e.seed_chromosomes)) < len(e.seed_chromosomes):
         raise ConfigError(f"evolve.seed_chromosomes: {list(e.seed_chromosomes)} names a chromosome twice")
     if len(e.seed_chromosomes) > population:
         raise ConfigError(f"evolve.seed_chromosomes: {len(e.seed_chromosomes)} seeds do not fit a population of {population}")
-
-
-def _image_misfit(s: SpaceConfig, size: int) -> str:
-    """Why the search space cannot make size x size images, or "" when it can."""
-    lo, hi = noise_sides(s, size)
-    if lo > hi or lo < 1 or hi >= size:
-        return f"space.noise_side: {list(s.noise_side)} of a {size}px image leaves no noise side between 1 and {size - 1}"
-    for side in range(lo, hi + 1):
-        if not generator_depths(s, size - side):
-            grow = size - side
-            return (f"space.g_blocks: {list(s.g_blocks)} blocks cannot grow a {side}px noise to {size}px with kernels "
-                    f"{list(s.kernel)} (needs {math.ceil(grow / (s.kernel[1] - 1)) - 1} to {grow // (s.kernel[0] - 1) - 1} blocks)")
-    if s.d_blocks[1] * (s.kernel[1] - 1) >= size:
-        return f"space.d_blocks: {s.d_blocks[1]} blocks of kernel {s.kernel[1]} shrink a {size}px image to nothing"
-    return ""
-
-
-def generator_depths(space: SpaceConfig, grow: int) -> list[int]:
-    """Block counts B in space.g_blocks such that B blocks plus the output layer (B + 1 stride-1 layers,
-    each adding kernel - 1 pixels) can grow the noise side by exactly `grow` pixels."""
-    kmin, kmax = space.kernel
-    return [b for b in range(space.g_blocks[0], space.g_blocks[1] + 1)
-            if (kmin - 1) * (b + 1) <= grow <= (kmax - 1) * (b + 1)]
-
-
-# Space v2's side arithmetic. Every convolution has padding (k - 1) // 2, so a stride-1 layer (odd k) keeps the
-# side, a stride-2 ConvTranspose in G doubles it exactly, and a stride-2 Conv or a 2x2 pooling in D halves it
-# (rounding up or down, never below ceil(side / 2)).
-
-
-def odd_kernels(space: SpaceV2) -> tuple[int, ...]:
-    return tuple(k for k in space.kernels if k % 2 == 1)
-
-
-def v2_upsamplings(space: SpaceV2, size: int, n_blocks: int) -> list[int]:
-    """Counts u of stride-2 layers among G's n_blocks blocks and its output layer such that G's start side,
-    size / 2**u, is a whole number within space.start_side."""
-    layers = n_blocks + 1
-    lo = layers if 1 not in space.strides else 0
-    hi = layers if 2 in space.strides else 0
-    return [u for u in range(lo, min(hi, size.bit_length()) + 1)
-            if size % 2**u == 0 and space.start_side[0] <= size >> u <= space.start_side[1]]
-
-
-def v2_generator_depths(space: SpaceV2, size: int) -> list[int]:
-    return [n for n in range(space.g_blocks[0], space.g_blocks[1] + 1) if v2_upsamplings(space, size, n)]
-
-
-def halved_side(size: int, halvings: int) -> int:
-    """The largest side D's feature map can have after `halvings` halvings of a size x size image."""
-    return -(-size // 2**halvings)
-
-
-def v2_halvings(space: SpaceV2, size: int, image_channels: int, n_blocks: int) -> range:
-    """How many halvings n_blocks D blocks may make (each block: a stride-2 conv, a pooling, or both): at least
-    enough that space.channels[0] channels flatten to at most space.max_flatten features, at most as many as keep
-    every feature map at least 2px (InstanceNorm and 2x2 pooling need that)."""
-    if n_blocks == 0:
-        return range(1) if image_channels * size**2 <= space.max_flatten else range(0)
-    per_block_forced = (1 not in space.strides) + ("none" not in space.pools)
-    per_block_optional = (set(space.strides) == {1, 2}) + ("none" in space.pools and len(set(space.pools)) > 1)
-    hi = min(n_blocks * (per_block_forced + per_block_optional), size.bit_length() - 2)
-    lo = next((h for h in range(hi + 1) if space.channels[0] * halved_side(size, h) ** 2 <= space.max_flatten), hi + 1)
-    return range(max(lo, n_blocks * per_block_forced), hi + 1)
-
-
-def v2_discriminator_depths(space: SpaceV2, size: int, image_channels: int) -> list[int]:
-    return [n for n in range(space.d_blocks[0], space.d_blocks[1] + 1)
-            if len(v2_halvings(space, size, image_channels, n))]
 
 
 def elite_count(evolve: EvolveConfig) -> int:

@@ -90,7 +90,7 @@ def early_members(cfg: RunConfig, generation: int) -> tuple[Member, ...]:
 
 
 def initial_state(cfg: RunConfig) -> RunState:
-    seeds = tuple(Member(genome.SEEDS[name](cfg.data.image_size, cfg.data.channels, cfg.space.batch_size), 0, 0,
+    seeds = tuple(Member(genome.seed(name, cfg.data.image_size, cfg.data.channels, cfg.space.batch_size), 0, 0,
                          operator="seed") for name in cfg.evolve.seed_chromosomes)
     return RunState((seeds + fresh_members(cfg, 0, cfg.evolve.population - len(seeds)),), completed=0)
 

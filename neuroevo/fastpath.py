@@ -84,15 +84,18 @@ def place(module: nn.Module, dev: torch.device, fp: FastPath) -> nn.Module:
     return module.to(dev, memory_format=torch.channels_last) if fp.channels_last else module.to(dev)
 
 
-def forward(module: nn.Module, fp: FastPath) -> Callable[[torch.Tensor], torch.Tensor]:
-    """The module as the training step calls it: compiled and in bf16 autocast as planned, with a float32
-    output so that the losses are computed in float32. Without either, the module itself."""
-    fn = torch.compile(module) if fp.compile else module
+def forward(module: nn.Module, fp: FastPath, compile: bool | None = None) -> Callable:
+    """The module as the training step calls it, every call: compiled and in bf16 autocast as planned, with float32
+    outputs (a tensor, or a tuple of them such as D's features and score), so that the losses are computed in
+    float32. Without either, the module itself. `compile` overrides the plan (off for a D whose loss needs a
+    double backward, which compiled graphs do not support)."""
+    fn = torch.compile(module) if (fp.compile if compile is None else compile) else module
     if not fp.bf16:
         return fn
 
-    def autocast_forward(x: torch.Tensor) -> torch.Tensor:
+    def autocast_forward(x: torch.Tensor):
         with torch.autocast("cuda", dtype=torch.bfloat16):
-            return fn(x).float()
+            out = fn(x)
+        return tuple(o.float() for o in out) if isinstance(out, tuple) else out.float()
 
     return autocast_forward

@@ -15,7 +15,8 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
-from neuroevo.genome import ChromosomeV2, Genome
+from neuroevo import architecture
+from neuroevo.genome import Genome
 
 SCHEMA_VERSION = 2  # 2: space, loss, optimisers, parents and operator
 
@@ -74,27 +75,25 @@ SCHEMA = pa.schema([
 
 
 def gene_columns(ch: Genome) -> dict[str, Any]:
-    if isinstance(ch, ChromosomeV2):
-        g_blocks = (ch.g_project, *ch.g_blocks)
-        g_kernels = [b.kernel for b in (*g_blocks, ch.g_out)]
-        d_hidden = ch.d_fc[0].units if ch.d_fc else None
-    else:
-        g_blocks, g_kernels, d_hidden = ch.g_blocks, [b.kernel for b in ch.g_blocks] + [ch.g_out_kernel], ch.d_hidden
+    """The chromosome and its main genes as flat columns, read off its layer plan."""
+    plan = architecture.plan(ch)
+    g_convs = [layer for layer in plan.g if layer.kind != "linear"]  # v2: the projection, the blocks, the output
+    d_convs = [layer for layer in plan.d if layer.kind != "linear"]
+    d_hidden = [layer for layer in plan.d if layer.kind == "linear"][:-1]  # the score is D's last linear layer
     g_opt, d_opt = ch.optimisers
-    channels, side, _ = ch.noise_shape
     return {
         "chromosome_id": ch.id,
         "chromosome": ch.to_json(),
         "space": ch.space,
-        "noise_channels": channels,
-        "noise_side": side,
-        "g_n_blocks": len(g_blocks),
-        "g_channels": [b.channels for b in g_blocks],
-        "g_kernels": g_kernels,
-        "d_n_blocks": len(ch.d_blocks),
-        "d_channels": [b.channels for b in ch.d_blocks],
-        "d_kernels": [b.kernel for b in ch.d_blocks],
-        "d_hidden": d_hidden,
+        "noise_channels": plan.noise[0],
+        "noise_side": plan.noise[1],
+        "g_n_blocks": len(g_convs) - 1,
+        "g_channels": [layer.c_out for layer in g_convs[:-1]],
+        "g_kernels": [layer.kernel for layer in g_convs],
+        "d_n_blocks": len(d_convs),
+        "d_channels": [layer.c_out for layer in d_convs],
+        "d_kernels": [layer.kernel for layer in d_convs],
+        "d_hidden": d_hidden[0].c_out if d_hidden else None,
         "loss": ch.loss,
         "g_optimiser": g_opt.name,
         "g_lr": g_opt.lr,

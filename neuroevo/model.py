@@ -1,8 +1,8 @@
-"""Chromosome -> torch modules.
+"""Layer plan -> torch modules: one Generator and one Discriminator for every search space.
 
-seed-v1: every layer is stride 1, padding 0, so each kernel k moves the side by k - 1.
-v2: every convolution has padding (k - 1) // 2, so stride 1 keeps the side and stride 2 doubles it (G) or halves it
-(D); genome.layer_side is the arithmetic, and genome.param_counts counts exactly the parameters built here.
+The plan (architecture.py) says every layer's kind, channels, kernel, stride, padding, norm, activation, skip and
+pooling; this file only turns each into modules, in the order the plan lists them, so parameter counts, FLOPs and
+memory computed from the plan are those of the networks built here.
 """
 
 from __future__ import annotations
@@ -11,84 +11,41 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from neuroevo.genome import Block, Chromosome, ChromosomeV2, Conv, Dense, Genome
-
-
-def _block(conv: type[nn.Conv2d] | type[nn.ConvTranspose2d], c_in: int, b: Block) -> list[nn.Module]:
-    return [
-        conv(c_in, b.channels, b.kernel, stride=1, padding=0, bias=False),  # BatchNorm's shift makes a bias redundant
-        nn.BatchNorm2d(b.channels, momentum=b.bn_momentum, affine=True),
-        nn.PReLU(b.channels, init=0.25),
-    ]
-
-
-class Generator(nn.Sequential):
-    def __init__(self, ch: Chromosome):
-        layers: list[nn.Module] = []
-        c = ch.noise_channels
-        for b in ch.g_blocks:
-            layers += _block(nn.ConvTranspose2d, c, b)
-            c = b.channels
-        # state size. c x (image_size - g_out_kernel + 1)^2
-        layers += [nn.ConvTranspose2d(c, ch.image_channels, ch.g_out_kernel), nn.Tanh()]
-        # state size. image_channels x image_size x image_size, in [-1, 1]
-        super().__init__(*layers)
-
-
-class Discriminator(nn.Sequential):
-    def __init__(self, ch: Chromosome):
-        layers: list[nn.Module] = []
-        c = ch.image_channels
-        for b in ch.d_blocks:
-            layers += _block(nn.Conv2d, c, b)
-            c = b.channels
-        # state size. c x d_feature_side x d_feature_side
-        layers += [
-            nn.Flatten(),
-            nn.Linear(c * ch.d_feature_side**2, ch.d_hidden),
-            nn.PReLU(ch.d_hidden, init=0.25),  # without it the two FC layers would collapse into one linear map
-            nn.Linear(ch.d_hidden, 1),
-            nn.Sigmoid(),
-        ]
-        # state size. 1, the probability that the input is real
-        super().__init__(*layers)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return super().forward(x).view(-1)
-
-
-# ---------------------------------------------------------------------------------------------------------
-# space v2
+from neuroevo import architecture
+from neuroevo.architecture import Layer, Plan
+from neuroevo.genome import Genome
 
 
 def activation(name: str, channels: int) -> nn.Module:
     if name == "prelu":
         return nn.PReLU(channels, init=0.25)
-    return {"relu": nn.ReLU, "leaky_relu": lambda: nn.LeakyReLU(0.2), "sigmoid": nn.Sigmoid, "tanh": nn.Tanh,
-            "swish": nn.SiLU, "softplus": nn.Softplus}[name]()
+    return {"none": nn.Identity, "relu": nn.ReLU, "leaky_relu": lambda: nn.LeakyReLU(0.2), "sigmoid": nn.Sigmoid,
+            "tanh": nn.Tanh, "swish": nn.SiLU, "softplus": nn.Softplus}[name]()
 
 
-def norm2d(name: str, channels: int) -> nn.Module:
-    return {"batch": lambda: nn.BatchNorm2d(channels), "instance": lambda: nn.InstanceNorm2d(channels, affine=True),
-            "none": nn.Identity}[name]()
+def norm(layer: Layer) -> nn.Module:
+    if layer.norm == "batch":
+        bn = nn.BatchNorm1d if layer.kind == "linear" else nn.BatchNorm2d
+        return bn(layer.c_out, momentum=layer.bn_momentum)
+    if layer.norm == "instance":
+        return nn.InstanceNorm2d(layer.c_out, affine=True)
+    return nn.Identity()
 
 
 class ConvBlock(nn.Module):
     """conv -> norm -> activation (+ the input, resized and 1x1-convolved when its shape differs) -> pooling."""
 
-    def __init__(self, c_in: int, b: Conv, transposed: bool, padding: int | None = None):
+    def __init__(self, layer: Layer):
         super().__init__()
-        p = (b.kernel - 1) // 2 if padding is None else padding
-        bias = b.norm == "none"  # a norm's shift makes a bias redundant
-        if transposed:  # stride 2: output_padding makes the side exactly double
-            conv = nn.ConvTranspose2d(c_in, b.channels, b.kernel, b.stride, p,
-                                      output_padding=2 + 2 * p - b.kernel if b.stride == 2 else 0, bias=bias)
+        if layer.kind == "conv_transpose":
+            conv = nn.ConvTranspose2d(layer.c_in, layer.c_out, layer.kernel, layer.stride, layer.padding,
+                                      output_padding=layer.output_padding, bias=layer.bias)
         else:
-            conv = nn.Conv2d(c_in, b.channels, b.kernel, b.stride, p, bias=bias)
-        self.main = nn.Sequential(conv, norm2d(b.norm, b.channels), activation(b.activation, b.channels))
-        self.skip = b.skip
-        self.shortcut = nn.Conv2d(c_in, b.channels, 1, bias=False) if b.skip and c_in != b.channels else nn.Identity()
-        self.pool = {"none": nn.Identity(), "max": nn.MaxPool2d(2), "avg": nn.AvgPool2d(2)}[b.pool]
+            conv = nn.Conv2d(layer.c_in, layer.c_out, layer.kernel, layer.stride, layer.padding, bias=layer.bias)
+        self.main = nn.Sequential(conv, norm(layer), activation(layer.activation, layer.c_out))
+        self.skip = layer.skip
+        self.shortcut = nn.Conv2d(layer.c_in, layer.c_out, 1, bias=False) if layer.projects_skip else nn.Identity()
+        self.pool = {"none": nn.Identity, "max": lambda: nn.MaxPool2d(2), "avg": lambda: nn.AvgPool2d(2)}[layer.pool]()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.main(x)
@@ -99,58 +56,41 @@ class ConvBlock(nn.Module):
         return self.pool(y)
 
 
-def dense(n_in: int, d: Dense) -> nn.Sequential:
-    return nn.Sequential(nn.Linear(n_in, d.units, bias=d.norm == "none"),
-                         nn.BatchNorm1d(d.units) if d.norm == "batch" else nn.Identity(),
-                         activation(d.activation, d.units))
+def dense(layer: Layer) -> nn.Module:
+    """A linear layer, its norm and activation; a bare nn.Linear when it has neither (a score)."""
+    linear = nn.Linear(layer.c_in, layer.c_out, bias=layer.bias)
+    if layer.norm == "none" and layer.activation == "none":
+        return linear
+    return nn.Sequential(linear, norm(layer), activation(layer.activation, layer.c_out))
 
 
-class GeneratorV2(nn.Module):
-    def __init__(self, ch: ChromosomeV2):
+class Generator(nn.Module):
+    def __init__(self, plan: Plan):
         super().__init__()
-        fc, n = [], ch.noise_dim
-        for d in ch.g_fc:
-            fc.append(dense(n, d))
-            n = d.units
-        self.fc = nn.Sequential(*fc)
-        # state size. n x 1 x 1 -> the projection: g_project.channels x start side x start side
-        convs = [ConvBlock(n, ch.g_project, transposed=True, padding=0)]
-        c = ch.g_project.channels
-        for b in (*ch.g_blocks, ch.g_out):
-            convs.append(ConvBlock(c, b, transposed=True))
-            c = b.channels
-        self.convs = nn.Sequential(*convs)
-        # state size. image_channels x image_size x image_size, in the range of g_out's activation
+        self.fc = nn.Sequential(*(dense(layer) for layer in plan.g if layer.kind == "linear"))
+        self.convs = nn.Sequential(*(ConvBlock(layer) for layer in plan.g if layer.kind != "linear"))
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        h = self.fc(z.flatten(1))
-        return self.convs(h.view(*h.shape, 1, 1))
+        """z: N x noise (C x H x W) -> N x image, in the range of the output layer's activation."""
+        if len(self.fc):
+            h = self.fc(z.flatten(1))  # N x units
+            z = h.view(*h.shape, 1, 1)  # N x units x 1 x 1
+        return self.convs(z)
 
 
-class DiscriminatorV2(nn.Module):
-    """Outputs a score per image (a logit for bce, a critic value for wgan-gp and hinge), not a probability."""
+class Discriminator(nn.Module):
+    """Scores images: a probability where the plan's score ends in a sigmoid (seed-v1), otherwise a logit (bce) or a
+    critic value (wgan-gp, hinge)."""
 
-    def __init__(self, ch: ChromosomeV2):
+    def __init__(self, plan: Plan):
         super().__init__()
-        convs, c = [], ch.image_channels
-        for b in ch.d_blocks:
-            convs.append(ConvBlock(c, b, transposed=False))
-            c = b.channels
-        self.convs = nn.Sequential(*convs)
-        # state size. d_blocks[-1].channels x d_sides[-1] x d_sides[-1], flattened to d_features
-        fc, n = [], ch.d_features
-        for d in ch.d_fc:
-            fc.append(dense(n, d))
-            n = d.units
-        self.fc = nn.Sequential(*fc, nn.Linear(n, 1))
+        self.convs = nn.Sequential(*(ConvBlock(layer) for layer in plan.d if layer.kind != "linear"))
+        self.fc = nn.Sequential(*(dense(layer) for layer in plan.d if layer.kind == "linear"))
 
-    def features_and_score(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(the flattened features feature matching compares, N x d_features; the score, N)."""
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """x: N x image -> (the flattened features feature matching compares, N x d_features; the score, N)."""
         f = self.convs(x).flatten(1)
         return f, self.fc(f).view(-1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.features_and_score(x)[1]
 
 
 @torch.no_grad()
@@ -166,22 +106,27 @@ def dcgan_init(module: nn.Module) -> None:
             nn.init.zeros_(m.bias)
 
 
-def build_generator(ch: Genome) -> nn.Module:
-    return GeneratorV2(ch) if isinstance(ch, ChromosomeV2) else Generator(ch)
-
-
-def build(ch: Genome) -> tuple[nn.Module, nn.Module]:
-    if not isinstance(ch, ChromosomeV2):
-        return Generator(ch), Discriminator(ch)
-    G, D = GeneratorV2(ch), DiscriminatorV2(ch)
-    if ch.init == "normal":
+def build(ch: Genome) -> tuple[Generator, Discriminator]:
+    plan = architecture.plan(ch)
+    G, D = Generator(plan), Discriminator(plan)
+    if plan.init == "normal":
         dcgan_init(G), dcgan_init(D)
     return G, D
 
 
-def output_range(ch: Genome) -> tuple[float, float]:
-    """G's output range, to which real images are scaled: tanh's [-1, 1] or sigmoid's [0, 1]."""
-    return (0.0, 1.0) if isinstance(ch, ChromosomeV2) and ch.g_out.activation == "sigmoid" else (-1.0, 1.0)
+def build_generator(ch: Genome) -> Generator:
+    return Generator(architecture.plan(ch))
+
+
+def load_state(module: nn.Module, state: dict[str, torch.Tensor]) -> None:
+    """Load weights saved from a network of the same plan. Files whose networks named their modules otherwise (the
+    seed-v1 networks of neuroevo 0.1 were one nn.Sequential) hold the same tensors in the same order and shapes,
+    so they are matched by position."""
+    own = module.state_dict()
+    if state.keys() != own.keys() and len(state) == len(own) and all(
+            a.shape == b.shape for a, b in zip(state.values(), own.values())):
+        state = dict(zip(own.keys(), state.values()))
+    module.load_state_dict(state)
 
 
 def count_params(module: nn.Module) -> int:

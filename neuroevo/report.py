@@ -17,8 +17,9 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from neuroevo import query
-from neuroevo.genome import Chromosome
+from neuroevo import architecture, query
+from neuroevo.architecture import Layer, Plan
+from neuroevo.genome import Genome, Optimiser, from_json
 
 BEST_ORDER = (["fitness", "generation", "chromosome_id"], [False, True, True])  # ties: earliest, then by id
 ELITES_SHOWN = 40
@@ -60,39 +61,69 @@ def survival(df: pd.DataFrame) -> pd.DataFrame:
 # --- text ---------------------------------------------------------------------------------------------
 
 
-def layers(ch: Chromosome) -> pd.DataFrame:
-    """One row per layer of G and D: its kind, kernel, output channels, BatchNorm momentum and sides."""
-    rows, side = [], ch.noise_side
-    for i, b in enumerate(ch.g_blocks, 1):
-        rows.append(("G", f"block {i}", "ConvTranspose-BN-PReLU", f"{b.kernel}x{b.kernel}", b.channels,
-                     f"{b.bn_momentum:.3f}", f"{side} -> {side + b.kernel - 1}"))
-        side += b.kernel - 1
-    k = ch.g_out_kernel
-    rows.append(("G", "output", "ConvTranspose-tanh", f"{k}x{k}", ch.image_channels, "", f"{side} -> {side + k - 1}"))
-    side = ch.image_size
-    for i, b in enumerate(ch.d_blocks, 1):
-        rows.append(("D", f"block {i}", "Conv-BN-PReLU", f"{b.kernel}x{b.kernel}", b.channels,
-                     f"{b.bn_momentum:.3f}", f"{side} -> {side - b.kernel + 1}"))
-        side -= b.kernel - 1
-    c = ch.d_blocks[-1].channels
-    rows.append(("D", "hidden", "Linear-PReLU", "", ch.d_hidden, "", f"{c}x{side}x{side} = {c * side * side} inputs"))
-    rows.append(("D", "output", "Linear-sigmoid", "", 1, "", ""))
+NORM_NAMES = {"batch": "BatchNorm", "instance": "InstanceNorm", "none": ""}
+OP_NAMES = {"linear": "Linear", "conv": "Conv", "conv_transpose": "ConvTranspose", "relu": "ReLU",
+            "leaky_relu": "LeakyReLU", "prelu": "PReLU", "sigmoid": "sigmoid", "tanh": "tanh", "swish": "SiLU",
+            "softplus": "Softplus", "none": "", "max": "MaxPool", "avg": "AvgPool"}
+
+
+def _op(layer: Layer) -> str:
+    """e.g. ConvTranspose-BatchNorm-PReLU, Conv-LeakyReLU+skip-MaxPool"""
+    parts = [OP_NAMES[layer.kind], NORM_NAMES[layer.norm], OP_NAMES[layer.activation]]
+    op = "-".join(p for p in parts if p) + ("+skip" if layer.skip else "")
+    return op + (f"-{OP_NAMES[layer.pool]}" if layer.pool != "none" else "")
+
+
+def layers(plan: Plan) -> pd.DataFrame:
+    """One row per layer of G and D, from the layer plan: what it does, its kernel and stride, its output channels
+    (units), BatchNorm's momentum, and the sides it goes between."""
+    rows = []
+    for net, plan_layers in (("G", plan.g), ("D", plan.d)):
+        for layer in plan_layers:
+            if layer.kind == "linear":
+                kernel, side = "", f"{layer.c_in} -> {layer.c_out} features"
+            else:
+                kernel = f"{layer.kernel}x{layer.kernel}" + (f" /{layer.stride}" if layer.stride != 1 else "")
+                side = f"{layer.side_in} -> {layer.side}"
+            momentum = f"{layer.bn_momentum:.3f}" if layer.norm == "batch" else ""
+            rows.append((net, layer.name, _op(layer), kernel, layer.c_out, momentum, side))
     return pd.DataFrame(rows, columns=["net", "layer", "kind", "kernel", "channels", "bn_momentum", "side"])
 
 
-def genes_short(ch: Chromosome) -> tuple[str, str]:
-    """G and D in one line each: channels (kernel) per layer."""
-    g = " → ".join([f"{ch.noise_channels}×{ch.noise_side}²"] + [f"{b.channels} (k{b.kernel})" for b in ch.g_blocks]
-                   + [f"{ch.image_channels} (k{ch.g_out_kernel})"])
-    d = " → ".join([f"{b.channels} (k{b.kernel})" for b in ch.d_blocks] + [f"FC {ch.d_hidden}", "1"])
+def genes_short(plan: Plan) -> tuple[str, str]:
+    """G and D in one line each: units (FC) or channels (kernel, stride 2 as /2) per layer."""
+    def short(layer: Layer) -> str:
+        if layer.kind == "linear":
+            return "1" if layer.c_out == 1 and layer is plan.d[-1] else f"FC {layer.c_out}"
+        return f"{layer.c_out} (k{layer.kernel}{'/2' if layer.stride == 2 else ''})"
+
+    c, h, w = plan.noise
+    g = " → ".join([f"{c}×{h}²" if h > 1 else f"z {c}"] + [short(layer) for layer in plan.g])
+    d = " → ".join(short(layer) for layer in plan.d)
     return g, d
+
+
+def optimiser_text(opt: Optimiser) -> str:
+    """e.g. SGD lr 3.2e-05 momentum 0.500, or Adam lr 0.0002 beta1 0.500, then any step decay."""
+    text = (f"SGD lr {opt.lr:.3g} momentum {opt.momentum:.3f}" if opt.name == "sgd"
+            else f"Adam lr {opt.lr:.3g} beta1 {opt.momentum:.3f}")
+    return text + (f" (x{opt.decay_factor:.3g} from epoch {opt.decay_epoch})" if opt.decay_epoch else "")
+
+
+def practices_text(ch: Genome) -> str:
+    named = [("label smoothing", ch.label_smoothing), ("feature matching", ch.feature_matching),
+             ("separate real and fake batches", ch.separate_batches)]
+    return ", ".join(name for name, on in named if on) or "none"
 
 
 def describe(run_dir: str | Path, df: pd.DataFrame, row: pd.Series) -> str:
     """The text of `neuroevo best`: one row of the run's logs `df`, its genes laid out."""
-    ch = Chromosome.from_json(row.chromosome)
+    ch = from_json(row.chromosome)
+    plan = architecture.plan(ch)
     lived = survival(df).loc[row.chromosome_id]
     out = best_dir(run_dir, int(row.generation))
+    g_opt, d_opt = ch.optimisers
+    noise = " × ".join(map(str, plan.noise))
     lines = [
         f"best chromosome {row.chromosome_id} of run {row.run_id}, generation {row.generation} "
         f"(born in generation {lived.born}, trained in {lived.generations} of {df.generation.nunique()} generations)",
@@ -100,12 +131,11 @@ def describe(run_dir: str | Path, df: pd.DataFrame, row: pd.Series) -> str:
         f"losses    D {row.d_loss:.4f}  G {row.g_loss:.4f}  (per epoch: D {_floats(row.d_losses)}, "
         f"G {_floats(row.g_losses)})",
         f"params    {row.params_g + row.params_d:,}  (G {row.params_g:,}, D {row.params_d:,})",
-        f"noise     {ch.noise_channels} × {ch.noise_side} × {ch.noise_side};  image {ch.image_channels} × "
-        f"{ch.image_size} × {ch.image_size}",
-        f"optimiser G: SGD lr {ch.g_lr:.3g} momentum {ch.g_momentum:.3f};  D: SGD lr {ch.d_lr:.3g} momentum "
-        f"{ch.d_momentum:.3f};  batch {ch.batch_size}",
+        f"noise     {noise};  image {' × '.join(map(str, plan.image))}",
+        f"space     {ch.space};  loss {ch.loss};  practices: {practices_text(ch)};  init {plan.init}",
+        f"optimiser G: {optimiser_text(g_opt)};  D: {optimiser_text(d_opt)};  batch {ch.batch_size}",
         "",
-        layers(ch).to_string(index=False),
+        layers(plan).to_string(index=False),
         "",
         f"samples   {_existing(out / 'samples.png')}",
         f"weights   {_existing(out / 'weights.pt')}",
@@ -204,7 +234,7 @@ def top_table(df: pd.DataFrame, n: int) -> pd.DataFrame:
     ok = df[df["status"] == "ok"].sort_values(BEST_ORDER[0], ascending=BEST_ORDER[1])
     top = ok.drop_duplicates("chromosome_id").head(n)
     lived = survival(df)
-    genes = [genes_short(Chromosome.from_json(c)) for c in top["chromosome"]]
+    genes = [genes_short(architecture.plan(from_json(c))) for c in top["chromosome"]]
     return pd.DataFrame({
         "chromosome": top["chromosome_id"],
         "generation": top["generation"],
@@ -278,7 +308,7 @@ def write_report(run_dir: str | Path, out_dir: str | Path, top: int = 10, max_gr
 # --- sampling -----------------------------------------------------------------------------------------
 
 
-def sample(weights: Path, n: int, seed: int, out: Path) -> Chromosome:
+def sample(weights: Path, n: int, seed: int, out: Path) -> Genome:
     """n images from a saved generator, as one grid image (rows of ceil(sqrt(n)), 2 px padding)."""
     import torch
     import torchvision.utils as vutils
@@ -288,7 +318,8 @@ def sample(weights: Path, n: int, seed: int, out: Path) -> Chromosome:
 
     ch, G = load_generator(str(weights))
     with torch.no_grad():
-        images = G(noise(ch, n, generator=torch.Generator().manual_seed(seed)))  # n x C x H x W, in [-1, 1]
+        images = G(noise(ch, n, generator=torch.Generator().manual_seed(seed)))  # n x C x H x W, in G's output range
     out.parent.mkdir(parents=True, exist_ok=True)
-    vutils.save_image(images, out, nrow=math.ceil(math.sqrt(n)), normalize=True, value_range=(-1, 1))
+    vutils.save_image(images, out, nrow=math.ceil(math.sqrt(n)), normalize=True,
+                      value_range=architecture.plan(ch).output_range)
     return ch

@@ -1,7 +1,7 @@
 """How long a chromosome will train, from its genes alone, and the order in which tasks are dispatched.
 
-Pure functions, no torch: the driver orders a population before any task starts. The cost is the FLOPs of
-one training (multiply-adds count 2, as torch.utils.flop_counter counts them): what the convolutions and FC
+Pure functions of the layer plan, no torch: the driver orders a population before any task starts. The cost is the
+FLOPs of one training (multiply-adds count 2, as torch.utils.flop_counter counts them): what the convolutions and FC
 layers of G and D do in the DCGAN step, forward and backward, times the batches of every epoch.
 """
 
@@ -9,64 +9,31 @@ from __future__ import annotations
 
 from typing import Sequence, TypeVar
 
+from neuroevo import architecture
+from neuroevo.architecture import Layer
 from neuroevo.config import TrainConfig
-from neuroevo.genome import ChromosomeV2, Genome, layer_side
+from neuroevo.genome import Genome
 
 T = TypeVar("T")
 
 DISPATCH = ("longest_first", "fifo")
 
 
+def flops(layer: Layer) -> int:
+    """Forward FLOPs per image of one layer: its convolution or matrix product, and the 1x1 convolution of a skip
+    that changes the channel count. Norms, activations and pooling are left out (a few FLOPs per element)."""
+    if layer.kind == "linear":
+        return 2 * layer.c_in * layer.c_out
+    # a convolution works per output pixel, a transposed one per input pixel
+    pixels = layer.side_in**2 if layer.kind == "conv_transpose" else layer.side_out**2
+    n = 2 * layer.c_in * layer.c_out * layer.kernel**2 * pixels
+    return n + (2 * layer.c_in * layer.c_out * layer.side_out**2 if layer.projects_skip else 0)
+
+
 def layer_flops(ch: Genome) -> tuple[list[int], list[int]]:
-    """Forward FLOPs per image of each conv/FC layer of G and of D, input layer first."""
-    if isinstance(ch, ChromosomeV2):
-        return _layer_flops_v2(ch)
-    g, c, side = [], ch.noise_channels, ch.noise_side
-    for b in ch.g_blocks:  # a transposed conv works per input pixel: c_in x c_out x k^2 per pixel
-        g.append(2 * c * b.channels * b.kernel**2 * side**2)
-        c, side = b.channels, side + b.kernel - 1
-    g.append(2 * c * ch.image_channels * ch.g_out_kernel**2 * side**2)
-
-    d, c, side = [], ch.image_channels, ch.image_size
-    for b in ch.d_blocks:  # a conv works per output pixel
-        side -= b.kernel - 1
-        d.append(2 * c * b.channels * b.kernel**2 * side**2)
-        c = b.channels
-    d.append(2 * c * side**2 * ch.d_hidden)
-    d.append(2 * ch.d_hidden)
-    return g, d
-
-
-def _layer_flops_v2(ch: ChromosomeV2) -> tuple[list[int], list[int]]:
-    """The same for a v2 chromosome: FC layers, convolutions and the 1x1 convolutions of skips that change the
-    channel count. Norms, activations and pooling are left out (a few FLOPs per element, as in seed-v1)."""
-    g, n = [], ch.noise_dim
-    for dense in ch.g_fc:
-        g.append(2 * n * dense.units)
-        n = dense.units
-    c, side = ch.g_project.channels, ch.g_project.kernel  # the projection: a transposed conv of the 1 x 1 noise
-    g.append(2 * n * c * side**2)
-    for layer in (*ch.g_blocks, ch.g_out):
-        out = layer_side(side, layer, transposed=True)
-        g.append(2 * c * layer.channels * layer.kernel**2 * side**2)  # per input pixel
-        if layer.skip and c != layer.channels:
-            g.append(2 * c * layer.channels * out**2)
-        c, side = layer.channels, out
-
-    d, c, side = [], ch.image_channels, ch.image_size
-    for layer in ch.d_blocks:
-        p = (layer.kernel - 1) // 2
-        conv_side = (side + 2 * p - layer.kernel) // layer.stride + 1
-        d.append(2 * c * layer.channels * layer.kernel**2 * conv_side**2)  # per output pixel
-        if layer.skip and c != layer.channels:
-            d.append(2 * c * layer.channels * conv_side**2)
-        c, side = layer.channels, layer_side(side, layer, transposed=False)
-    n = c * side**2
-    for dense in ch.d_fc:
-        d.append(2 * n * dense.units)
-        n = dense.units
-    d.append(2 * n)  # the score
-    return g, d
+    """Forward FLOPs per image of each layer of G and of D, input layer first."""
+    plan = architecture.plan(ch)
+    return [flops(layer) for layer in plan.g], [flops(layer) for layer in plan.d]
 
 
 def step_flops(ch: Genome) -> int:

@@ -14,8 +14,9 @@ import torchvision.utils as vutils
 
 from neuroevo import fastpath, losses
 from neuroevo.config import TrainConfig
+from neuroevo import architecture
 from neuroevo.genome import Genome, Optimiser, from_json, param_counts
-from neuroevo.model import build, build_generator, count_params, noise, output_range
+from neuroevo.model import build, build_generator, count_params, load_state, noise
 
 
 @dataclass(frozen=True)
@@ -64,8 +65,8 @@ def optimiser(genes: Optimiser, module: torch.nn.Module) -> tuple[torch.optim.Op
 def load_weights(G: torch.nn.Module, D: torch.nn.Module, weights: bytes) -> None:
     """Continue from Artifacts.weights of an earlier training (evolve.keep_weights)."""
     state = torch.load(io.BytesIO(weights), map_location="cpu", weights_only=True)
-    G.load_state_dict(state["generator"])
-    D.load_state_dict(state["discriminator"])
+    load_state(G, state["generator"])
+    load_state(D, state["discriminator"])
 
 
 class Batches:
@@ -117,13 +118,12 @@ def train(ch: Genome, images: np.ndarray, cfg: TrainConfig, seed: int, device: s
     if init_weights is not None:
         load_weights(G, D, init_weights)
     G, D = fastpath.place(G, dev, fp), fastpath.place(D, dev, fp)
-    g_forward, d_forward = fastpath.forward(G, fp), fastpath.forward(D, fp)
+    objective = losses.objective(ch)
+    # every call of G and of D, the losses' included (feature matching, gradient penalty), takes the fast path
+    g_forward = fastpath.forward(G, fp)
+    d_forward = fastpath.forward(D, fp, compile=fp.compile and not objective.double_backward)
     batches = Batches(images, dev, fp)
     (opt_g, sched_g), (opt_d, sched_d) = (optimiser(genes, net) for genes, net in zip(ch.optimisers, (G, D)))
-    objective = losses.objective(ch)
-    # The reference loss only calls D(x), so it can take D's fast-path forward; v2's losses also read D's
-    # features and gradients (feature matching, gradient penalty) and call the module itself.
-    d_net = d_forward if isinstance(objective, losses.ReferenceObjective) else D
 
     bs = ch.batch_size
     steps = len(images) // bs  # drop the last partial batch: BatchNorm needs a full one
@@ -156,13 +156,13 @@ def train(ch: Genome, images: np.ndarray, cfg: TrainConfig, seed: int, device: s
             # (1) D: maximise log D(x) + log(1 - D(G(z))) (bce; losses.py has the others)
             opt_d.zero_grad(set_to_none=True)
             fake = g_forward(z)
-            loss_d = objective.d_loss(d_net, real, fake.detach())
+            loss_d = objective.d_loss(d_forward, real, fake.detach())
             loss_d.backward()
             opt_d.step()
 
             # (2) G: maximise log D(G(z))
             opt_g.zero_grad(set_to_none=True)
-            loss_g = objective.g_loss(d_net, real, fake)
+            loss_g = objective.g_loss(d_forward, real, fake)
             loss_g.backward()
             opt_g.step()
 
@@ -236,7 +236,7 @@ def artifacts(ch: Genome, G: torch.nn.Module, D: torch.nn.Module, n_samples: int
     images = G(z.to(next(G.parameters()).device)).cpu()
     png = io.BytesIO()
     vutils.save_image(images, png, format="png", nrow=int(math.ceil(math.sqrt(n_samples))),
-                      normalize=True, value_range=output_range(ch))
+                      normalize=True, value_range=architecture.plan(ch).output_range)
     weights = io.BytesIO()
     torch.save({
         "chromosome": ch.to_json(),
@@ -251,5 +251,5 @@ def load_generator(path: str, device: str = "cpu") -> tuple[Genome, torch.nn.Mod
     state = torch.load(path, map_location=device, weights_only=True)
     ch = from_json(state["chromosome"])
     G = build_generator(ch).to(device)
-    G.load_state_dict(state["generator"])
+    load_state(G, state["generator"])
     return ch, G.eval()

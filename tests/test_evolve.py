@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from neuroevo import data, evolve, genome, logs
-from neuroevo.genome import Chromosome
+from neuroevo.spaces.seed_v1 import Chromosome
 from tests.conftest import tiny_config
 
 

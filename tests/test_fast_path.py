@@ -76,7 +76,8 @@ def test_cpu_training_makes_no_gpu_or_bf16_call(setup, monkeypatch):
     seen = []
 
     def record(module, inputs, output):
-        seen.append((torch.is_autocast_enabled("cuda"), torch.is_autocast_enabled("cpu"), output.dtype,
+        out = output[1] if isinstance(output, tuple) else output  # D: (features, score)
+        seen.append((torch.is_autocast_enabled("cuda"), torch.is_autocast_enabled("cpu"), out.dtype,
                      inputs[0].is_contiguous()))
 
     def build_and_watch(c):

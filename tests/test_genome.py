@@ -5,8 +5,9 @@ import pytest
 import torch
 
 from neuroevo import config, genome
-from neuroevo.genome import Chromosome
-from neuroevo.model import Discriminator, Generator, build, count_params, noise
+from neuroevo.model import build, count_params, noise
+from neuroevo.spaces import seed_v1
+from neuroevo.spaces.seed_v1 import Chromosome
 from tests.conftest import tiny_config
 
 
@@ -17,7 +18,7 @@ def _samples(cfg: config.RunConfig, n: int, seed: int = 0) -> list[tuple[Chromos
 
 def _assert_in_space(ch: Chromosome, cfg: config.RunConfig) -> None:
     s, size = cfg.space, cfg.data.image_size
-    lo, hi = config.noise_sides(s, size)
+    lo, hi = seed_v1.noise_sides(s, size)
     assert s.noise_channels[0] <= ch.noise_channels <= s.noise_channels[1]
     assert lo <= ch.noise_side <= hi
     assert s.g_blocks[0] <= len(ch.g_blocks) <= s.g_blocks[1]
@@ -47,15 +48,15 @@ def test_1000_samples_stay_in_the_reference_space(preset):
         _assert_in_space(ch, cfg)
     # every noise side of the range is reachable, and the sampler really varies the genes
     sides = {ch.noise_side for ch, _ in samples}
-    lo, hi = config.noise_sides(cfg.space, cfg.data.image_size)
+    lo, hi = seed_v1.noise_sides(cfg.space, cfg.data.image_size)
     assert sides == set(range(lo, hi + 1))
     assert len({ch.id for ch, _ in samples}) == 1000
     assert {ch.noise_channels for ch, _ in samples} == set(range(2, 6))
 
 
 def test_reference_noise_sides():
-    assert config.noise_sides(config.load("cifar10").space, 64) == (16, 48)
-    assert config.noise_sides(config.load("imagenet").space, 200) == (50, 150)
+    assert seed_v1.noise_sides(config.load("cifar10").space, 64) == (16, 48)
+    assert seed_v1.noise_sides(config.load("imagenet").space, 200) == (50, 150)
 
 
 @pytest.mark.parametrize("preset", ["cifar10", "imagenet"])
@@ -67,7 +68,7 @@ def test_reference_sized_models_have_the_counted_params_and_shapes(preset):
             G, D = build(ch)
             z = noise(ch, 2, device="meta")
             fake = G(z)
-            out = D(fake)
+            _, out = D(fake)
         assert fake.shape == (2, 3, cfg.data.image_size, cfg.data.image_size)
         assert out.shape == (2,)
         assert (count_params(G), count_params(D)) == genome.param_counts(ch)
@@ -81,7 +82,7 @@ def test_small_models_output_image_shape_and_probabilities():
         G.eval(), D.eval()
         with torch.no_grad():
             fake = G(noise(ch, 4))
-            p = D(fake)
+            _, p = D(fake)
         assert fake.shape == (4, 3, 16, 16)
         assert fake.abs().max() <= 1.0  # tanh output
         assert ((p > 0) & (p < 1)).all()
@@ -90,30 +91,29 @@ def test_small_models_output_image_shape_and_probabilities():
 
 def test_blocks_are_convtranspose_bn_prelu_and_conv_bn_prelu_fc_fc_sigmoid():
     ch, _ = _samples(config.load("demo"), 1)[0]
-    G, D = Generator(ch), Discriminator(ch)
-    g_types = [type(m).__name__ for m in G]
-    assert g_types == ["ConvTranspose2d", "BatchNorm2d", "PReLU"] * len(ch.g_blocks) + ["ConvTranspose2d", "Tanh"]
-    d_types = [type(m).__name__ for m in D]
-    assert d_types == ["Conv2d", "BatchNorm2d", "PReLU"] * len(ch.d_blocks) + [
-        "Flatten", "Linear", "PReLU", "Linear", "Sigmoid"]
-    for m in list(G) + list(D):
+    G, D = build(ch)
+    leaves = [m for m in (*G.modules(), *D.modules()) if not list(m.children())]
+    types = [type(m).__name__ for m in leaves if not isinstance(m, (torch.nn.Identity, torch.nn.Sequential))]
+    assert types == (["ConvTranspose2d", "BatchNorm2d", "PReLU"] * len(ch.g_blocks) + ["ConvTranspose2d", "Tanh"]
+                     + ["Conv2d", "BatchNorm2d", "PReLU"] * len(ch.d_blocks) + ["Linear", "PReLU", "Linear", "Sigmoid"])
+    for m in leaves:
         if isinstance(m, torch.nn.PReLU):
             assert m.weight.numel() > 1 and torch.all(m.weight == 0.25)  # per channel, initialised at 0.25
         if isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d)):
             assert m.stride == (1, 1) and m.padding == (0, 0)
-    bns = [m for m in list(G) + list(D) if isinstance(m, torch.nn.BatchNorm2d)]
+    bns = [m for m in leaves if isinstance(m, torch.nn.BatchNorm2d)]
     assert [bn.momentum for bn in bns] == [b.bn_momentum for b in ch.g_blocks + ch.d_blocks]
     assert all(bn.affine for bn in bns)
 
 
 def test_json_round_trip_is_exact_and_id_is_stable():
     for ch, _ in _samples(config.load("cifar10"), 100, seed=3):
-        back = Chromosome.from_json(ch.to_json())
+        back = seed_v1.from_json(ch.to_json())
         assert back == ch
         assert back.id == ch.id
         assert back.to_json() == ch.to_json()
     ch = _samples(config.load("demo"), 1, seed=4)[0][0]
-    assert ch.id == Chromosome.from_json(ch.to_json()).id and len(ch.id) == 12
+    assert ch.id == seed_v1.from_json(ch.to_json()).id and len(ch.id) == 12
 
 
 def test_same_seed_same_chromosomes_other_seed_others():

@@ -10,7 +10,7 @@ from neuroevo import config, genome, memory, model
 from tests.conftest import tiny_config
 
 
-def saved_activation_floats(ch: genome.Chromosome) -> int:
+def saved_activation_floats(ch: genome.Genome) -> int:
     """Floats that autograd saves for backward in G(z), D(real) and D(G(z)), weights left out."""
     G, D = model.build(ch)
     weights = {p.untyped_storage().data_ptr() for p in [*G.parameters(), *D.parameters()]}

@@ -37,8 +37,8 @@ def test_step_flops_equal_torchs_flop_count_of_a_real_step():
         real = torch.rand(bs, 3, 12, 12) * 2 - 1
         with FlopCounterMode(display=False) as counter:
             fake = G(noise(ch, bs))
-            (losses.bce(D(real), torch.ones(bs)) + losses.bce(D(fake.detach()), torch.zeros(bs))).backward()
-            losses.bce(D(fake), torch.ones(bs)).backward()
+            (losses.bce(D(real)[1], torch.ones(bs)) + losses.bce(D(fake.detach())[1], torch.zeros(bs))).backward()
+            losses.bce(D(fake)[1], torch.ones(bs)).backward()
         assert schedule.step_flops(ch) * bs == counter.get_total_flops()
 
 
@@ -98,7 +98,7 @@ def test_tasks_start_in_dispatch_order(ray_local, tmp_path, dispatch):
 # steady-state mode
 
 
-def _heavy(ch: genome.Chromosome, channels: int) -> genome.Chromosome:
+def _heavy(ch: genome.Genome, channels: int) -> genome.Genome:
     """The same chromosome with every block `channels` wide: many times its cost."""
     widen = lambda blocks: tuple(replace(b, channels=channels) for b in blocks)  # noqa: E731
     return replace(ch, g_blocks=widen(ch.g_blocks), d_blocks=widen(ch.d_blocks), d_hidden=200)

@@ -11,8 +11,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from neuroevo import config, data, evolve, genome, logs, selection, variation
-from neuroevo.genome import ChromosomeV2
+from neuroevo import architecture, config, data, evolve, genome, logs, selection, spaces, variation
+from neuroevo.spaces import v2
+from neuroevo.spaces.v2 import ChromosomeV2
 from neuroevo.model import build, noise
 from neuroevo.state import load as load_state
 from tests.test_space_v2 import assert_valid, one_thread, samples, v2_config  # noqa: F401  (one_thread: a fixture)
@@ -54,7 +55,7 @@ def test_v2_mutations_are_valid_single_changes_of_every_kind():
         child = variation.mutate(parent, cfg.space, rng)
         assert_valid(child, cfg.space)
         assert child != parent and child.image_size == parent.image_size
-        assert child.upsamplings == parent.upsamplings and genome.d_halvings(child) == genome.d_halvings(parent)
+        assert child.upsamplings == parent.upsamplings and v2.d_halvings(child) == v2.d_halvings(parent)
         kinds[_kinds(parent, child)] += 1
     assert set(kinds) == {"gene", "add", "remove", "lr"} and min(kinds.values()) > 40, kinds
 
@@ -69,18 +70,18 @@ def test_chains_of_mutations_stay_valid_and_build():
             ch = variation.mutate(ch, cfg.space, rng)
             assert_valid(ch, unbounded)
         G, D = build(ch)
-        assert D(G(noise(ch, 2))).shape == (2,)
+        assert D(G(noise(ch, 2)))[1].shape == (2,)
 
 
 def test_mutating_dcgan_keeps_it_valid():
     """A seed need not lie within the space; its mutants still build."""
     space = config.load("v2").space
     rng = np.random.default_rng(2)
-    parent = genome.dcgan(64, 3)
+    parent = v2.dcgan(64, 3)
     for _ in range(200):
         child = variation.mutate(parent, space, rng)
         assert_valid(child, space, in_space=False)
-        assert child.d_features <= parent.d_features  # D's last block never grows past the flatten bound
+        assert architecture.plan(child).d_features <= architecture.plan(parent).d_features  # D's last block never grows past the flatten bound
 
 
 def test_seed_v1_mutations_keep_the_reference_invariants():
@@ -102,7 +103,7 @@ def test_seed_v1_mutations_keep_the_reference_invariants():
 @pytest.mark.parametrize("space", ["v2", "seed-v1"])
 def test_crossover_takes_each_gene_group_from_a_parent(space):
     cfg = v2_config() if space == "v2" else config.load("demo")
-    groups = variation.GROUPS[space]
+    groups = spaces.of(space).GROUPS
     rng = np.random.default_rng(4)
     chs = [genome.sample(cfg.space, cfg.data.image_size, 3, rng)[0] for _ in range(200)]
     swapped_networks = 0
@@ -238,7 +239,7 @@ def test_dcgan_seeds_the_first_population(ray_local, tmp_path):
     df = logs.read_generations(tmp_path / "seeded")
     seed = df[df.operator == "seed"]
     assert len(df) == 4 and len(seed) == 1 and seed.status.iloc[0] == "ok"
-    assert genome.from_json(seed.chromosome.iloc[0]) == genome.dcgan(12, 3, batch_size=32)
+    assert genome.from_json(seed.chromosome.iloc[0]) == v2.dcgan(12, 3, batch_size=32)
     # the other three are the random members a run without the seed draws first
     plain = evolve.fresh_members(cfg, 0, 3)
     assert set(df[df.operator == "random"].chromosome_id) == {m.chromosome.id for m in plain}

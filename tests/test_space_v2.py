@@ -11,10 +11,11 @@ import pandas as pd
 import pytest
 import torch
 
-from neuroevo import config, genome, train
+from neuroevo import architecture, config, genome, train
 from neuroevo.config import ConfigError, SpaceV2
-from neuroevo.genome import ChromosomeV2, Conv
 from neuroevo.model import ConvBlock, build, count_params, noise
+from neuroevo.spaces import seed_v1, v2
+from neuroevo.spaces.v2 import ChromosomeV2, Conv
 from tests.conftest import tiny_dict
 
 # 12x12 images, 2-6 channels: every gene on offer, a chromosome builds and steps in milliseconds.
@@ -56,17 +57,17 @@ def samples(cfg: config.RunConfig, n: int, seed: int = 0) -> list[ChromosomeV2]:
 def assert_valid(ch: ChromosomeV2, s: SpaceV2, in_space: bool = True) -> None:
     """What makes a v2 chromosome build: G ends at the image side, stride-1 layers have odd kernels, D's maps keep a
     side of 2 and its flattened features stay bounded. `in_space`: also every gene within the space."""
-    assert genome.g_sides(ch)[-1] == ch.image_size
+    assert v2.g_sides(ch)[-1] == ch.image_size
     assert ch.g_project.kernel == ch.image_size >> ch.upsamplings and ch.g_project.stride == 1
     for b in (*ch.g_blocks, ch.g_out, *ch.d_blocks):
         assert b.stride in (1, 2) and (b.stride == 2 or b.kernel % 2 == 1)
     assert ch.g_out.channels == ch.image_channels and ch.g_out.norm == "none" and not ch.g_out.skip
     assert all(b.pool == "none" for b in (ch.g_project, *ch.g_blocks, ch.g_out))
-    assert all(side >= 2 for side in ch.d_sides)
+    assert all(side >= 2 for side in v2.d_sides(ch))
     assert ch.label_smoothing is False or ch.loss == "bce"
     if not in_space:
         return
-    assert ch.d_features <= s.max_flatten
+    assert architecture.plan(ch).d_features <= s.max_flatten
     assert s.noise_dim[0] <= ch.noise_dim <= s.noise_dim[1]
     assert s.g_blocks[0] <= len(ch.g_blocks) <= s.g_blocks[1] and s.d_blocks[0] <= len(ch.d_blocks) <= s.d_blocks[1]
     assert s.g_fc[0] <= len(ch.g_fc) <= s.g_fc[1] and s.d_fc[0] <= len(ch.d_fc) <= s.d_fc[1]
@@ -246,8 +247,8 @@ def test_1000_random_v2_chromosomes_build_and_step_forward_and_backward(one_thre
         G, D = build(ch)
         fake = G(noise(ch, 4))
         assert fake.shape == (4, 3, 12, 12)
-        features, score = D.features_and_score(fake)
-        assert features.shape == (4, ch.d_features) and score.shape == (4,)
+        features, score = D(fake)
+        assert features.shape == (4, architecture.plan(ch).d_features) and score.shape == (4,)
         score.mean().backward()  # through D into G
         assert all(p.grad is not None for p in G.parameters())
         assert (count_params(G), count_params(D)) == genome.param_counts(ch)
@@ -261,7 +262,7 @@ def test_larger_images_reach_the_image_side_and_bound_d(size):
         assert_valid(ch, cfg.space)
         with torch.device("meta"):
             G, D = build(ch)
-            out = D(G(noise(ch, 2, device="meta")))
+            _, out = D(G(noise(ch, 2, device="meta")))
             assert G(noise(ch, 2, device="meta")).shape == (2, 3, size, size) and out.shape == (2,)
         assert (count_params(G), count_params(D)) == genome.param_counts(ch)
 
@@ -279,7 +280,7 @@ def test_json_round_trip_and_ids_of_both_chromosome_types():
         assert back == ch and back.id == ch.id and '"space":"v2"' in ch.to_json()
     v1, _ = genome.sample(config.load("demo").space, 16, 3, np.random.default_rng(0))
     assert genome.from_json(v1.to_json()) == v1 and '"space"' not in v1.to_json()  # seed-v1 JSON as before v2
-    assert isinstance(genome.from_json(v1.to_json()), genome.Chromosome)
+    assert isinstance(genome.from_json(v1.to_json()), seed_v1.Chromosome)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -290,34 +291,38 @@ def _conv(**genes) -> Conv:
     return Conv(**{"channels": 4, "kernel": 3, "stride": 1, "norm": "none", "activation": "relu", "skip": False, **genes})
 
 
+def _block(c_in: int, conv: Conv, transposed: bool, side: int = 8) -> ConvBlock:
+    return ConvBlock(v2.conv_layer("block", c_in, side, conv, transposed))
+
+
 def test_block_genes_build_what_they_say():
     x = torch.randn(2, 3, 8, 8)
-    assert ConvBlock(3, _conv(stride=2, kernel=4), transposed=False)(x).shape == (2, 4, 4, 4)
-    assert ConvBlock(3, _conv(stride=2, kernel=3), transposed=True)(x).shape == (2, 4, 16, 16)
-    assert ConvBlock(3, _conv(pool="max"), transposed=False)(x).shape == (2, 4, 4, 4)
-    avg = ConvBlock(3, _conv(pool="avg", activation="tanh"), transposed=False)
+    assert _block(3, _conv(stride=2, kernel=4), transposed=False)(x).shape == (2, 4, 4, 4)
+    assert _block(3, _conv(stride=2, kernel=3), transposed=True)(x).shape == (2, 4, 16, 16)
+    assert _block(3, _conv(pool="max"), transposed=False)(x).shape == (2, 4, 4, 4)
+    avg = _block(3, _conv(pool="avg", activation="tanh"), transposed=False)
     y = avg.main(x)
     assert torch.allclose(avg(x), torch.nn.functional.avg_pool2d(y, 2))
-    leaky = ConvBlock(3, _conv(activation="leaky_relu", norm="batch"), transposed=False).main
+    leaky = _block(3, _conv(activation="leaky_relu", norm="batch"), transposed=False).main
     assert isinstance(leaky[1], torch.nn.BatchNorm2d) and leaky[2].negative_slope == 0.2 and leaky[0].bias is None
-    inorm = ConvBlock(3, _conv(norm="instance", activation="prelu"), transposed=False).main
+    inorm = _block(3, _conv(norm="instance", activation="prelu"), transposed=False).main
     assert isinstance(inorm[1], torch.nn.InstanceNorm2d) and inorm[1].affine and inorm[2].weight.numel() == 4
     for name, cls in (("swish", torch.nn.SiLU), ("softplus", torch.nn.Softplus), ("sigmoid", torch.nn.Sigmoid)):
-        assert isinstance(ConvBlock(3, _conv(activation=name), transposed=False).main[2], cls)
+        assert isinstance(_block(3, _conv(activation=name), transposed=False).main[2], cls)
 
 
 def test_a_skip_connection_adds_the_resized_projected_input():
-    block = ConvBlock(3, _conv(skip=True, stride=2, kernel=4), transposed=False)
+    block = _block(3, _conv(skip=True, stride=2, kernel=4), transposed=False)
     x = torch.randn(2, 3, 8, 8)
     expected = block.main(x) + block.shortcut(torch.nn.functional.interpolate(x, size=(4, 4), mode="nearest"))
     assert torch.allclose(block(x), expected)
-    same = ConvBlock(4, _conv(skip=True), transposed=True)
+    same = _block(4, _conv(skip=True), transposed=True, side=5)
     x = torch.randn(2, 4, 5, 5)
     assert isinstance(same.shortcut, torch.nn.Identity) and torch.allclose(same(x), same.main(x) + x)
 
 
 def test_normal_init_is_dcgans():
-    ch = genome.dcgan(32, 3)
+    ch = v2.dcgan(32, 3)
     torch.manual_seed(0)
     G, D = build(ch)
     convs = [m for m in [*G.modules(), *D.modules()] if isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d))]
@@ -335,40 +340,40 @@ def test_normal_init_is_dcgans():
 
 
 def test_dcgan_is_radfords_layout_at_64px():
-    ch = genome.dcgan(64, 3)
+    ch = v2.dcgan(64, 3)
     with torch.device("meta"):
         G, D = build(ch)
         assert G(noise(ch, 2, device="meta")).shape == (2, 3, 64, 64)
-    assert ch.noise_shape == (100, 1, 1) and genome.g_sides(ch) == [4, 8, 16, 32, 64]
+    assert ch.noise_shape == (100, 1, 1) and v2.g_sides(ch) == [4, 8, 16, 32, 64]
     assert [b.channels for b in (ch.g_project, *ch.g_blocks)] == [512, 256, 128, 64]
     assert [(b.kernel, b.stride, b.norm, b.activation) for b in ch.g_blocks] == [(4, 2, "batch", "relu")] * 3
     assert (ch.g_out.kernel, ch.g_out.stride, ch.g_out.activation) == (4, 2, "tanh")
-    assert [b.channels for b in ch.d_blocks] == [64, 128, 256, 512] and ch.d_sides == [32, 16, 8, 4]
+    assert [b.channels for b in ch.d_blocks] == [64, 128, 256, 512] and v2.d_sides(ch) == [32, 16, 8, 4]
     assert [b.norm for b in ch.d_blocks] == ["none", "batch", "batch", "batch"]
-    assert {b.activation for b in ch.d_blocks} == {"leaky_relu"} and ch.d_features == 512 * 4 * 4 and not ch.d_fc
+    assert {b.activation for b in ch.d_blocks} == {"leaky_relu"} and architecture.plan(ch).d_features == 512 * 4 * 4 and not ch.d_fc
     assert ch.g_opt == ch.d_opt == genome.Optimiser("adam", 2e-4, 0.5)
     assert (ch.loss, ch.init, ch.separate_batches, ch.label_smoothing) == ("bce", "normal", True, False)
     # DCGAN's 3,576,704 and 2,765,568 parameters, plus G's output bias (3) and the bias of D's unnormalised
     # first convolution (64) and of its score (1)
     assert genome.param_counts(ch) == (3_576_704 + 3, 2_765_568 + 64 + 1)
     assert (count_params(G), count_params(D)) == genome.param_counts(ch)
-    assert genome.dcgan(64, 3, label_smoothing=True).label_smoothing
+    assert v2.dcgan(64, 3, label_smoothing=True).label_smoothing
 
 
 @pytest.mark.parametrize("size, start", [(12, 6), (16, 4), (32, 4), (200, 25), (13, 13)])
 def test_dcgan_fits_any_image_size(size, start):
-    ch = genome.dcgan(size, 1, width=4)
+    ch = v2.dcgan(size, 1, width=4)
     assert_valid(ch, SpaceV2(), in_space=False)
     assert ch.g_project.kernel == start
     G, D = build(ch)
-    assert G(noise(ch, 2)).shape == (2, 1, size, size) and D(torch.zeros(2, 1, size, size)).shape == (2,)
+    assert G(noise(ch, 2)).shape == (2, 1, size, size) and D(torch.zeros(2, 1, size, size))[1].shape == (2,)
 
 
 def test_dcgan_trains_on_the_demo_images(one_thread):
     from neuroevo import data
     cfg = v2_config(train={"epochs": 2, "steps_per_epoch": 3})
     images = data.load(cfg.data, 0).array
-    result, art = train.run(genome.dcgan(12, 3, batch_size=32, width=8), images, cfg.train, seed=0)
+    result, art = train.run(v2.dcgan(12, 3, batch_size=32, width=8), images, cfg.train, seed=0)
     assert result.status == "ok" and len(result.d_losses) == 2 and art is not None
 
 
