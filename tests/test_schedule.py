@@ -202,3 +202,23 @@ def test_v2_step_flops_match_torchs_count_of_the_convolutions_and_fc_layers():
         g, d = schedule.layer_flops(ch)
         assert 2 * (sum(g) + sum(d)) == counter.get_total_flops()  # forward only, for two images
         assert schedule.cost(ch, cfg.train, 1024) > 0
+
+
+def test_v2_step_flops_equal_torchs_flop_count_of_a_real_step():
+    """The whole DCGAN step of v2 chromosomes (strides, skips, pooling, FC layers), as train.train takes it, for the
+    losses whose step is the estimate's: a D step on a real and a fake batch, then a G step."""
+    cfg = config.load("v2", ["data.image_size=16", "space.channels=[4, 12]", "space.fc_units=[8, 32]",
+                             "space.max_flatten=4096", "space.losses=[bce, hinge]", "space.feature_matching=[false]",
+                             "space.separate_batches=[true]", "space.label_smoothing=[false]"])
+    rng = np.random.default_rng(1)
+    for _ in range(20):
+        ch, _ = genome.sample(cfg.space, 16, 3, rng)
+        G, D = build(ch)
+        objective = losses.objective(ch)
+        bs = 4
+        real = torch.rand(bs, 3, 16, 16) * 2 - 1
+        with FlopCounterMode(display=False) as counter:
+            fake = G(noise(ch, bs))
+            objective.d_loss(D, real, fake.detach()).backward()
+            objective.g_loss(D, real, fake).backward()
+        assert schedule.step_flops(ch) * bs == counter.get_total_flops()
