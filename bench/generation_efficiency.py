@@ -34,8 +34,9 @@ import numpy as np
 import pandas as pd
 import ray
 
-from neuroevo import config, data, evolve, genome, logs, schedule
-from neuroevo.state import Member, RunState
+from neuroevo import config, data, dispatch, evolve, genome, logs, schedule
+from neuroevo.population import Member
+from neuroevo.state import RunState
 
 def run_config(steps: int, population: int, generations: int, seed: int = 0, **evolve_keys) -> config.RunConfig:
     return config.load("demo", [
@@ -68,7 +69,8 @@ def one_generation(cfg: config.RunConfig, population: tuple[Member, ...], images
                    workers: int) -> dict:
     with tempfile.TemporaryDirectory() as tmp, contextlib.redirect_stdout(io.StringIO()):
         start = time.perf_counter()
-        df = evolve.run_generation(cfg, "bench", Path(tmp), 0, population, images_ref, n_images)
+        trained = dispatch.run_generation(cfg, "bench", Path(tmp), 0, population, images_ref, n_images)
+        df = pd.DataFrame(t.row for t in trained)
         wall = time.perf_counter() - start
     return metrics(df, wall, workers)
 

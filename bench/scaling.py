@@ -25,16 +25,16 @@ import pandas as pd
 import ray
 import torch
 
-from neuroevo import config, data, evolve
+from neuroevo import config, data, dispatch, population
 
 
 def one_generation(cfg: config.RunConfig, images) -> dict:
     ref = ray.put(images)
-    population = evolve.fresh_members(cfg, 0, cfg.evolve.population)
+    members = population.fresh_members(cfg, 0, cfg.evolve.population)
     with tempfile.TemporaryDirectory() as tmp, contextlib.redirect_stdout(io.StringIO()):
-        evolve.run_generation(cfg, "bench", Path(tmp), 0, population[:2], ref, len(images))  # warm the workers
+        dispatch.run_generation(cfg, "bench", Path(tmp), 0, members[:2], ref, len(images))  # warm the workers
         start = time.perf_counter()
-        df = evolve.run_generation(cfg, "bench", Path(tmp), 0, population, ref, len(images))
+        df = pd.DataFrame(t.row for t in dispatch.run_generation(cfg, "bench", Path(tmp), 0, members, ref, len(images)))
         wall = time.perf_counter() - start
     images_trained = (df.images_per_second * df.train_seconds).sum()
     return {"wall_s": wall, "images_per_second": images_trained / wall, "failed": int((df.status != "ok").sum()),

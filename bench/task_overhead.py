@@ -2,7 +2,8 @@
 
 What a task pays besides its training steps, each measured on its own:
 
-    imports         `import neuroevo.evolve` (torch, torchvision, ray, pandas) in a fresh interpreter
+    imports         what a worker imports to run a task, `neuroevo.task` and `neuroevo.train` (ray, torch,
+                    torchvision), in a fresh interpreter
     cold start      submit -> the training task's first line, on a just-started Ray: worker start, imports
     data attach     ray.get of the images in a worker (zero-copy from the object store), demo and CIFAR-sized
     model build     build G and D, place them, make the optimisers (typical chromosome of each preset)
@@ -31,14 +32,14 @@ import pandas as pd
 import ray
 import torch
 
-from neuroevo import config, data, evolve, fastpath, train
+from neuroevo import config, data, fastpath, population, task, train
 from neuroevo.model import build
 
 CIFAR_IMAGES = 50_000
 
 
 def import_seconds() -> float:
-    code = "import time; t = time.perf_counter(); import neuroevo.evolve; print(time.perf_counter() - t)"
+    code = "import time; t = time.perf_counter(); import neuroevo.task, neuroevo.train; print(time.perf_counter() - t)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=common.REPO)
     return float(out.stdout.strip())
 
@@ -71,7 +72,7 @@ def main() -> None:
     info = common.machine()
     presets = {"demo": config.load("demo"),  # cifar10's networks, on demo images of its size: no download needed
                "cifar10": config.load("cifar10", ["data.source=demo", f"data.subset={64 * 4}"])}
-    first = {name: evolve.fresh_members(cfg, 0, 1)[0].chromosome for name, cfg in presets.items()}
+    first = {name: population.fresh_members(cfg, 0, 1)[0].chromosome for name, cfg in presets.items()}
     images = {name: data.load(cfg.data, cfg.seed).array for name, cfg in presets.items()}
     runs: list[dict] = []
 
@@ -93,7 +94,7 @@ def main() -> None:
     for _ in range(2 if args.quick else 3):  # a fresh Ray each time: the first task's worker is cold
         common.start_ray(num_cpus=1)
         submitted = datetime.now(timezone.utc)
-        report = ray.get(evolve.train_task.remote(first["demo"], images["demo"], presets["demo"].train, 0)[0])
+        report = ray.get(task.train_task.remote(first["demo"], images["demo"], presets["demo"].train, 0)[0])
         record("cold start", "any", (report.started_at - submitted).total_seconds())
         ray.shutdown()
 
@@ -108,10 +109,10 @@ def main() -> None:
     for name, cfg in presets.items():
         one_step = replace(cfg.train, epochs=1, steps_per_epoch=1)
         ref = ray.put(images[name])
-        ray.get(evolve.train_task.remote(first[name], ref, one_step, 0)[0])  # warm the worker
+        ray.get(task.train_task.remote(first[name], ref, one_step, 0)[0])  # warm the worker
         for _ in range(reps if name == "demo" else big_reps):
             start = time.perf_counter()
-            report, _ = ray.get(list(evolve.train_task.remote(first[name], ref, one_step, 0)))
+            report, _ = ray.get(list(task.train_task.remote(first[name], ref, one_step, 0)))
             step_seconds.setdefault(name, []).append(report.result.train_seconds)
             record("warm task", name, time.perf_counter() - start - report.result.train_seconds)
     ray.shutdown()

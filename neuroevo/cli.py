@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from neuroevo import config, data, genome, logs
-from neuroevo.state import STATE_FILE, RunState, StateError
+from neuroevo import config, data, genome, logs, ranking, rundir
+from neuroevo.state import RunState, StateError
 from neuroevo.state import load as load_state
 
 EXIT_BAD_INPUT = 2
@@ -104,7 +104,7 @@ class Prepared:
 def _load_config(args: argparse.Namespace) -> config.RunConfig:
     if not args.resume:
         return config.load(args.config, args.overrides)
-    saved_path = Path(args.resume) / "config.yaml"
+    saved_path = rundir.config_file(args.resume)
     if not saved_path.is_file():
         raise InputError(f"--resume: {saved_path} not found; is {args.resume} a neuroevo run directory?")
     saved = config.load(str(saved_path))
@@ -120,7 +120,7 @@ def _resume_plan(run_dir: Path) -> tuple[RunState | None, tuple[int, ...]]:
 
     A run stopped before its first state was saved has trained nothing: it starts again from generation 0.
     """
-    if not (run_dir / STATE_FILE).exists() and not (run_dir / "generations").exists():
+    if not rundir.state_file(run_dir).exists() and not rundir.generations_dir(run_dir).exists():
         return None, ()
     try:
         state = load_state(run_dir)
@@ -138,9 +138,9 @@ def _resume_plan(run_dir: Path) -> tuple[RunState | None, tuple[int, ...]]:
 def _set_aside(run_dir: Path, generations: tuple[int, ...]) -> None:
     """Move damaged generation directories out of the dataset, into run_dir/discarded/, for inspection."""
     for g in generations:
-        damaged = logs.generation_dir(run_dir, g)
+        damaged = rundir.generation_dir(run_dir, g)
         if damaged.exists():
-            aside = run_dir / "discarded" / f"{damaged.name}-{datetime.now():%Y%m%d-%H%M%S}"
+            aside = rundir.discarded_dir(run_dir) / f"{damaged.name}-{datetime.now():%Y%m%d-%H%M%S}"
             aside.parent.mkdir(exist_ok=True)
             damaged.rename(aside)
 
@@ -216,31 +216,31 @@ def cmd_run(args: argparse.Namespace) -> int:
     shared = data.for_tasks(p.images, cfg.data)
     _print_data(p.images, shared)
     run_dir.mkdir(parents=True, exist_ok=bool(args.resume))
-    (run_dir / "config.yaml").write_text(config.to_yaml(cfg))
-    (run_dir / "data.json").write_text(json.dumps(data.record(p.images, shared), indent=1) + "\n")
+    rundir.write(rundir.config_file(run_dir), config.to_yaml(cfg))
+    rundir.write(rundir.data_file(run_dir), json.dumps(data.record(p.images, shared), indent=1) + "\n")
     _set_aside(run_dir, p.redo)
 
     signal.signal(signal.SIGTERM, _interrupt)
     _init_ray(args.address, args.dashboard)
-    from neuroevo import evolve, progress  # Ray and torch load only once the input is known to be good
+    from neuroevo import evolve, progress  # Ray loads only once the input is known to be good
 
     progress.set_quiet(args.quiet)
     try:
         evolve.evolve(cfg, p.run_id, run_dir, shared, p.state, p.redo)
     except KeyboardInterrupt:
-        completed = load_state(run_dir).completed if (run_dir / STATE_FILE).exists() else 0
+        completed = load_state(run_dir).completed if rundir.state_file(run_dir).exists() else 0
         logged = f"generations 0-{completed - 1} are logged" if completed else "no generation is logged yet"
         print(f"\ninterrupted: {logged} in {run_dir}; the running one was cancelled."
               f"\ncontinue with: neuroevo run --resume {run_dir}", file=sys.stderr)
         return 130
 
     history = logs.read_generations(run_dir)
-    best = history.sort_values(["fitness", "generation"], ascending=[False, True]).iloc[0]
+    best = history.iloc[ranking.order(history["fitness"], history["generation"], history["chromosome_id"])[0]]
     print(f"\nbest chromosome {best.chromosome_id} (generation {best.generation}): fitness {best.fitness:.4f}, "
           f"d_loss {best.d_loss:.4f}, g_loss {best.g_loss:.4f}, params {best.params_g + best.params_d:,}")
     print(f"  {best.chromosome}")
-    print(f"logs:    {run_dir / 'generations'}  (pandas.read_parquet)")
-    print(f"samples: {run_dir / 'best' / f'generation={best.generation:04d}' / 'samples.png'}")
+    print(f"logs:    {rundir.generations_dir(run_dir)}  (pandas.read_parquet)")
+    print(f"samples: {rundir.best_samples(run_dir, int(best.generation))}")
     return 0
 
 
@@ -310,7 +310,7 @@ def cmd_best(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from neuroevo import report
 
-    out = Path(args.out) if args.out else Path(args.run_dir) / "report"
+    out = Path(args.out) if args.out else rundir.report_dir(args.run_dir)
     for path in report.write_report(args.run_dir, out, args.top, args.max_grids):
         print(path)
     return 0
@@ -325,9 +325,9 @@ def cmd_sample(args: argparse.Namespace) -> int:
     if out.suffix.lower() not in Image.registered_extensions():
         raise InputError(f"--out: {out} has no image file extension (e.g. .png, .jpg)")
     generation = args.generation if args.generation is not None else int(_best(args.run_dir)[1].generation)
-    weights = report.best_dir(args.run_dir, generation) / "weights.pt"
+    weights = rundir.best_weights(args.run_dir, generation)
     if not weights.is_file():
-        saved = sorted(int(p.parent.name.split("=")[1]) for p in Path(args.run_dir).glob("best/*/weights.pt"))
+        saved = rundir.best_generations(args.run_dir)
         raise InputError(f"--generation: {weights} does not exist (saved: {', '.join(map(str, saved)) or 'none'})")
     ch = report.sample(weights, args.n, args.seed, out)
     print(f"{out}: {args.n} samples of {ch.image_channels}x{ch.image_size}x{ch.image_size} from chromosome {ch.id} "

@@ -20,13 +20,20 @@ term of 0; a parameter count of 0 gives a size term of 1 (the limit).
 The three terms are the same formula on different quantities: a population that mixes losses compares them on
 that footing (bce sums two inverses, the others one), not on sample quality. Like the reference, the bce and hinge
 terms rise as D's loss falls, so a D that beats its G scores high; the wgan-gp term falls instead.
+
+A chromosome whose training failed, diverged, timed out or whose task was lost scores fitness.failed (evaluate).
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from neuroevo.config import FitnessConfig
+
+if TYPE_CHECKING:  # the driver never imports torch
+    from neuroevo.train import TrainResult
 
 
 def loss_term(d_loss: float, g_loss: float, loss: str = "bce") -> float:
@@ -44,3 +51,22 @@ def size_term(params_g: int, params_d: int, scale: float) -> float:
 
 def fitness(d_loss: float, g_loss: float, params_g: int, params_d: int, cfg: FitnessConfig, loss: str = "bce") -> float:
     return cfg.lam * loss_term(d_loss, g_loss, loss) + cfg.gamma * size_term(params_g, params_d, cfg.scale)
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """A chromosome's verdict for one generation, computed once; its log row and selection both read it."""
+    status: str  # ok | failed | oom | diverged | timeout | lost
+    error: str  # "" when ok
+    fitness: float
+
+
+def evaluate(result: TrainResult | None, cfg: FitnessConfig, loss: str = "bce",
+             failure: tuple[str, str] = ("failed", "")) -> Evaluation:
+    """The evaluation of a training `result`, or of a task that returned none (result None; failure: its status
+    and error)."""
+    if result is None:
+        return Evaluation(*failure, cfg.failed)
+    if result.status != "ok":
+        return Evaluation(result.status, result.error, cfg.failed)
+    return Evaluation("ok", "", fitness(result.d_loss, result.g_loss, result.params_g, result.params_d, cfg, loss))

@@ -1,22 +1,27 @@
-"""The Parquet generation log: schema, write (one file per generation, atomically), read.
+"""The Parquet generation log: schema, a chromosome's row, write (one file per generation, atomically), read.
 
-Layout: <run_dir>/generations/generation=NNNN/part-0.parquet, one row per chromosome. `generation` lives in
-the hive partition name only (a column of the same name in the files would clash with it on read).
+Layout: <run_dir>/generations/generation=NNNN/part-0.parquet (rundir.generation_file), one row per chromosome.
+`generation` lives in the hive partition name only (a column of the same name in the files would clash with it
+on read).
 """
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
-from neuroevo import architecture
+from neuroevo import architecture, rundir
+from neuroevo.fitness import Evaluation
 from neuroevo.genome import Genome
+from neuroevo.population import Member
+
+if TYPE_CHECKING:  # the task module imports Ray, which must load only after the CLI has checked the input
+    from neuroevo.task import TaskReport
 
 SCHEMA_VERSION = 2  # 2: space, loss, optimisers, parents and operator
 
@@ -105,28 +110,54 @@ def gene_columns(ch: Genome) -> dict[str, Any]:
     }
 
 
-def generation_dir(run_dir: Path, generation: int) -> Path:
-    return Path(run_dir) / "generations" / f"generation={generation:04d}"
+def row(run_id: str, generation: int, member: Member, seed: int, report: TaskReport | None,
+        evaluation: Evaluation) -> dict[str, Any]:
+    """The log row of one member's training in `generation`: its genes, its task's report (None: the task
+    returned none) and its evaluation."""
+    r = report.result if report else None
+    params_g, params_d = (r.params_g, r.params_d) if r else architecture.param_counts(member.chromosome)
+    return {
+        "run_id": run_id,
+        **gene_columns(member.chromosome),
+        "born_generation": member.born_generation,
+        "is_elite": member.born_generation < generation,
+        "parents": list(member.parents),
+        "operator": member.operator,
+        "resampled": member.resampled,
+        "task_seed": seed,
+        "params_g": params_g,
+        "params_d": params_d,
+        "d_loss": r.d_loss if r else None,
+        "g_loss": r.g_loss if r else None,
+        "d_losses": list(r.d_losses) if r else None,
+        "g_losses": list(r.g_losses) if r else None,
+        "fitness": evaluation.fitness,
+        "status": evaluation.status,
+        "error": evaluation.error,
+        "train_seconds": r.train_seconds if r else None,
+        "images_per_second": r.images_per_second if r else None,
+        "device": r.device if r else None,
+        "node": report.node if report else None,
+        "gpu_ids": list(report.gpu_ids) if report else None,
+        "started_at": report.started_at if report else None,
+        "finished_at": report.finished_at if report else None,
+    }
 
 
 def write_generation(run_dir: Path, generation: int, rows: list[dict[str, Any]]) -> Path:
-    """Write one generation's rows; a temporary name then a rename, so a reader never sees half a file."""
-    for row in rows:
-        if set(row) != set(SCHEMA.names) - {"schema_version"}:
-            raise ValueError(f"log row columns differ from the schema: {sorted(set(row) ^ set(SCHEMA.names))}")
+    """Write one generation's rows as one file, atomically (rundir.write): a reader never sees half a file."""
+    for r in rows:
+        if set(r) != set(SCHEMA.names) - {"schema_version"}:
+            raise ValueError(f"log row columns differ from the schema: {sorted(set(r) ^ set(SCHEMA.names))}")
     table = pa.Table.from_pylist([{"schema_version": SCHEMA_VERSION, **r} for r in rows], schema=SCHEMA)
-    out = generation_dir(run_dir, generation)
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / "part-0.parquet"
-    tmp = out / ".part-0.parquet.tmp"  # a leading dot: pyarrow's dataset discovery ignores it
-    pq.write_table(table, tmp)
-    os.replace(tmp, path)
-    return path
+    buffer = pa.BufferOutputStream()
+    pq.write_table(table, buffer)
+    return rundir.write(rundir.generation_file(run_dir, generation), buffer.getvalue().to_pybytes())
 
 
 def check_generation(run_dir: Path, generation: int, n_rows: int) -> str | None:
     """What is wrong with a logged generation's file (missing, unreadable, wrong row count), or None."""
-    path = generation_dir(run_dir, generation) / "part-0.parquet"
+    path = rundir.generation_file(run_dir, generation)
     if not path.is_file():
         return f"{path} is missing"
     try:
@@ -144,7 +175,7 @@ def read_generations(run_dir: str | Path, columns: list[str] | None = None,
     skips whole partitions unread. Files of an older schema_version read with nulls in the newer columns.
     """
     partitioning = ds.partitioning(pa.schema([("generation", pa.int32())]), flavor="hive")
-    dataset = ds.dataset(Path(run_dir) / "generations", format="parquet", partitioning=partitioning,
+    dataset = ds.dataset(rundir.generations_dir(run_dir), format="parquet", partitioning=partitioning,
                          schema=SCHEMA.append(pa.field("generation", pa.int32())))
     df = dataset.to_table(columns=columns, filter=filter).to_pandas()
     if "generation" in df.columns:

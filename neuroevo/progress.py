@@ -13,6 +13,8 @@ from typing import IO
 import pandas as pd
 from tqdm import tqdm
 
+from neuroevo import ranking
+
 _quiet = False
 
 
@@ -52,14 +54,16 @@ def task_line(generation: int, done: int, total: int, row: dict) -> str:
             f"{row['images_per_second']:.0f} img/s on {row['device']}")
 
 
-def generation_done(df: pd.DataFrame, summary: list[dict]) -> None:
-    """df: the generation's rows; summary: one dict per generation so far (best, mean, failed, seconds)."""
+def generation_done(rows: list[dict], summary: list[dict]) -> None:
+    """rows: the generation's log rows; summary: one dict per generation so far (best, mean, failed, seconds)."""
     if _quiet:
         s = summary[-1]
-        print(f"gen {s['generation']}: best {s['best']:.4f} mean {s['mean']:.4f} failed {s['failed']}/{len(df)} "
+        print(f"gen {s['generation']}: best {s['best']:.4f} mean {s['mean']:.4f} failed {s['failed']}/{len(rows)} "
               f"{s['seconds']:.1f}s", flush=True)
         return
-    table = df.assign(params=df["params_g"] + df["params_d"]).sort_values("fitness", ascending=False)
+    df = pd.DataFrame(rows)
+    df = df.assign(params=df["params_g"] + df["params_d"])
+    table = df.iloc[ranking.order(df["fitness"], chromosome_id=df["chromosome_id"])]
     cols = ["chromosome_id", "is_elite", "born_generation", "params", "d_loss", "g_loss", "fitness", "status",
             "train_seconds"]
     print(table[cols].to_string(index=False, float_format=lambda x: f"{x:.4f}"))

@@ -19,7 +19,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.dataset as ds
 
-from neuroevo import logs
+from neuroevo import logs, rundir
 
 TABLE = "logs"  # the dataset's name in `sql` queries
 SCHEMA = pa.schema([("run_dir", pa.string()), ("generation", pa.int32()), *logs.SCHEMA])
@@ -46,9 +46,10 @@ def dataset(run_dirs: Sequence[str | Path]) -> ds.FileSystemDataset:
         run = Path(run_dir)
         if not run.is_dir():
             raise QueryError(f"{run}: no such run directory")
-        if not (run / "generations").is_dir():
-            raise QueryError(f"{run}: no generations logged (expected {run / 'generations'})")
-        found = ds.dataset(run / "generations", format=_FORMAT, partitioning=_PARTITIONING, schema=SCHEMA)
+        generations = rundir.generations_dir(run)
+        if not generations.is_dir():
+            raise QueryError(f"{run}: no generations logged (expected {generations})")
+        found = ds.dataset(generations, format=_FORMAT, partitioning=_PARTITIONING, schema=SCHEMA)
         filesystem = found.filesystem
         for f in found.get_fragments():
             where = f.partition_expression & (ds.field("run_dir") == str(run_dir))

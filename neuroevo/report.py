@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import html
+import io
 import math
 from datetime import datetime, timezone
 from pathlib import Path
@@ -17,22 +18,23 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from neuroevo import architecture, query
+from neuroevo import architecture, query, ranking, rundir
 from neuroevo.architecture import Layer, Plan
 from neuroevo.genome import Genome, Optimiser, from_json
+from neuroevo.rundir import best_dir
 
-BEST_ORDER = (["fitness", "generation", "chromosome_id"], [False, True, True])  # ties: earliest, then by id
 ELITES_SHOWN = 40
 
 
-def best_dir(run_dir: str | Path, generation: int) -> Path:
-    return Path(run_dir) / "best" / f"generation={generation:04d}"
+def ranked(df: pd.DataFrame) -> pd.DataFrame:
+    """Rows of the logs, fittest first (ranking.order: ties go to the earlier generation, then the smaller id)."""
+    return df.iloc[ranking.order(df["fitness"], df["generation"], df["chromosome_id"])]
 
 
 def best(df: pd.DataFrame) -> pd.Series | None:
     """The fittest row that trained; None if none did."""
     ok = df[df["status"] == "ok"]
-    return None if ok.empty else ok.sort_values(BEST_ORDER[0], ascending=BEST_ORDER[1]).iloc[0]
+    return None if ok.empty else ranked(ok).iloc[0]
 
 
 def combined_loss(d_loss: pd.Series, g_loss: pd.Series) -> pd.Series:
@@ -154,6 +156,13 @@ def _existing(path: Path) -> str:
 # --- plots --------------------------------------------------------------------------------------------
 
 
+def _save(fig: Figure, path: Path) -> Path:
+    """A figure as a PNG, written atomically (rundir.write)."""
+    png = io.BytesIO()
+    fig.savefig(png, format="png", bbox_inches="tight")
+    return rundir.write(path, png.getvalue())
+
+
 def plot_fitness(df: pd.DataFrame, path: Path) -> Path:
     per = df.groupby("generation")["fitness"].agg(["max", "mean", "min"])
     fig = Figure(figsize=(7, 4), dpi=100)
@@ -165,8 +174,7 @@ def plot_fitness(df: pd.DataFrame, path: Path) -> Path:
     ax.set(xlabel="generation", ylabel="fitness", title="Fitness per generation (failed chromosomes included)")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.legend(loc="best", fontsize="small")
-    fig.savefig(path, bbox_inches="tight")
-    return path
+    return _save(fig, path)
 
 
 def plot_pareto(df: pd.DataFrame, path: Path) -> Path:
@@ -177,8 +185,7 @@ def plot_pareto(df: pd.DataFrame, path: Path) -> Path:
            title="Size against loss: lower left is better")
     if ok.empty:
         ax.text(0.5, 0.5, "no chromosome has trained successfully yet", ha="center", transform=ax.transAxes)
-        fig.savefig(path, bbox_inches="tight")
-        return path
+        return _save(fig, path)
     size = (ok["params_g"] + ok["params_d"]).to_numpy()
     loss = combined_loss(ok["d_loss"], ok["g_loss"]).to_numpy()
     front = pareto_front(size, loss)
@@ -192,8 +199,7 @@ def plot_pareto(df: pd.DataFrame, path: Path) -> Path:
     ax.set_xscale("log")
     fig.colorbar(points, ax=ax, label="generation", ticks=MaxNLocator(integer=True))
     ax.legend(loc="best", fontsize="small")
-    fig.savefig(path, bbox_inches="tight")
-    return path
+    return _save(fig, path)
 
 
 def plot_elites(df: pd.DataFrame, path: Path) -> Path:
@@ -214,8 +220,7 @@ def plot_elites(df: pd.DataFrame, path: Path) -> Path:
     more = f", the {len(shown)} longest-lived shown" if len(kept) > len(shown) else ""
     ax.set(xlabel="generation", title=f"{len(kept)} of {len(lived)} chromosomes survived a selection{more}; "
                                       f"the longest lived {longest} generations")
-    fig.savefig(path, bbox_inches="tight")
-    return path
+    return _save(fig, path)
 
 
 # --- HTML ---------------------------------------------------------------------------------------------
@@ -231,7 +236,7 @@ def grid_generations(generations: list[int], max_grids: int) -> list[int]:
 
 def top_table(df: pd.DataFrame, n: int) -> pd.DataFrame:
     """The n fittest chromosomes, each once (at its best generation)."""
-    ok = df[df["status"] == "ok"].sort_values(BEST_ORDER[0], ascending=BEST_ORDER[1])
+    ok = ranked(df[df["status"] == "ok"])
     top = ok.drop_duplicates("chromosome_id").head(n)
     lived = survival(df)
     genes = [genes_short(architecture.plan(from_json(c))) for c in top["chromosome"]]
@@ -274,7 +279,7 @@ def write_report(run_dir: str | Path, out_dir: str | Path, top: int = 10, max_gr
     generations = sorted(int(g) for g in df["generation"].unique())
     figures = []
     for g in grid_generations(generations, max_grids):
-        png, r = best_dir(run_dir, g) / "samples.png", best(df[df["generation"] == g])
+        png, r = rundir.best_samples(run_dir, g), best(df[df["generation"] == g])
         if png.is_file() and r is not None:
             figures.append(f"<figure>{_img(png.read_bytes(), f'generation {g} samples')}<figcaption>generation {g}"
                            f" · {html.escape(r.chromosome_id)} · fitness {r.fitness:.4f}</figcaption></figure>")
@@ -284,7 +289,7 @@ def write_report(run_dir: str | Path, out_dir: str | Path, top: int = 10, max_gr
     if b is not None:
         summary += (f"Best fitness {b.fitness:.4f}: chromosome {b.chromosome_id} in generation {b.generation}, "
                     f"{b.params_g + b.params_d:,} parameters, D loss {b.d_loss:.4f}, G loss {b.g_loss:.4f}.")
-    config, table = run_dir / "config.yaml", top_table(df, top)
+    config, table = rundir.config_file(run_dir), top_table(df, top)
     parts = [
         f"<!doctype html><html><head><meta charset='utf-8'><title>neuroevo · {html.escape(run_dir.name)}</title>"
         f"<style>{_STYLE}</style></head><body>",
@@ -300,8 +305,7 @@ def write_report(run_dir: str | Path, out_dir: str | Path, top: int = 10, max_gr
     if config.is_file():
         parts.append(f"<h2>Config</h2><pre>{html.escape(config.read_text())}</pre>")
     parts.append("</body></html>")
-    page = out_dir / "report.html"
-    page.write_text("\n".join(parts), encoding="utf-8")
+    page = rundir.write(out_dir / "report.html", "\n".join(parts))
     return [path for _, path in plots] + [page]
 
 

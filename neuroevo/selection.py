@@ -2,7 +2,7 @@
 generator.
 
 Every strategy keeps the evolve.elite_fraction fittest unchanged; the strategy says how the other places are filled:
-- random (the reference): fresh random chromosomes (evolve.fresh_members);
+- random (the reference): fresh random chromosomes (population.fresh_members);
 - mutation: each a mutant (variation.mutate) of an elite drawn uniformly;
 - crossover: each a cross (variation.crossover) of two distinct elites drawn uniformly;
 - tournament: each a mutant of a tournament winner: the fittest of evolve.tournament_size members drawn from the
@@ -16,7 +16,7 @@ from typing import Sequence, TypeVar
 
 import numpy as np
 
-from neuroevo import genome, variation
+from neuroevo import genome, ranking, variation
 from neuroevo.config import SpaceConfig, SpaceV2
 from neuroevo.genome import Genome
 
@@ -26,9 +26,8 @@ OPERATORS = ("seed", "random", "elite", "mutation", "crossover", "tournament")
 
 
 def rank(members: Sequence[T], fitness: Sequence[float], ids: Sequence[str]) -> list[T]:
-    """Best first; ties broken by chromosome id so the order never depends on task finishing order."""
-    order = sorted(range(len(members)), key=lambda i: (-fitness[i], ids[i]))
-    return [members[i] for i in order]
+    """Best first, as ranking.order ranks one generation (ties by chromosome id)."""
+    return [members[i] for i in ranking.order(fitness, chromosome_id=ids)]
 
 
 def elites(members: Sequence[T], fitness: Sequence[float], ids: Sequence[str], n_elite: int) -> list[T]:
@@ -39,7 +38,7 @@ def elites(members: Sequence[T], fitness: Sequence[float], ids: Sequence[str], n
 def tournament(fitness: Sequence[float], ids: Sequence[str], size: int, rng: np.random.Generator) -> int:
     """The index of the fittest of `size` members drawn without replacement (ties broken by id)."""
     entrants = rng.choice(len(fitness), size=size, replace=False)
-    return int(min(entrants, key=lambda i: (-fitness[i], ids[i])))
+    return int(entrants[ranking.order([fitness[i] for i in entrants], chromosome_id=[ids[i] for i in entrants])[0]])
 
 
 @dataclass(frozen=True)

@@ -8,26 +8,16 @@ chromosomes an uninterrupted one would.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from neuroevo.genome import Genome, from_json
-
-STATE_FILE = "state.json"
+from neuroevo import rundir
+from neuroevo.genome import from_json
+from neuroevo.population import Member
 
 
 class StateError(ValueError):
     """A run directory that cannot be resumed; one line naming the file."""
-
-
-@dataclass(frozen=True)
-class Member:
-    chromosome: Genome
-    born_generation: int  # an elite carried into generation g has born_generation < g
-    resampled: int  # chromosomes rejected for max_params before this one was drawn
-    parents: tuple[str, ...] = ()  # chromosome ids; an elite's parent is itself, in the generation before
-    operator: str = "random"  # what made it: seed | random | elite | mutation | crossover | tournament
 
 
 @dataclass(frozen=True)
@@ -69,17 +59,11 @@ def save(run_dir: Path, state: RunState, seed: int) -> None:
             for g, pop in enumerate(state.populations)
         ],
     }
-    path = Path(run_dir) / STATE_FILE
-    tmp = path.with_name(f".{STATE_FILE}.tmp")
-    with open(tmp, "w") as f:
-        json.dump(doc, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)  # atomic: a reader sees the old state or the new one, never half of one
+    rundir.write(rundir.state_file(run_dir), json.dumps(doc))  # a reader sees the old state or the new one
 
 
 def load(run_dir: Path) -> RunState:
-    path = Path(run_dir) / STATE_FILE
+    path = rundir.state_file(run_dir)
     if not path.is_file():
         raise StateError(f"{path}: not found; is {run_dir} a neuroevo run directory?")
     try:

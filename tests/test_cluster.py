@@ -22,6 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import ray
 import yaml
@@ -29,7 +30,7 @@ from packaging.requirements import Requirement
 from ray._private import ray_constants
 from ray.cluster_utils import Cluster
 
-from neuroevo import data, evolve, logs, memory
+from neuroevo import data, dispatch, logs, memory, population, task
 from tests.conftest import REPO, tiny_config, tiny_dict
 
 RAY_CLI = [sys.executable, "-m", "ray.scripts.scripts"]
@@ -198,7 +199,7 @@ def node_ids(workers) -> set[str]:
 
 def test_one_gpu_per_task_never_shares_a_gpu_and_spreads_over_nodes(cluster):
     _, workers = cluster
-    resources = evolve.task_resources(tiny_config())  # num_gpus unset: one GPU, as the cluster has GPUs
+    resources = task.task_resources(tiny_config())  # num_gpus unset: one GPU, as the cluster has GPUs
     assert resources["num_gpus"] == 1.0
     held = hold_together(4, resources)  # 2 nodes x 2 GPUs: all four at once
     by_node = collections.defaultdict(list)
@@ -211,7 +212,7 @@ def test_one_gpu_per_task_never_shares_a_gpu_and_spreads_over_nodes(cluster):
 
 def test_half_a_gpu_per_task_packs_two_tasks_on_each_gpu(cluster):
     _, workers = cluster
-    resources = evolve.task_resources(tiny_config(resources={"num_gpus": 0.5, "num_cpus": 0.5}))
+    resources = task.task_resources(tiny_config(resources={"num_gpus": 0.5, "num_cpus": 0.5}))
     held = hold_together(8, resources)
     per_gpu = collections.Counter((node, gpus) for node, gpus, _ in held)
     assert {node for node, _ in per_gpu} == node_ids(workers)
@@ -222,13 +223,13 @@ def test_half_a_gpu_per_task_packs_two_tasks_on_each_gpu(cluster):
 def test_generation_with_memory_sized_gpu_shares_logs_node_and_gpu(cluster, tmp_path):
     _, workers = cluster
     cfg = tiny_config(resources={"num_gpus": "memory", "gpu_memory_gb": 4}, evolve={"population": 4})
-    members = evolve.fresh_members(cfg, 0, 4)
-    shares = [evolve.task_resources(cfg, m.chromosome)["num_gpus"] for m in members]
+    members = population.fresh_members(cfg, 0, 4)
+    shares = [task.task_resources(cfg, m.chromosome)["num_gpus"] for m in members]
     assert shares == [memory.gpu_share(m.chromosome, 4) for m in members] and set(shares) <= set(memory.SHARES)
     assert all(s < 1 for s in shares)  # a tiny chromosome needs well under 4 GiB
 
     images = ray.put(data.load(cfg.data, cfg.seed).array)
-    df = evolve.run_generation(cfg, "r", tmp_path, 0, members, images)
+    df = pd.DataFrame(t.row for t in dispatch.run_generation(cfg, "r", tmp_path, 0, members, images))
     logged = logs.read_generations(tmp_path)
     assert len(logged) == 4 and (logged.status == "ok").all()
     assert all(len(ids) == 1 and ids[0] in ("0", "1") for ids in logged.gpu_ids)
@@ -262,14 +263,14 @@ def test_node_lost_mid_generation_loses_no_chromosome(cluster, tmp_path):
 
     images = ray.put(data.load(cfg.data, cfg.seed).array)
     with ThreadPoolExecutor(1) as pool:
-        generation = pool.submit(evolve.run_generation, cfg, "r", tmp_path, 0, evolve.fresh_members(cfg, 0, 4),
+        generation = pool.submit(dispatch.run_generation, cfg, "r", tmp_path, 0, population.fresh_members(cfg, 0, 4),
                                  images)
         wait_until(lambda: running_tasks(doomed, "train-g0-") == 2, "two training tasks running on the third node")
         removed_at = datetime.now(timezone.utc)
         c.remove_node(doomed, allow_graceful=False)
         ray.get(gate.open.remote())
         ray.get(blockers, timeout=TIMEOUT)
-        df = generation.result(timeout=2 * TIMEOUT)
+        df = pd.DataFrame(t.row for t in generation.result(timeout=2 * TIMEOUT))
 
     logged = logs.read_generations(tmp_path)
     assert len(logged) == 4 and (logged.status == "ok").all()  # with max_retries 0, two rows would be failures

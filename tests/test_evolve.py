@@ -1,12 +1,14 @@
 """The driver on a real local Ray instance: tiny GANs, real training, real Parquet."""
 
 import json
+import subprocess
+import sys
 
 import pandas as pd
 import pytest
 from PIL import Image
 
-from neuroevo import data, evolve, genome, logs
+from neuroevo import data, dispatch, evolve, genome, logs, population
 from neuroevo.spaces.seed_v1 import Chromosome
 from tests.conftest import tiny_config
 
@@ -64,7 +66,7 @@ def test_elites_are_the_fittest_and_carried_unchanged(two_generations):
 def test_rows_match_their_chromosome(two_generations):
     cfg, _, _, df = two_generations
     for row in df.itertuples():
-        ch = Chromosome.from_json(row.chromosome)
+        ch = genome.from_json(row.chromosome)
         assert ch.id == row.chromosome_id
         assert (row.params_g, row.params_d) == genome.param_counts(ch)
         assert list(row.g_kernels) == [b.kernel for b in ch.g_blocks] + [ch.g_out_kernel]
@@ -98,22 +100,31 @@ def test_same_seed_same_run(two_generations, tmp_path):
 
 
 def test_task_seed_depends_on_run_generation_and_chromosome():
-    s = evolve.task_seed(0, 1, "abcdef012345")
-    assert s == evolve.task_seed(0, 1, "abcdef012345") and 0 <= s < 2**63
-    assert len({s, evolve.task_seed(1, 1, "abcdef012345"), evolve.task_seed(0, 2, "abcdef012345"),
-                evolve.task_seed(0, 1, "abcdef012346")}) == 4
+    s = population.task_seed(0, 1, "abcdef012345")
+    assert s == population.task_seed(0, 1, "abcdef012345") and 0 <= s < 2**63
+    assert len({s, population.task_seed(1, 1, "abcdef012345"), population.task_seed(0, 2, "abcdef012345"),
+                population.task_seed(0, 1, "abcdef012346")}) == 4
 
 
 def test_a_failing_task_is_logged_and_the_generation_goes_on(ray_local, tmp_path):
     """A chromosome whose training raises (here: batch larger than the data) gets a 'failed' row."""
     cfg = tiny_config(evolve={"population": 3, "generations": 1})
-    pop = evolve.fresh_members(cfg, 0, 3)
+    pop = population.fresh_members(cfg, 0, 3)
     from dataclasses import replace
-    broken = evolve.Member(replace(pop[0].chromosome, batch_size=10_000), 0, 0)
+    broken = population.Member(replace(pop[0].chromosome, batch_size=10_000), 0, 0)
     images = data.load(cfg.data, cfg.seed).array
-    df = evolve.run_generation(cfg, "r", tmp_path, 0, (broken, *pop[1:]), ray_local.put(images))
+    df = pd.DataFrame(t.row for t in dispatch.run_generation(cfg, "r", tmp_path, 0, (broken, *pop[1:]),
+                                                          ray_local.put(images)))
     assert len(df) == 3
     row = df[df.chromosome_id == broken.chromosome.id].iloc[0]
     assert row.status == "failed" and "fewer than one batch" in row.error and row.fitness == 0.0
     assert (df[df.chromosome_id != broken.chromosome.id].status == "ok").all()
     assert len(logs.read_generations(tmp_path)) == 3
+
+
+def test_the_driver_never_imports_torch():
+    """torch loads in the training tasks only: the driver's modules import without it."""
+    modules = "neuroevo.cli, neuroevo.evolve, neuroevo.dispatch, neuroevo.task, neuroevo.population, neuroevo.logs"
+    code = f"import sys, {modules}; assert 'torch' not in sys.modules, 'torch was imported'"
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr

@@ -3,7 +3,7 @@ import math
 import pytest
 
 from neuroevo.config import FitnessConfig, from_dict, ConfigError
-from neuroevo.fitness import fitness, loss_term, size_term
+from neuroevo.fitness import Evaluation, evaluate, fitness, loss_term, size_term
 
 REF = FitnessConfig()  # lam 0.75, gamma 0.25, S 5e6
 
@@ -53,3 +53,18 @@ def test_lower_loss_and_fewer_params_score_higher():
 def test_weights_must_sum_to_one():
     with pytest.raises(ConfigError, match=r"fitness.lam \+ fitness.gamma"):
         from_dict({"fitness": {"lam": 0.8, "gamma": 0.3}})
+
+
+def _result(status="ok", d_loss=1.2, g_loss=0.8):
+    from neuroevo.train import TrainResult
+    return TrainResult(status, "" if status == "ok" else "non-finite loss", d_loss, g_loss, (d_loss,), (g_loss,),
+                       1_000_000, 2_000_000, 1.0, 1.0, "cpu")
+
+
+def test_evaluation_of_a_trained_failed_or_lost_chromosome():
+    failed = FitnessConfig(failed=-1.0)
+    assert evaluate(_result(), REF) == Evaluation("ok", "", fitness(1.2, 0.8, 1_000_000, 2_000_000, REF))
+    assert evaluate(_result(d_loss=2.0), REF, "hinge").fitness == fitness(2.0, 0.8, 1_000_000, 2_000_000, REF, "hinge")
+    assert evaluate(_result("diverged"), failed) == Evaluation("diverged", "non-finite loss", -1.0)
+    assert evaluate(None, failed, failure=("lost", "WorkerCrashedError: ...")) == \
+        Evaluation("lost", "WorkerCrashedError: ...", -1.0)

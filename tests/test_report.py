@@ -13,7 +13,7 @@ import pytest
 import yaml
 from PIL import Image
 
-from neuroevo import progress, query, report
+from neuroevo import progress, query, report, rundir
 from tests.conftest import tiny_dict
 
 GENERATIONS = 3
@@ -149,6 +149,16 @@ def test_report_writes_valid_plots_and_a_self_contained_page(run_dir, history, t
     top3 = ok.drop_duplicates("chromosome_id").head(3)
     ids = [c for c in page.cells if re.fullmatch(r"[0-9a-f]{12}", c)]
     assert ids == top3["chromosome_id"].tolist()
+
+
+def test_every_file_of_a_run_is_a_path_of_rundir_and_none_is_left_half_written(run_dir):
+    written = report.write_report(run_dir, rundir.report_dir(run_dir))
+    expected = {rundir.config_file(run_dir), rundir.data_file(run_dir), rundir.state_file(run_dir), *written}
+    for g in range(GENERATIONS):
+        expected |= {rundir.generation_file(run_dir, g), rundir.best_weights(run_dir, g),
+                     rundir.best_samples(run_dir, g), rundir.best_chromosome(run_dir, g)}
+    assert all(p.parent == rundir.report_dir(run_dir) for p in written)
+    assert {p for p in run_dir.rglob("*") if p.is_file()} == expected  # no temporary file among them
 
 
 def test_report_on_a_missing_run_is_one_line_and_exit_2(tmp_path):

@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from neuroevo import data, evolve, logs
+from neuroevo import data, dispatch, evolve, logs, population, rundir
 from neuroevo.state import load as load_state
 from tests.conftest import tiny_config, tiny_dict
 
@@ -106,12 +106,12 @@ def _generation_with_a_killed_worker(ray, tmp_path, max_retries):
     # enough steps that the victim is still training when it is found
     cfg = tiny_config(data={"subset": 1024}, train={"epochs": 3, "steps_per_epoch": None},
                       resources={"max_retries": max_retries}, evolve={"population": 3, "generations": 1})
-    population = evolve.fresh_members(cfg, 0, 3)
+    members = population.fresh_members(cfg, 0, 3)
     images = ray.put(data.load(cfg.data, cfg.seed).array)
-    victim = population[0].chromosome.id
+    victim = members[0].chromosome.id
     out = {}
     driver = threading.Thread(target=lambda: out.update(
-        df=evolve.run_generation(cfg, "r", tmp_path, 0, population, images)))
+        df=pd.DataFrame(t.row for t in dispatch.run_generation(cfg, "r", tmp_path, 0, members, images))))
     driver.start()
     _kill_when_running(f"train-g0-{victim}")
     driver.join(timeout=300)
@@ -241,9 +241,9 @@ def test_a_damaged_generation_file_is_detected_and_redone(workdir, uninterrupted
     p = neuroevo("run", "tiny.yaml", "--set", "out_dir=runs", "--set", "run_id=damaged", cwd=workdir)
     assert p.returncode == 0
     run_dir = workdir / "runs" / "damaged"
-    part = logs.generation_dir(run_dir, 1) / "part-0.parquet"
+    part = rundir.generation_dir(run_dir, 1) / "part-0.parquet"
     part.write_bytes(part.read_bytes()[:100])  # a truncated file, as a crash mid-copy leaves it
-    (logs.generation_dir(run_dir, 2) / ".part-0.parquet.tmp").write_bytes(b"half a file")  # ignored by readers
+    (rundir.generation_dir(run_dir, 2) / ".part-0.parquet.tmp").write_bytes(b"half a file")  # ignored by readers
     p = neuroevo("run", "--resume", "runs/damaged", cwd=workdir)
     assert p.returncode == 0, p.stderr
     assert "generation 1 will be trained again" in p.stderr

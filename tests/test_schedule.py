@@ -14,9 +14,10 @@ import torch
 import yaml
 from torch.utils.flop_counter import FlopCounterMode
 
-from neuroevo import config, data, evolve, genome, logs, losses, schedule, train
+from neuroevo import config, data, dispatch, evolve, genome, logs, losses, population, rundir, schedule, train
 from neuroevo.model import build, noise
-from neuroevo.state import Member, RunState
+from neuroevo.population import Member
+from neuroevo.state import RunState
 from neuroevo.state import load as load_state
 from tests.conftest import tiny_config, tiny_dict
 
@@ -78,19 +79,20 @@ def test_dispatch_order():
         schedule.dispatch_order(items, costs, ids, "lifo")
 
 
-@pytest.mark.parametrize("dispatch", ["longest_first", "fifo"])
-def test_tasks_start_in_dispatch_order(ray_local, tmp_path, dispatch):
+@pytest.mark.parametrize("order", ["longest_first", "fifo"])
+def test_tasks_start_in_dispatch_order(ray_local, tmp_path, order):
     """One task at a time (each takes both CPUs), so the start order is the dispatch order."""
-    cfg = tiny_config(space=WIDE, evolve={"population": 5, "generations": 1, "dispatch": dispatch},
+    cfg = tiny_config(space=WIDE, evolve={"population": 5, "generations": 1, "dispatch": order},
                       resources={"num_cpus": 2})
-    population = evolve.fresh_members(cfg, 0, 5)
+    members = population.fresh_members(cfg, 0, 5)
     images = data.load(cfg.data, cfg.seed).array
-    df = evolve.run_generation(cfg, "r", tmp_path, 0, population, ray_local.put(images), len(images))
+    df = pd.DataFrame(t.row for t in dispatch.run_generation(cfg, "r", tmp_path, 0, members, ray_local.put(images),
+                                                          len(images)))
     started = df.sort_values("started_at").chromosome_id.tolist()
-    if dispatch == "fifo":
-        assert started == [m.chromosome.id for m in population]
+    if order == "fifo":
+        assert started == [m.chromosome.id for m in members]
     else:
-        costs = {m.chromosome.id: schedule.cost(m.chromosome, cfg.train, len(images)) for m in population}
+        costs = {m.chromosome.id: schedule.cost(m.chromosome, cfg.train, len(images)) for m in members}
         assert started == sorted(costs, key=lambda i: -costs[i])
 
 
@@ -111,7 +113,7 @@ def both_modes(ray_local, tmp_path_factory):
     for mode in ("generational", "steady_state"):
         cfg = tiny_config(evolve={"population": 4, "generations": 3, "elite_fraction": 0.5, "mode": mode},
                           train={"epochs": 1, "steps_per_epoch": 4})
-        first = list(evolve.fresh_members(cfg, 0, 4))
+        first = list(population.fresh_members(cfg, 0, 4))
         first[0] = Member(_heavy(first[0].chromosome, 96), 0, 0)
         run_dir = tmp_path_factory.mktemp(mode)
         evolve.evolve(cfg, mode, run_dir, data.load(cfg.data, cfg.seed).array, RunState((tuple(first),), 0))
@@ -148,11 +150,11 @@ def test_steady_state_starts_the_next_generation_before_a_slow_one_ends(both_mod
 def test_early_starts_that_selection_did_not_choose_are_discarded(ray_local, tmp_path, capsys):
     cfg = tiny_config(evolve={"population": 4, "generations": 2, "mode": "steady_state"})
     images = data.load(cfg.data, cfg.seed).array
-    runner = evolve.SteadyState(cfg, "r", tmp_path, ray_local.put(images), len(images))
-    runner.run_generation(0, evolve.fresh_members(cfg, 0, 4))  # the second slot starts generation 1 early
+    runner = dispatch.SteadyState(cfg, "r", tmp_path, ray_local.put(images), len(images))
+    runner.run_generation(0, population.fresh_members(cfg, 0, 4))  # the second slot starts generation 1 early
     assert runner.started.get(1)
-    other = tuple(Member(m.chromosome, 1, 0) for m in evolve.fresh_members(replace(cfg, seed=99), 1, 4))
-    df = runner.run_generation(1, other)
+    other = tuple(Member(m.chromosome, 1, 0) for m in population.fresh_members(replace(cfg, seed=99), 1, 4))
+    df = pd.DataFrame(t.row for t in runner.run_generation(1, other))
     assert sorted(df.chromosome_id) == sorted(m.chromosome.id for m in other)
     assert "started early are not in generation 1" in capsys.readouterr().err
     assert not runner.running and not runner.queued
@@ -172,7 +174,7 @@ def test_a_killed_steady_state_run_resumes_to_the_generational_history(ray_local
                              "--set", "run_id=killed"], cwd=tmp_path, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.monotonic() + 240
-    while time.monotonic() < deadline and proc.poll() is None and not logs.generation_dir(run_dir, 0).exists():
+    while time.monotonic() < deadline and proc.poll() is None and not rundir.generation_dir(run_dir, 0).exists():
         time.sleep(0.01)
     os.killpg(proc.pid, signal.SIGKILL)  # the driver and its local Ray, as a dead host would end them
     proc.wait()

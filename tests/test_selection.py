@@ -11,7 +11,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from neuroevo import architecture, config, data, evolve, genome, logs, selection, spaces, variation
+from neuroevo import architecture, config, data, evolve, genome, logs, population, rundir, selection, spaces, variation
 from neuroevo.spaces import v2
 from neuroevo.spaces.v2 import ChromosomeV2
 from neuroevo.model import build, noise
@@ -241,7 +241,7 @@ def test_dcgan_seeds_the_first_population(ray_local, tmp_path):
     assert len(df) == 4 and len(seed) == 1 and seed.status.iloc[0] == "ok"
     assert genome.from_json(seed.chromosome.iloc[0]) == v2.dcgan(12, 3, batch_size=32)
     # the other three are the random members a run without the seed draws first
-    plain = evolve.fresh_members(cfg, 0, 3)
+    plain = population.fresh_members(cfg, 0, 3)
     assert set(df[df.operator == "random"].chromosome_id) == {m.chromosome.id for m in plain}
 
 
@@ -284,8 +284,8 @@ def test_elites_keep_their_weights_and_a_resumed_run_keeps_them_too(ray_local, t
 
 def test_an_old_state_file_loads_with_the_reference_lineage(tmp_path):
     cfg = config.load("demo")
-    pop0 = evolve.fresh_members(cfg, 0, 3)
-    pop1 = (pop0[0], *evolve.fresh_members(cfg, 1, 2))
+    pop0 = population.fresh_members(cfg, 0, 3)
+    pop1 = (pop0[0], *population.fresh_members(cfg, 1, 2))
     doc = {"seed": 0, "completed": 1, "generations": [
         {"generation": g, "elite_ids": [], "population": [
             {"chromosome": m.chromosome.to_json(), "born_generation": m.born_generation, "resampled": m.resampled}
@@ -300,7 +300,7 @@ def test_an_old_state_file_loads_with_the_reference_lineage(tmp_path):
 
 def test_an_old_schema_generation_reads_with_nulls_in_the_new_columns(tmp_path):
     cfg = config.load("demo")
-    m = evolve.fresh_members(cfg, 0, 1)[0]
+    m = population.fresh_members(cfg, 0, 1)[0]
     row = {"run_id": "r", **logs.gene_columns(m.chromosome), "born_generation": 0, "is_elite": False, "parents": [],
            "operator": "random", "resampled": 0, "task_seed": 1, "params_g": 1, "params_d": 1, "d_loss": 1.0,
            "g_loss": 1.0, "d_losses": [1.0], "g_losses": [1.0], "fitness": 0.5, "status": "ok", "error": "",
@@ -309,8 +309,8 @@ def test_an_old_schema_generation_reads_with_nulls_in_the_new_columns(tmp_path):
     logs.write_generation(tmp_path, 1, [row])
     new_columns = ["parents", "operator", "space", "loss", "g_optimiser", "d_optimiser"]
     old = pa.Table.from_pylist([{**row, "schema_version": 1}], schema=logs.SCHEMA).drop_columns(new_columns)
-    logs.generation_dir(tmp_path, 0).mkdir(parents=True)
-    pq.write_table(old, logs.generation_dir(tmp_path, 0) / "part-0.parquet")
+    rundir.generation_dir(tmp_path, 0).mkdir(parents=True)
+    pq.write_table(old, rundir.generation_dir(tmp_path, 0) / "part-0.parquet")
     df = logs.read_generations(tmp_path)
     assert df.generation.tolist() == [0, 1] and df.schema_version.tolist() == [1, 2]
     assert df.operator.isna().tolist() == [True, False] and df.loss.tolist()[1] == "bce" and pd.isna(df.loss[0])

@@ -1,0 +1,246 @@
+"""The two ways a generation's tasks are dispatched, and what is kept of each finished task.
+
+- Generational (run_generation): every member is submitted at once, longest first (evolve.dispatch), and the
+  generation ends when its last task does.
+- SteadyState (evolve.mode steady_state): the same chromosomes, seeds and rows, but a task slot that frees up at
+  a generation's end starts the next generation's chromosomes whose genes are already known.
+
+Both evaluate each finished task once (fitness.evaluate), build its log row from that (logs.row) and log the
+generation when all its members are in: the Parquet file, the best's artifacts and, with evolve.keep_weights,
+the elites' weights.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import ray
+
+from neuroevo import data, fitness, logs, progress, ranking, rundir, schedule
+from neuroevo.config import RunConfig
+from neuroevo.fitness import Evaluation
+from neuroevo.population import Evaluated, Member, early_members, elites, task_seed
+from neuroevo.task import has_room, outcome, task_resources, train_task
+
+
+@dataclass(frozen=True)
+class Trained:
+    """A member's finished task as the driver keeps it."""
+    member: Member
+    evaluation: Evaluation
+    row: dict[str, Any]  # its log row
+    artifacts: ray.ObjectRef  # train.Artifacts (weights, samples), or None when the training failed
+
+    @property
+    def evaluated(self) -> Evaluated:
+        return Evaluated(self.member, self.evaluation.fitness)
+
+
+@dataclass(frozen=True)
+class _Task:
+    generation: int
+    member: Member
+    seed: int
+    artifacts: ray.ObjectRef
+    resources: dict[str, float]
+
+
+def dispatch_order(cfg: RunConfig, population: tuple[Member, ...], n_images: int | None) -> list[Member]:
+    costs = [schedule.cost(m.chromosome, cfg.train, n_images) for m in population]
+    return schedule.dispatch_order(population, costs, [m.chromosome.id for m in population], cfg.evolve.dispatch)
+
+
+def _start_weights(run_dir: Path, generation: int, m: Member) -> bytes | None:
+    """evolve.keep_weights: an elite starts from the weights it ended the generation before with."""
+    path = rundir.weights_file(run_dir, generation, m.chromosome.id)
+    return path.read_bytes() if m.born_generation < generation and path.is_file() else None
+
+
+def _submit(cfg: RunConfig, run_dir: Path, generation: int, m: Member, images_ref: ray.ObjectRef | data.Cache,
+            resources: dict[str, float]) -> tuple[ray.ObjectRef, _Task]:
+    seed = task_seed(cfg.seed, generation, m.chromosome.id)
+    init = _start_weights(run_dir, generation, m) if cfg.evolve.keep_weights else None
+    # a task whose worker or node dies is rerun elsewhere; one that raises is not (training is deterministic)
+    report_ref, art_ref = train_task.options(name=f"train-g{generation}-{m.chromosome.id}", **resources).remote(
+        m.chromosome, images_ref, cfg.train, seed, cfg.data.flip, init)
+    return report_ref, _Task(generation, m, seed, art_ref, resources)
+
+
+def _collect(cfg: RunConfig, run_id: str, ref: ray.ObjectRef, task: _Task) -> Trained:
+    """A finished task, whether it trained, failed or its worker died: evaluated once, then its row."""
+    report, failure = outcome(ref)
+    evaluation = fitness.evaluate(report.result if report else None, cfg.fitness, task.member.chromosome.loss,
+                                  failure)
+    row = logs.row(run_id, task.generation, task.member, task.seed, report, evaluation)
+    return Trained(task.member, evaluation, row, task.artifacts)
+
+
+def _cancel(running: dict[ray.ObjectRef, _Task]) -> None:
+    for ref in running:
+        ray.cancel(ref, force=True)
+
+
+def log_generation(cfg: RunConfig, run_dir: Path, generation: int, trained: list[Trained]) -> None:
+    """Write a trained generation's rows, the best's weights, samples and chromosome, and with keep_weights the
+    weights the elites will start the next generation from (the elites population.elites will keep)."""
+    logs.write_generation(run_dir, generation, [t.row for t in trained])
+    by_member = {t.member: t for t in trained}
+    best = trained[ranking.order([t.evaluation.fitness for t in trained],
+                                 chromosome_id=[t.member.chromosome.id for t in trained])[0]]
+    if best.evaluation.status == "ok":
+        art = ray.get(best.artifacts)
+        rundir.write(rundir.best_weights(run_dir, generation), art.weights)
+        rundir.write(rundir.best_samples(run_dir, generation), art.samples_png)
+        rundir.write(rundir.best_chromosome(run_dir, generation), best.member.chromosome.to_json() + "\n")
+    if cfg.evolve.keep_weights:
+        for m in elites(cfg, [t.evaluated for t in trained]):
+            if by_member[m].evaluation.status == "ok":
+                rundir.write(rundir.weights_file(run_dir, generation + 1, m.chromosome.id),
+                             ray.get(by_member[m].artifacts).weights)
+
+
+def run_generation(cfg: RunConfig, run_id: str, run_dir: Path, generation: int, population: tuple[Member, ...],
+                   images_ref: ray.ObjectRef | data.Cache, n_images: int | None = None) -> list[Trained]:
+    """Train every member (elites too, from fresh weights unless evolve.keep_weights) and log the generation;
+    returns the trained members in population order.
+
+    Every task is submitted at once, in cfg.evolve.dispatch order (n_images: the dataset's size, for the cost
+    estimate); Ray starts queued tasks in that order as workers free up. Always logs exactly one row per
+    member. On Ctrl-C the running tasks are cancelled and nothing is written.
+    """
+    total = ray.cluster_resources()
+    pending = dict(_submit(cfg, run_dir, generation, m, images_ref, task_resources(cfg, m.chromosome, total))
+                   for m in dispatch_order(cfg, population, n_images))
+    finished: dict[Member, Trained] = {}
+    bar = progress.GenerationBar(generation, len(population))
+    try:
+        while pending:
+            [done], _ = ray.wait(list(pending), num_returns=1)
+            t = _collect(cfg, run_id, done, pending.pop(done))
+            finished[t.member] = t
+            bar.task_done(t.row)
+    except KeyboardInterrupt:
+        _cancel(pending)
+        raise
+    finally:
+        bar.close()
+    trained = [finished[m] for m in population]
+    log_generation(cfg, run_dir, generation, trained)
+    return trained
+
+
+@dataclass(frozen=True)
+class Generational:
+    """run_generation for one run: every member of a generation submitted at once."""
+    cfg: RunConfig
+    run_id: str
+    run_dir: Path
+    images_ref: ray.ObjectRef | data.Cache
+    n_images: int | None = None
+
+    def run_generation(self, generation: int, population: tuple[Member, ...]) -> list[Trained]:
+        return run_generation(self.cfg, self.run_id, self.run_dir, generation, population, self.images_ref,
+                              self.n_images)
+
+
+LOOKAHEAD = 2  # steady_state starts chromosomes at most this many generations past the one it is finishing
+
+
+@dataclass
+class SteadyState:
+    """Runs the generations of generational mode, with the same chromosomes, seeds and rows, but lets no
+    task slot wait at a generation's end.
+
+    While generation g is unfinished, a slot that frees up starts the next chromosome whose genes are already
+    known: one of g's own, else one of early_members(g + 1), then of g + 2 (LOOKAHEAD), which are drawn from the
+    run seed alone. Members that depend on g's fitness (the elites carried into g + 1) start as soon as g is
+    logged. Earlier generations go first; within one, cfg.evolve.dispatch decides. A generation is logged once
+    all its members are in, so logs, state.json and --resume are exactly as in generational mode.
+    """
+
+    cfg: RunConfig
+    run_id: str
+    run_dir: Path
+    images_ref: ray.ObjectRef | data.Cache
+    n_images: int | None = None
+    running: dict[ray.ObjectRef, _Task] = field(default_factory=dict)
+    queued: list[tuple[int, int, Member]] = field(default_factory=list)  # (generation, place in dispatch order, member)
+    started: dict[int, set[Member]] = field(default_factory=dict)  # queued, running or finished
+    finished: dict[int, dict[Member, Trained]] = field(default_factory=dict)
+    horizon: int = -1  # the last generation whose known members are queued
+    bars: dict[int, progress.GenerationBar] = field(default_factory=dict)
+
+    def run_generation(self, generation: int, population: tuple[Member, ...]) -> list[Trained]:
+        """Generation `generation`, whose population is now known: trained and logged as run_generation does."""
+        self._settle(generation, population)
+        finished = self.finished.setdefault(generation, {})
+        total = ray.cluster_resources()
+        try:
+            while len(finished) < len(population):
+                self._fill(generation, total)
+                [done], _ = ray.wait(list(self.running), num_returns=1)
+                task = self.running.pop(done)
+                t = _collect(self.cfg, self.run_id, done, task)
+                self.finished.setdefault(task.generation, {})[t.member] = t
+                self._bar(task.generation).task_done(t.row)
+        except KeyboardInterrupt:
+            _cancel(self.running)
+            for bar in self.bars.values():
+                bar.close()
+            raise
+        self._bar(generation).close()
+        del self.finished[generation], self.started[generation], self.bars[generation]
+        trained = [finished[m] for m in population]
+        log_generation(self.cfg, self.run_dir, generation, trained)
+        return trained
+
+    def _bar(self, generation: int) -> progress.GenerationBar:
+        if generation not in self.bars:
+            self.bars[generation] = progress.GenerationBar(generation, self.cfg.evolve.population)
+        return self.bars[generation]
+
+    def _queue(self, generation: int, members: tuple[Member, ...]) -> None:
+        started = self.started.setdefault(generation, set())
+        for place, m in enumerate(dispatch_order(self.cfg, members, self.n_images)):
+            if m not in started:
+                started.add(m)
+                self.queued.append((generation, place, m))
+        self.horizon = max(self.horizon, generation)
+
+    def _settle(self, generation: int, population: tuple[Member, ...]) -> None:
+        """Queue the members not started yet; drop any started early that are not in the population."""
+        wrong = self.started.get(generation, set()) - set(population)
+        if wrong:
+            print(f"steady_state: {len(wrong)} chromosome(s) started early are not in generation {generation}; "
+                  "their training is discarded", file=sys.stderr)
+            self.queued = [q for q in self.queued if not (q[0] == generation and q[2] in wrong)]
+            for ref, task in list(self.running.items()):
+                if task.generation == generation and task.member in wrong:
+                    del self.running[ref]
+                    ray.cancel(ref)  # interrupts the training; the worker lives on
+            for m in wrong:
+                self.finished.get(generation, {}).pop(m, None)
+                self.started[generation].discard(m)
+        self._queue(generation, population)
+
+    def _fill(self, generation: int, total: dict[str, float]) -> None:
+        """Start queued tasks, earliest generation first, while the cluster (`total`) has room for them; look
+        ahead when none is queued. Only what can run now is submitted, so a later elite never queues behind
+        them."""
+        while True:
+            if not self.queued:
+                ahead = self.horizon + 1
+                if ahead > generation + LOOKAHEAD or ahead >= self.cfg.evolve.generations:
+                    return
+                self._queue(ahead, early_members(self.cfg, ahead))
+                continue
+            item = min(self.queued, key=lambda q: q[:2])
+            need = task_resources(self.cfg, item[2].chromosome, total)
+            if self.running and not has_room(total, [t.resources for t in self.running.values()], need):
+                return
+            self.queued.remove(item)
+            ref, task = _submit(self.cfg, self.run_dir, item[0], item[2], self.images_ref, need)
+            self.running[ref] = task

@@ -1,0 +1,92 @@
+"""Who is in each generation: the first population, the next one from an evaluated generation, and each
+member's training seed. Pure functions of the config, the run seed and fitness; no Ray, no torch.
+
+Every random draw comes from a generator seeded with (run seed, generation, stream), so the same seed gives the
+same members in every run, resumed or not.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Sequence
+
+import numpy as np
+
+from neuroevo import genome, selection
+from neuroevo.config import RunConfig, elite_count
+from neuroevo.genome import Genome
+
+_SAMPLE_STREAM = 1  # keeps the sampler's random stream apart from any other drawn from the run seed
+_BREED_STREAM = 2  # the random stream of mutation, crossover and tournaments
+
+
+@dataclass(frozen=True)
+class Member:
+    chromosome: Genome
+    born_generation: int  # an elite carried into generation g has born_generation < g
+    resampled: int  # chromosomes rejected for max_params before this one was drawn
+    parents: tuple[str, ...] = ()  # chromosome ids; an elite's parent is itself, in the generation before
+    operator: str = "random"  # what made it: seed | random | elite | mutation | crossover | tournament
+
+
+@dataclass(frozen=True)
+class Evaluated:
+    """A member of a trained generation and its fitness: what selection reads."""
+    member: Member
+    fitness: float
+
+
+def task_seed(run_seed: int, generation: int, chromosome_id: str) -> int:
+    """A training seed that depends only on the run seed, the generation and the chromosome."""
+    ss = np.random.SeedSequence([run_seed, generation, int(chromosome_id, 16)])
+    return int(ss.generate_state(1, np.uint64)[0] >> np.uint64(1))  # fits a signed int64
+
+
+def fresh_members(cfg: RunConfig, generation: int, count: int) -> tuple[Member, ...]:
+    """`count` new random chromosomes; the same (seed, generation) always gives the same ones."""
+    rng = np.random.default_rng([cfg.seed, generation, _SAMPLE_STREAM])
+    members = []
+    for _ in range(count):
+        ch, rejected = genome.sample(cfg.space, cfg.data.image_size, cfg.data.channels, rng)
+        members.append(Member(ch, generation, rejected))
+    return tuple(members)
+
+
+def initial_population(cfg: RunConfig) -> tuple[Member, ...]:
+    """Generation 0: the seed chromosomes (evolve.seed_chromosomes), then random ones."""
+    seeds = tuple(Member(genome.seed(name, cfg.data.image_size, cfg.data.channels, cfg.space.batch_size), 0, 0,
+                         operator="seed") for name in cfg.evolve.seed_chromosomes)
+    return seeds + fresh_members(cfg, 0, cfg.evolve.population - len(seeds))
+
+
+def bred_members(cfg: RunConfig, generation: int, evaluated: Sequence[Evaluated]) -> tuple[Member, ...]:
+    """The non-elite places of `generation` by the strategy evolve.strategy (not random), from the generation
+    before; the same (seed, generation) and fitness always give the same children."""
+    rng = np.random.default_rng([cfg.seed, generation, _BREED_STREAM])
+    n_elite = elite_count(cfg.evolve)
+    children = selection.breed(cfg.evolve.strategy, [e.member.chromosome for e in evaluated],
+                               [e.fitness for e in evaluated], n_elite, cfg.evolve.population - n_elite, cfg.space,
+                               rng, cfg.evolve.tournament_size)
+    return tuple(Member(c.chromosome, generation, c.rejected, c.parents, c.operator) for c in children)
+
+
+def elites(cfg: RunConfig, evaluated: Sequence[Evaluated]) -> list[Member]:
+    """The elite_count fittest members of a generation, kept unchanged into the next."""
+    members = [e.member for e in evaluated]
+    return selection.elites(members, [e.fitness for e in evaluated], [m.chromosome.id for m in members],
+                            elite_count(cfg.evolve))
+
+
+def next_population(cfg: RunConfig, generation: int, evaluated: Sequence[Evaluated]) -> tuple[Member, ...]:
+    """Generation `generation`'s members: the elites of the one before, then the strategy's newcomers."""
+    kept = tuple(replace(m, parents=(m.chromosome.id,), operator="elite") for m in elites(cfg, evaluated))
+    if cfg.evolve.strategy == "random":
+        return kept + fresh_members(cfg, generation, cfg.evolve.population - elite_count(cfg.evolve))
+    return kept + bred_members(cfg, generation, evaluated)
+
+
+def early_members(cfg: RunConfig, generation: int) -> tuple[Member, ...]:
+    """The members of `generation` whose genes depend on no fitness: the fresh chromosomes that replace the
+    non-elites (evolve.strategy random). steady_state mode trains them before the generation before them is
+    finished."""
+    return fresh_members(cfg, generation, cfg.evolve.population - elite_count(cfg.evolve))

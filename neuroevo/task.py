@@ -1,0 +1,87 @@
+"""One chromosome's training as one Ray task: the task, what it asks the cluster for, and what a failed task
+means.
+
+torch and the training code load inside the task only, on the worker: the driver never imports torch.
+"""
+
+from __future__ import annotations
+
+import socket
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING
+
+import numpy as np
+import ray
+
+from neuroevo import data, memory
+from neuroevo.config import RunConfig, TrainConfig
+from neuroevo.genome import Genome
+
+if TYPE_CHECKING:
+    from neuroevo.train import Artifacts, TrainResult
+
+
+@dataclass(frozen=True)
+class TaskReport:
+    result: TrainResult
+    node: str  # host name / the first 8 characters of Ray's node id
+    gpu_ids: tuple[str, ...]
+    started_at: datetime
+    finished_at: datetime
+
+
+@ray.remote(num_returns=2)
+def train_task(ch: Genome, images: np.ndarray | data.Cache, cfg: TrainConfig, seed: int, flip: bool = False,
+               init_weights: bytes | None = None) -> tuple[TaskReport, Artifacts | None]:
+    import torch
+
+    from neuroevo import train
+
+    started = datetime.now(timezone.utc)
+    # Ray reuses a worker for tasks of any size, and torch keeps the thread count of the first: use this task's
+    # CPUs, or a 1-CPU task could train with more threads than it was given, and with other float rounding
+    torch.set_num_threads(max(1, int(ray.get_runtime_context().get_assigned_resources().get("CPU", 1))))
+    gpu_ids = tuple(str(g) for g in ray.get_gpu_ids())
+    result, art = train.run(ch, data.attach(images), cfg, seed, train.pick_device(len(gpu_ids)), flip, init_weights)
+    node = f"{socket.gethostname()}/{ray.get_runtime_context().get_node_id()[:8]}"
+    return TaskReport(result, node, gpu_ids, started, datetime.now(timezone.utc)), art
+
+
+def task_resources(cfg: RunConfig, ch: Genome | None = None,
+                   total: dict[str, float] | None = None) -> dict[str, float]:
+    """What one training task asks Ray for. `ch` is needed only for num_gpus: memory; `total` is the cluster's
+    resources (ray.cluster_resources(), asked here when not given)."""
+    num_gpus = cfg.resources.num_gpus
+    if num_gpus is None or num_gpus == "memory":
+        if (ray.cluster_resources() if total is None else total).get("GPU", 0) == 0:
+            num_gpus = 0.0
+        elif num_gpus == "memory":
+            num_gpus = memory.gpu_share(ch, cfg.resources.gpu_memory_gb)
+        else:
+            num_gpus = 1.0
+    return {"num_cpus": cfg.resources.num_cpus, "num_gpus": num_gpus, "max_retries": cfg.resources.max_retries}
+
+
+def has_room(total: dict[str, float], running: list[dict[str, float]], need: dict[str, float]) -> bool:
+    """Whether a task needing `need` fits in the cluster's `total` resources beside the running tasks."""
+    return all(sum(r[key] for r in running) + need[key] <= total.get(name, 0.0) + 1e-9
+               for name, key in (("CPU", "num_cpus"), ("GPU", "num_gpus")))
+
+
+def outcome(ref: ray.ObjectRef) -> tuple[TaskReport | None, tuple[str, str]]:
+    """A finished task's report, or None and (status, error) when it returned none."""
+    try:
+        return ray.get(ref), ("", "")
+    except ray.exceptions.RayError as e:
+        return None, _failure(e)
+
+
+def _failure(e: ray.exceptions.RayError) -> tuple[str, str]:
+    """(status, error) of a task that returned no report."""
+    if isinstance(e, ray.exceptions.RayTaskError):  # the training code raised
+        return "failed", " ".join(str(e.cause if e.cause is not None else e).split())[:2000]
+    if isinstance(e, ray.exceptions.OutOfMemoryError):  # Ray's memory monitor killed the worker (host RAM)
+        return "oom", " ".join(str(e).split())[:2000]
+    # the worker or its node died, past cfg.resources.max_retries re-runs
+    return "lost", f"{type(e).__name__}: " + " ".join(str(e).split())[:2000]
