@@ -1,11 +1,16 @@
-"""Shared fixtures: a tiny config that trains in about a second, one Ray instance per test module."""
+"""Shared fixtures and helpers: a tiny config that trains in about a second, one Ray instance per test module, the
+CLI as a subprocess, a run's logs read by pandas alone, an HTML page's images and table cells."""
 
 from __future__ import annotations
 
 import copy
 import os
+import subprocess
+import sys
+from html.parser import HTMLParser
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from neuroevo import config
@@ -76,3 +81,39 @@ def ray_local():
 needs_cifar_subset = pytest.mark.skipif(
     not CIFAR_SUBSET.is_dir(),
     reason=f"real CIFAR-10 images not found at {CIFAR_SUBSET} (set NEUROEVO_SHARED to the folder holding data/)")
+
+
+def neuroevo(*args, cwd=None, timeout=300, **kwargs) -> subprocess.CompletedProcess:
+    """`python -m neuroevo ARGS...` as a user runs it: its exit code, stdout and stderr (text)."""
+    return subprocess.run([sys.executable, "-m", "neuroevo", *map(str, args)], capture_output=True, text=True,
+                          cwd=cwd, timeout=timeout, **kwargs)
+
+
+def plain(*run_dirs) -> pd.DataFrame:
+    """Runs' logs read by pandas alone (no neuroevo code), with `run_dir` and `generation` as an int."""
+    frames = [pd.read_parquet(Path(d) / "generations").assign(run_dir=str(d)) for d in run_dirs]
+    df = pd.concat(frames, ignore_index=True)
+    return df.assign(generation=df["generation"].astype(int))
+
+
+class Page(HTMLParser):
+    """An HTML page's <img> attributes, linked resources, <td> texts and title."""
+
+    def __init__(self):
+        super().__init__()
+        self.images, self.links, self.cells, self.title = [], [], [], ""
+        self._in = None
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "img":
+            self.images.append(attrs)
+        if tag in ("a", "link", "script") and (attrs.get("href") or attrs.get("src")):
+            self.links.append(attrs)
+        self._in = tag
+
+    def handle_data(self, text):
+        if self._in == "td":
+            self.cells.append(text)
+        if self._in == "title":
+            self.title += text

@@ -1,18 +1,10 @@
 """`neuroevo run` as a user runs it: a subprocess, its exit code, its output, its files."""
 
-import subprocess
-import sys
-
 import pandas as pd
 import pytest
 import yaml
 
-from tests.conftest import CIFAR_SUBSET, needs_cifar_subset, tiny_dict
-
-
-def neuroevo(*args, cwd=None, timeout=300):
-    return subprocess.run([sys.executable, "-m", "neuroevo", *args], capture_output=True, text=True,
-                          cwd=cwd, timeout=timeout)
+from tests.conftest import CIFAR_SUBSET, needs_cifar_subset, neuroevo, tiny_dict
 
 
 def test_run_writes_logs_and_reports_the_best(tmp_path):

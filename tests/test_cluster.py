@@ -102,6 +102,7 @@ def head_node(tmp_path):
         shutil.rmtree(temp_dir, ignore_errors=True)
 
 
+@pytest.mark.slow
 def test_ray_job_submit_runs_neuroevo_and_its_parquet_logs_read_back(head_node, tmp_path):
     address, env = head_node
     run_dir = tmp_path / "shared" / "runs" / "submitted"  # out_dir stands for storage that outlives the head
@@ -197,6 +198,7 @@ def node_ids(workers) -> set[str]:
     return {w.node_id for w in workers}
 
 
+@pytest.mark.slow
 def test_one_gpu_per_task_never_shares_a_gpu_and_spreads_over_nodes(cluster):
     _, workers = cluster
     resources = task.task_resources(tiny_config())  # num_gpus unset: one GPU, as the cluster has GPUs
@@ -210,6 +212,7 @@ def test_one_gpu_per_task_never_shares_a_gpu_and_spreads_over_nodes(cluster):
     assert all(sorted(gpus) == ["0", "1"] for gpus in by_node.values())  # no GPU id twice on a node
 
 
+@pytest.mark.slow
 def test_half_a_gpu_per_task_packs_two_tasks_on_each_gpu(cluster):
     _, workers = cluster
     resources = task.task_resources(tiny_config(resources={"num_gpus": 0.5, "num_cpus": 0.5}))
@@ -220,6 +223,7 @@ def test_half_a_gpu_per_task_packs_two_tasks_on_each_gpu(cluster):
     assert all(len(gpus) == 1 for _, gpus in per_gpu)
 
 
+@pytest.mark.slow
 def test_generation_with_memory_sized_gpu_shares_logs_node_and_gpu(cluster, tmp_path):
     _, workers = cluster
     cfg = tiny_config(resources={"num_gpus": "memory", "gpu_memory_gb": 4}, evolve={"population": 4})
@@ -250,6 +254,7 @@ def running_tasks(node, prefix: str) -> int:
     return count
 
 
+@pytest.mark.slow
 def test_node_lost_mid_generation_loses_no_chromosome(cluster, tmp_path):
     """Both worker nodes are kept busy, so the generation's first tasks can only run on a third node; that node
     is killed while it trains them. Ray reruns them on the other nodes: the generation has every row."""

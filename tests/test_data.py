@@ -20,7 +20,7 @@ from PIL import Image
 
 from neuroevo import config, data, train
 from neuroevo.config import ConfigError, DataConfig
-from tests.conftest import CIFAR_SUBSET, needs_cifar_subset, tiny_dict
+from tests.conftest import CIFAR_SUBSET, needs_cifar_subset, neuroevo, tiny_dict
 
 ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # Ray's workers cannot import this module
 
@@ -45,11 +45,6 @@ def grey_folder(root: Path, n_per_class=20, corrupt=()) -> Path:
 
 def values(images: data.Images) -> list[int]:
     return [int(v) // 3 for v in images.array[:, 0, 0, 0]]
-
-
-def neuroevo(*args, cwd, timeout=300):
-    return subprocess.run([sys.executable, "-m", "neuroevo", *args], capture_output=True, text=True, cwd=cwd,
-                          timeout=timeout)
 
 
 # ---- the real CIFAR-10 images as an image folder -----------------------------------------------------------

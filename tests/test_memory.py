@@ -1,6 +1,7 @@
 """The training-memory estimate against what autograd really keeps, and the GPU share chosen from it."""
 
 import dataclasses
+import math
 
 import numpy as np
 import pytest
@@ -74,3 +75,67 @@ def test_num_gpus_memory_is_a_config_value():
         tiny_config(resources={"gpu_memory_gb": 0})
     with pytest.raises(config.ConfigError, match=r"^resources\.max_retries"):
         tiny_config(resources={"max_retries": -1})
+
+
+# --- num_gpus: memory on a real Ray cluster with logical GPUs, for v2 chromosomes and the DCGAN seed ----------
+
+
+@pytest.fixture(scope="module")
+def ray_with_gpus():
+    """A local Ray instance with two logical GPUs (no CUDA here: tasks that get a GPU share train on the CPU)."""
+    import ray
+
+    ray.init(address="local", num_cpus=2, num_gpus=2, _node_ip_address="127.0.0.1", include_dashboard=False,
+             log_to_driver=False, configure_logging=False)
+    yield ray
+    ray.shutdown()
+
+
+V2_TINY = ["data.source=demo", "data.image_size=16", "data.subset=128", "space.channels=[8,16]",
+           "space.fc_units=[16,32]", "space.start_side=[4,4]", "space.batch_size=16", "space.schedules=[none]",
+           "train.epochs=1", "train.steps_per_epoch=2", "train.sample_grid=4", "evolve.population=3",
+           "evolve.generations=2", "resources.num_gpus=memory"]
+
+
+def test_memory_sized_shares_of_v2_and_dcgan_chromosomes_train_on_logical_gpus(ray_with_gpus, tmp_path,
+                                                                               monkeypatch):
+    from ray.remote_function import RemoteFunction
+
+    from neuroevo import data, evolve, logs, population, task
+    from neuroevo.spaces import v2
+
+    # the dcgan preset: its seed and two random v2 chromosomes in generation 0, mutants of the elite in 1
+    cfg = config.load("dcgan", V2_TINY)
+    first = [m.chromosome for m in population.initial_population(cfg)]
+    assert [ch.space for ch in first] == ["v2"] * 3 and first[0] == v2.dcgan(16, 3, 16)
+    need = sorted(memory.training_bytes(ch) for ch in first)
+    assert need[0] < need[-1]
+    # a GPU on which the smallest fits in an eighth and the largest does not: their shares differ
+    gb = 8 * math.sqrt(need[0] * need[-1]) / 2**30
+    cfg = config.load("dcgan", V2_TINY + [f"resources.gpu_memory_gb={gb!r}"])
+    assert len({memory.gpu_share(ch, gb) for ch in first}) >= 2
+
+    asked = {}  # task name -> the GPUs it asked Ray for
+    options = RemoteFunction.options
+
+    def spy(self, **task_options):
+        asked[task_options.get("name")] = task_options.get("num_gpus")
+        return options(self, **task_options)
+
+    monkeypatch.setattr(RemoteFunction, "options", spy)
+    images = data.load(cfg.data, cfg.seed).array
+    evolve.evolve(cfg, "shares", tmp_path, images)
+    monkeypatch.undo()
+
+    df = logs.read_generations(tmp_path)
+    assert len(df) == 6 and (df.status == "ok").all(), df.error.tolist()
+    assert (df.device == "cpu").all()  # a logical GPU has no CUDA behind it
+    assert all(len(ids) == 1 and ids[0] in ("0", "1") for ids in df.gpu_ids)  # but each task held one
+    shares = []
+    for row in df.itertuples():
+        ch = genome.from_json(row.chromosome)
+        share = memory.gpu_share(ch, gb)
+        assert asked[f"train-g{row.generation}-{row.chromosome_id}"] == share, row.chromosome_id
+        assert task.task_resources(cfg, ch)["num_gpus"] == share
+        shares.append(share)
+    assert len(set(shares)) >= 2 and set(shares) <= set(memory.SHARES)

@@ -2,8 +2,6 @@
 
 import json
 import shutil
-import subprocess
-import sys
 from io import StringIO
 
 import pandas as pd
@@ -12,7 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from neuroevo import data, evolve, logs, query
-from tests.conftest import tiny_config
+from tests.conftest import neuroevo, plain, tiny_config
 
 
 @pytest.fixture(scope="module")
@@ -23,18 +21,6 @@ def runs(ray_local, tmp_path_factory):
         cfg = tiny_config(seed=seed, evolve={"population": 4, "generations": 3, "elite_fraction": 0.5})
         evolve.evolve(cfg, name, root / name, data.load(cfg.data, cfg.seed).array)
     return root / "a", root / "b"
-
-
-def plain(*run_dirs) -> pd.DataFrame:
-    """The same logs read by pandas alone."""
-    frames = [pd.read_parquet(d / "generations").assign(run_dir=str(d)) for d in run_dirs]
-    df = pd.concat(frames, ignore_index=True)
-    return df.assign(generation=df["generation"].astype(int))
-
-
-def neuroevo(*args):
-    return subprocess.run([sys.executable, "-m", "neuroevo", *map(str, args)], capture_output=True, text=True,
-                          timeout=120)
 
 
 def test_where_and_sort_match_pandas(runs):

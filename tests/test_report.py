@@ -4,9 +4,6 @@ import base64
 import io
 import json
 import re
-import subprocess
-import sys
-from html.parser import HTMLParser
 
 import numpy as np
 import pytest
@@ -14,14 +11,9 @@ import yaml
 from PIL import Image
 
 from neuroevo import progress, query, report, rundir
-from tests.conftest import tiny_dict
+from tests.conftest import Page, neuroevo, tiny_dict
 
 GENERATIONS = 3
-
-
-def neuroevo(*args, timeout=120):
-    return subprocess.run([sys.executable, "-m", "neuroevo", *map(str, args)], capture_output=True, text=True,
-                          timeout=timeout)
 
 
 @pytest.fixture(scope="module")
@@ -98,27 +90,6 @@ def test_best_lays_out_the_fittest_chromosome(run_dir, history):
     samples = re.search(r"^samples\s+(\S+)$", p.stdout, re.MULTILINE).group(1)
     assert samples.endswith(f"best/generation={top.generation:04d}/samples.png")
     assert Image.open(samples).format == "PNG"
-
-
-class Page(HTMLParser):
-    def __init__(self):
-        super().__init__()
-        self.images, self.links, self.cells, self.title = [], [], [], ""
-        self._in = None
-
-    def handle_starttag(self, tag, attrs):
-        attrs = dict(attrs)
-        if tag == "img":
-            self.images.append(attrs)
-        if tag in ("a", "link", "script") and (attrs.get("href") or attrs.get("src")):
-            self.links.append(attrs)
-        self._in = tag
-
-    def handle_data(self, text):
-        if self._in == "td":
-            self.cells.append(text)
-        if self._in == "title":
-            self.title += text
 
 
 def test_report_writes_valid_plots_and_a_self_contained_page(run_dir, history, tmp_path):

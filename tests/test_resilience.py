@@ -16,7 +16,7 @@ import yaml
 
 from neuroevo import data, dispatch, evolve, logs, population, rundir
 from neuroevo.state import load as load_state
-from tests.conftest import tiny_config, tiny_dict
+from tests.conftest import neuroevo, tiny_config, tiny_dict
 
 # ---------------------------------------------------------------------------------------------------------
 # bad input: one line on stderr, exit code 2, no traceback, nothing written
@@ -56,11 +56,6 @@ BAD_CONFIGS = [
     (["nope.yaml"], "nope.yaml: no such config file or preset"),
     (["--resume", "no-such-run"], "--resume: no-such-run/config.yaml not found"),
 ]
-
-
-def neuroevo(*args, cwd, **kwargs):
-    return subprocess.run([sys.executable, "-m", "neuroevo", *args], capture_output=True, text=True, cwd=cwd,
-                          timeout=300, **kwargs)
 
 
 @pytest.mark.parametrize("args, message", BAD_CONFIGS, ids=[" ".join(a) for a, _ in BAD_CONFIGS])
@@ -120,11 +115,13 @@ def _generation_with_a_killed_worker(ray, tmp_path, max_retries):
     return df.set_index("chromosome_id"), victim
 
 
+@pytest.mark.slow
 def test_a_killed_worker_is_retried(ray_local, tmp_path):
     df, victim = _generation_with_a_killed_worker(ray_local, tmp_path, max_retries=3)
     assert (df.status == "ok").all(), df.error.tolist()
 
 
+@pytest.mark.slow
 def test_a_worker_killed_past_max_retries_is_lost(ray_local, tmp_path):
     df, victim = _generation_with_a_killed_worker(ray_local, tmp_path, max_retries=0)
     assert df.loc[victim, "status"] == "lost" and df.loc[victim, "fitness"] == 0.0
@@ -132,6 +129,7 @@ def test_a_worker_killed_past_max_retries_is_lost(ray_local, tmp_path):
     assert (df.drop(index=victim).status == "ok").all()
 
 
+@pytest.mark.slow
 def test_divergence_and_timeout_are_logged_and_the_run_goes_on(ray_local, tmp_path):
     images = data.load(tiny_config().data, 0).array
     wild = tiny_config(space={"lr": [1e30, 1e31], "momentum": [0.9, 0.9]}, train={"epochs": 2, "steps_per_epoch": 4},
@@ -201,6 +199,7 @@ def _wait_for_generations(run_dir: Path, n: int, proc: subprocess.Popen, timeout
         time.sleep(0.05)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("after", [0, 1, 2, 3])
 def test_sigkill_of_the_driver_then_resume(workdir, uninterrupted, after):
     """Kill -9 once `after` generations are logged, plus a random moment; --resume gives the same run."""
@@ -220,6 +219,7 @@ def test_sigkill_of_the_driver_then_resume(workdir, uninterrupted, after):
     _assert_same_run(_history(run_dir), uninterrupted)
 
 
+@pytest.mark.slow
 def test_ctrl_c_keeps_finished_generations_and_says_how_to_resume(workdir, uninterrupted):
     run_dir = workdir / "runs" / "interrupted"
     proc = _start(workdir, "interrupted")
