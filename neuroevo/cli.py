@@ -1,4 +1,4 @@
-"""`neuroevo run | prepare | query | best | report | sample`
+"""`neuroevo run | prepare | query | best | report | sample | score`
 
 Everything that can be wrong with the input is found before Ray starts: the config, the data, and whether the
 search space yields chromosomes under max_params. Such errors, and a missing run directory or a query DuckDB
@@ -82,6 +82,16 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--n", type=_count, default=64, help="images (default: 64)")
     s.add_argument("--seed", type=int, default=0, help="noise seed (default: 0)")
     s.add_argument("--out", required=True, help="image file to write, e.g. grid.png")
+
+    sc = sub.add_parser("score", help="FID and KID of a saved generator against the run's images or a folder")
+    sc.add_argument("run_dir", metavar="RUN_DIR")
+    sc.add_argument("--generation", type=int, help="whose generator (default: the run's best chromosome's)")
+    sc.add_argument("--chromosome", metavar="ID",
+                    help="a chromosome of that generation other than its best (needs train.keep: all)")
+    sc.add_argument("--samples", type=_count, help="generated images (default: the run's quality.samples)")
+    sc.add_argument("--against", metavar="FOLDER",
+                    help="real images to compare with, root/<class>/<image> (default: the run's training images)")
+    sc.add_argument("--seed", type=int, default=0, help="noise seed (default: 0)")
     return p
 
 
@@ -99,6 +109,7 @@ class Prepared:
     images: data.Images
     state: RunState | None  # None: a new run
     redo: tuple[int, ...]  # logged generations to train again (damaged files)
+    reference: object | None  # quality.Reference of the images, with quality.evaluate on
 
 
 def _load_config(args: argparse.Namespace) -> config.RunConfig:
@@ -164,7 +175,25 @@ def _prepare(args: argparse.Namespace) -> Prepared:
     except genome.SpaceTooTight as e:
         raise InputError(str(e)) from None
     state, redo = _resume_plan(run_dir) if args.resume else (None, ())
-    return Prepared(cfg, run_id, run_dir, _load_data(cfg), state, redo)
+    images = _load_data(cfg)
+    reference = _reference(cfg, images) if cfg.quality.evaluate != "off" else None
+    return Prepared(cfg, run_id, run_dir, images, state, redo, reference)
+
+
+def _reference(cfg: config.RunConfig, images: data.Images) -> object:
+    """The real images' reference statistics for FID and KID: from beside the data cache, or computed there first
+    (once per cache; on this machine's GPU if it has one). Loads the Inception weights, so a missing or corrupt
+    file stops the run here."""
+    from neuroevo import quality
+
+    try:
+        ref = quality.reference(images, max_images=cfg.quality.reference_images, batch_size=cfg.quality.batch_size,
+                                device=quality.local_device(), weights=cfg.quality.extractor_weights,
+                                directory=data.cache_dir(cfg.data), progress=sys.stderr.isatty())
+    except quality.QualityError as e:
+        raise InputError(str(e)) from None
+    print(f"quality: reference statistics of {ref.count:,} real images ({ref.path or 'in memory'})", flush=True)
+    return ref
 
 
 def _load_data(cfg: config.RunConfig) -> data.Images:
@@ -226,7 +255,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     progress.set_quiet(args.quiet)
     try:
-        evolve.evolve(cfg, p.run_id, run_dir, shared, p.state, p.redo)
+        evolve.evolve(cfg, p.run_id, run_dir, shared, p.state, p.redo, p.reference)
     except KeyboardInterrupt:
         completed = load_state(run_dir).completed if rundir.state_file(run_dir).exists() else 0
         logged = f"generations 0-{completed - 1} are logged" if completed else "no generation is logged yet"
@@ -249,7 +278,10 @@ def cmd_prepare(args: argparse.Namespace) -> int:
         cfg = config.load(args.config, args.overrides)
     except config.ConfigError as e:
         raise InputError(str(e)) from None
-    _print_data(_load_data(cfg))
+    images = _load_data(cfg)
+    _print_data(images)
+    if cfg.quality.evaluate != "off":
+        _reference(cfg, images)
     return 0
 
 
@@ -335,8 +367,60 @@ def cmd_sample(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_score(args: argparse.Namespace) -> int:
+    """FID and KID of a saved generator; no Ray, on this machine's GPU if it has one."""
+    import dataclasses
+
+    from neuroevo import quality
+
+    saved = rundir.config_file(args.run_dir)
+    if not saved.is_file():
+        raise InputError(f"{saved}: not found; is {args.run_dir} a neuroevo run directory?")
+    try:
+        cfg = config.load(str(saved))
+    except config.ConfigError as e:
+        raise InputError(f"{saved}: {e}") from None
+    generation = args.generation if args.generation is not None else int(_best(args.run_dir)[1].generation)
+    if args.chromosome:
+        weights = rundir.generator_file(args.run_dir, generation, args.chromosome)
+        if not weights.is_file() and rundir.best_chromosome(args.run_dir, generation).is_file() and \
+                genome.from_json(rundir.best_chromosome(args.run_dir, generation).read_text()).id == args.chromosome:
+            weights = rundir.best_weights(args.run_dir, generation)
+        if not weights.is_file():
+            raise InputError(f"--chromosome: {weights} does not exist; only each generation's best is saved unless "
+                             f"the run had train.keep: all")
+    else:
+        weights = rundir.best_weights(args.run_dir, generation)
+        if not weights.is_file():
+            kept = rundir.best_generations(args.run_dir)
+            raise InputError(f"--generation: {weights} does not exist (saved: {', '.join(map(str, kept)) or 'none'})")
+    data_cfg = cfg.data if not args.against else dataclasses.replace(
+        cfg.data, source="folder", root=args.against, subset=None, subset_pick="first", flip=False)
+    if args.against and not Path(args.against).is_dir():
+        raise InputError(f"--against: {args.against} is not a directory (expected FOLDER/<class>/<image>)")
+    try:
+        images = data.load(data_cfg, cfg.seed, progress=sys.stderr.isatty())
+    except data.DataError as e:
+        raise InputError(str(e).replace("data.root", "--against", 1) if args.against else str(e)) from None
+    q_cfg = cfg.quality if args.samples is None else dataclasses.replace(cfg.quality, samples=args.samples)
+    if q_cfg.samples != "auto" and q_cfg.samples < q_cfg.kid_subset_size:
+        raise InputError(f"--samples: {q_cfg.samples} is fewer than KID's subsets of quality.kid_subset_size="
+                         f"{q_cfg.kid_subset_size}")
+    ref = _reference(dataclasses.replace(cfg, data=data_cfg, quality=q_cfg), images)
+    try:
+        q = quality.measure_generator(weights.read_bytes(), q_cfg, ref, quality.local_device(), args.seed)
+    except quality.QualityError as e:
+        raise InputError(str(e)) from None
+    ch = genome.from_json(rundir.best_chromosome(args.run_dir, generation).read_text()) if not args.chromosome else None
+    who = args.chromosome or (ch.id if ch else "?")
+    print(f"chromosome {who} (generation {generation}): FID {q.fid:.2f}  KID {q.kid:.4f} ± {q.kid_std:.4f}  "
+          f"({q.samples:,} samples against {ref.count:,} real images of {args.against or 'the run'}, "
+          f"{q.seconds:.1f} s)")
+    return 0
+
+
 COMMANDS = {"run": cmd_run, "prepare": cmd_prepare, "query": cmd_query, "best": cmd_best, "report": cmd_report,
-            "sample": cmd_sample}
+            "sample": cmd_sample, "score": cmd_score}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -5,17 +5,21 @@
 - SteadyState (evolve.mode steady_state): the same chromosomes, seeds and rows, but a task slot that frees up at
   a generation's end starts the next generation's chromosomes whose genes are already known.
 
-Both evaluate each finished task once (fitness.evaluate), build its log row from that (logs.row) and log the
-generation when all its members are in: the Parquet file, the best's artifacts and, with evolve.keep_weights,
-the elites' weights.
+Both evaluate each finished task as it comes in (fitness.evaluate), for the line the progress display prints,
+and finish the generation when all its members are in (finish_generation): with quality.evaluate top_k the sample
+quality of the k fittest by the reference formula is measured (quality tasks) and they are evaluated again;
+fitness.kind pareto ranks the generation; then each member's log row is built from its final evaluation, and the
+Parquet file, the best's artifacts, with evolve.keep_weights the elites' weights and with train.keep all every
+generator are written.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import ray
 
@@ -23,20 +27,44 @@ from neuroevo import data, fitness, logs, progress, ranking, rundir, schedule
 from neuroevo.config import RunConfig
 from neuroevo.fitness import Evaluation
 from neuroevo.population import Evaluated, Member, early_members, elites, task_seed
-from neuroevo.task import has_room, outcome, task_resources, train_task
+from neuroevo.task import TaskReport, has_room, outcome, quality_task, task_resources, train_task
+
+if TYPE_CHECKING:
+    from neuroevo.quality import Quality
 
 
 @dataclass(frozen=True)
 class Trained:
     """A member's finished task as the driver keeps it."""
+    run_id: str
+    generation: int
     member: Member
-    evaluation: Evaluation
-    row: dict[str, Any]  # its log row
+    seed: int
+    report: TaskReport | None  # None: the task returned none (failure says why)
+    failure: tuple[str, str]
     artifacts: ray.ObjectRef  # train.Artifacts (weights, samples), or None when the training failed
+    evaluation: Evaluation
+    quality: Quality | None = None
+
+    @property
+    def row(self) -> dict[str, Any]:
+        """Its log row."""
+        return logs.row(self.run_id, self.generation, self.member, self.seed, self.report, self.evaluation,
+                        self.quality)
 
     @property
     def evaluated(self) -> Evaluated:
-        return Evaluated(self.member, self.evaluation.fitness)
+        return Evaluated(self.member, self.evaluation.fitness, self.evaluation.front or 0, self.evaluation.crowding)
+
+    def evaluate(self, cfg: RunConfig, quality: Quality | None) -> Trained:
+        """This member evaluated with its generator's `quality`."""
+        return dataclasses.replace(self, evaluation=_evaluation(cfg, self.report, self.failure, self.member, quality),
+                                   quality=quality)
+
+
+def _evaluation(cfg: RunConfig, report: TaskReport | None, failure: tuple[str, str], m: Member,
+                quality: Quality | None) -> Evaluation:
+    return fitness.evaluate(report.result if report else None, cfg.fitness, m.chromosome.loss, failure, quality)
 
 
 @dataclass(frozen=True)
@@ -60,22 +88,23 @@ def _start_weights(run_dir: Path, generation: int, m: Member) -> bytes | None:
 
 
 def _submit(cfg: RunConfig, run_dir: Path, generation: int, m: Member, images_ref: ray.ObjectRef | data.Cache,
-            resources: dict[str, float]) -> tuple[ray.ObjectRef, _Task]:
+            resources: dict[str, float], reference: ray.ObjectRef | None = None) -> tuple[ray.ObjectRef, _Task]:
     seed = task_seed(cfg.seed, generation, m.chromosome.id)
     init = _start_weights(run_dir, generation, m) if cfg.evolve.keep_weights else None
+    in_task = reference if cfg.quality.evaluate == "all" else None  # top_k measures after the generation
     # a task whose worker or node dies is rerun elsewhere; one that raises is not (training is deterministic)
     report_ref, art_ref = train_task.options(name=f"train-g{generation}-{m.chromosome.id}", **resources).remote(
-        m.chromosome, images_ref, cfg.train, seed, cfg.data.flip, init)
+        m.chromosome, images_ref, cfg.train, seed, cfg.data.flip, init, cfg.evolve.seeds_per_chromosome,
+        cfg.quality, in_task)
     return report_ref, _Task(generation, m, seed, art_ref, resources)
 
 
 def _collect(cfg: RunConfig, run_id: str, ref: ray.ObjectRef, task: _Task) -> Trained:
-    """A finished task, whether it trained, failed or its worker died: evaluated once, then its row."""
+    """A finished task, whether it trained, failed or its worker died, evaluated with what it measured."""
     report, failure = outcome(ref)
-    evaluation = fitness.evaluate(report.result if report else None, cfg.fitness, task.member.chromosome.loss,
-                                  failure)
-    row = logs.row(run_id, task.generation, task.member, task.seed, report, evaluation)
-    return Trained(task.member, evaluation, row, task.artifacts)
+    quality = report.quality if report else None
+    return Trained(run_id, task.generation, task.member, task.seed, report, failure, task.artifacts,
+                   _evaluation(cfg, report, failure, task.member, quality), quality)
 
 
 def _cancel(running: dict[ray.ObjectRef, _Task]) -> None:
@@ -83,9 +112,43 @@ def _cancel(running: dict[ray.ObjectRef, _Task]) -> None:
         ray.cancel(ref, force=True)
 
 
+def measure_top_k(cfg: RunConfig, trained: list[Trained], reference: ray.ObjectRef,
+                  total: dict[str, float]) -> list[Trained]:
+    """quality.evaluate top_k: the sample quality of the quality.top_k members fittest by the reference formula
+    (ties by id), each measured by a quality task on the saved generator; those members evaluated again."""
+    by_reference = dataclasses.replace(cfg.fitness, kind="reference")
+    screen = [_evaluation(dataclasses.replace(cfg, fitness=by_reference), t.report, t.failure, t.member, None)
+              for t in trained]
+    ok = [i for i in ranking.order([e.fitness for e in screen], chromosome_id=[t.member.chromosome.id for t in trained])
+          if screen[i].status == "ok"][:cfg.quality.top_k]
+    refs = {i: quality_task.options(name=f"quality-g{trained[i].generation}-{trained[i].member.chromosome.id}",
+                                    **task_resources(cfg, trained[i].member.chromosome, total)).remote(
+        trained[i].artifacts, cfg.quality, reference, trained[i].seed) for i in ok}
+    try:
+        measured = dict(zip(refs, ray.get(list(refs.values()))))
+    except KeyboardInterrupt:
+        _cancel(dict.fromkeys(refs.values()))
+        raise
+    return [t.evaluate(cfg, measured[i]) if i in measured else t for i, t in enumerate(trained)]
+
+
+def finish_generation(cfg: RunConfig, run_dir: Path, generation: int, trained: list[Trained],
+                      reference: ray.ObjectRef | None, total: dict[str, float]) -> list[Trained]:
+    """A generation whose tasks are all in: measured (top_k), ranked (pareto) and logged; its final members."""
+    if cfg.quality.evaluate == "top_k":
+        trained = measure_top_k(cfg, trained, reference, total)
+    params = [t.row["params_g"] + t.row["params_d"] for t in trained]
+    ranked = fitness.rank_generation([t.evaluation for t in trained], [t.quality for t in trained], params,
+                                     cfg.fitness)
+    trained = [dataclasses.replace(t, evaluation=e) for t, e in zip(trained, ranked)]
+    log_generation(cfg, run_dir, generation, trained)
+    return trained
+
+
 def log_generation(cfg: RunConfig, run_dir: Path, generation: int, trained: list[Trained]) -> None:
-    """Write a trained generation's rows, the best's weights, samples and chromosome, and with keep_weights the
-    weights the elites will start the next generation from (the elites population.elites will keep)."""
+    """Write a trained generation's rows, the best's weights, samples and chromosome, with keep_weights the
+    weights the elites will start the next generation from (the elites population.elites will keep), and with
+    train.keep all every generator."""
     logs.write_generation(run_dir, generation, [t.row for t in trained])
     by_member = {t.member: t for t in trained}
     best = trained[ranking.order([t.evaluation.fitness for t in trained],
@@ -100,10 +163,16 @@ def log_generation(cfg: RunConfig, run_dir: Path, generation: int, trained: list
             if by_member[m].evaluation.status == "ok":
                 rundir.write(rundir.weights_file(run_dir, generation + 1, m.chromosome.id),
                              ray.get(by_member[m].artifacts).weights)
+    if cfg.train.keep == "all":
+        for t in trained:
+            if t.evaluation.status == "ok":
+                rundir.write(rundir.generator_file(run_dir, generation, t.member.chromosome.id),
+                             ray.get(t.artifacts).weights)
 
 
 def run_generation(cfg: RunConfig, run_id: str, run_dir: Path, generation: int, population: tuple[Member, ...],
-                   images_ref: ray.ObjectRef | data.Cache, n_images: int | None = None) -> list[Trained]:
+                   images_ref: ray.ObjectRef | data.Cache, n_images: int | None = None,
+                   reference: ray.ObjectRef | None = None) -> list[Trained]:
     """Train every member (elites too, from fresh weights unless evolve.keep_weights) and log the generation;
     returns the trained members in population order.
 
@@ -112,8 +181,8 @@ def run_generation(cfg: RunConfig, run_id: str, run_dir: Path, generation: int, 
     member. On Ctrl-C the running tasks are cancelled and nothing is written.
     """
     total = ray.cluster_resources()
-    pending = dict(_submit(cfg, run_dir, generation, m, images_ref, task_resources(cfg, m.chromosome, total))
-                   for m in dispatch_order(cfg, population, n_images))
+    pending = dict(_submit(cfg, run_dir, generation, m, images_ref, task_resources(cfg, m.chromosome, total),
+                           reference) for m in dispatch_order(cfg, population, n_images))
     finished: dict[Member, Trained] = {}
     bar = progress.GenerationBar(generation, len(population))
     try:
@@ -127,9 +196,7 @@ def run_generation(cfg: RunConfig, run_id: str, run_dir: Path, generation: int, 
         raise
     finally:
         bar.close()
-    trained = [finished[m] for m in population]
-    log_generation(cfg, run_dir, generation, trained)
-    return trained
+    return finish_generation(cfg, run_dir, generation, [finished[m] for m in population], reference, total)
 
 
 @dataclass(frozen=True)
@@ -140,10 +207,11 @@ class Generational:
     run_dir: Path
     images_ref: ray.ObjectRef | data.Cache
     n_images: int | None = None
+    reference: ray.ObjectRef | None = None  # the real images' quality.Reference, with quality.evaluate on
 
     def run_generation(self, generation: int, population: tuple[Member, ...]) -> list[Trained]:
         return run_generation(self.cfg, self.run_id, self.run_dir, generation, population, self.images_ref,
-                              self.n_images)
+                              self.n_images, self.reference)
 
 
 LOOKAHEAD = 2  # steady_state starts chromosomes at most this many generations past the one it is finishing
@@ -166,6 +234,7 @@ class SteadyState:
     run_dir: Path
     images_ref: ray.ObjectRef | data.Cache
     n_images: int | None = None
+    reference: ray.ObjectRef | None = None  # the real images' quality.Reference, with quality.evaluate on
     running: dict[ray.ObjectRef, _Task] = field(default_factory=dict)
     queued: list[tuple[int, int, Member]] = field(default_factory=list)  # (generation, place in dispatch order, member)
     started: dict[int, set[Member]] = field(default_factory=dict)  # queued, running or finished
@@ -193,9 +262,8 @@ class SteadyState:
             raise
         self._bar(generation).close()
         del self.finished[generation], self.started[generation], self.bars[generation]
-        trained = [finished[m] for m in population]
-        log_generation(self.cfg, self.run_dir, generation, trained)
-        return trained
+        return finish_generation(self.cfg, self.run_dir, generation, [finished[m] for m in population],
+                                 self.reference, total)
 
     def _bar(self, generation: int) -> progress.GenerationBar:
         if generation not in self.bars:
@@ -242,5 +310,5 @@ class SteadyState:
             if self.running and not has_room(total, [t.resources for t in self.running.values()], need):
                 return
             self.queued.remove(item)
-            ref, task = _submit(self.cfg, self.run_dir, item[0], item[2], self.images_ref, need)
+            ref, task = _submit(self.cfg, self.run_dir, item[0], item[2], self.images_ref, need, self.reference)
             self.running[ref] = task

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import ray
@@ -19,25 +20,30 @@ from neuroevo.config import RunConfig
 from neuroevo.state import RunState
 from neuroevo.state import save as save_state
 
+if TYPE_CHECKING:
+    from neuroevo.quality import Reference
+
 
 def evolve(cfg: RunConfig, run_id: str, run_dir: Path, images: np.ndarray | data.Cache,
-           state: RunState | None = None, redo: tuple[int, ...] = ()) -> RunState:
+           state: RunState | None = None, redo: tuple[int, ...] = (), reference: Reference | None = None) -> RunState:
     """Train all, keep the elite fraction unchanged, fill the rest by evolve.strategy (the reference: at random).
 
     images: an array, put in the object store once per run and mapped zero-copy by every task, or a data
     cache that every task maps from its node's disk (data.for_tasks decides which).
     `state` continues a run from its last logged generation; `redo` re-trains logged generations whose files
-    were found damaged (their populations are in the state, and selection already happened).
+    were found damaged (their populations are in the state, and selection already happened). `reference`: the
+    real images' statistics for sample quality (quality.reference), needed when quality.evaluate is on.
     """
     images_ref = ray.put(images) if isinstance(images, np.ndarray) else images
+    reference_ref = ray.put(reference) if reference is not None else None  # once, like the images
     runner = (dispatch.SteadyState if cfg.evolve.mode == "steady_state" else dispatch.Generational)(
-        cfg, run_id, run_dir, images_ref, images.shape[0])
+        cfg, run_id, run_dir, images_ref, images.shape[0], reference_ref)
     if state is None:
         state = RunState((population.initial_population(cfg),), completed=0)
         save_state(run_dir, state, cfg.seed)
     for generation in redo:
         dispatch.run_generation(cfg, run_id, run_dir, generation, state.population(generation), images_ref,
-                                images.shape[0])
+                                images.shape[0], reference_ref)
     summary = []
     for generation in range(state.completed, cfg.evolve.generations):
         start = time.perf_counter()

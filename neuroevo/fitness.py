@@ -21,18 +21,34 @@ The three terms are the same formula on different quantities: a population that 
 that footing (bce sums two inverses, the others one), not on sample quality. Like the reference, the bce and hinge
 terms rise as D's loss falls, so a D that beats its G scores high; the wgan-gp term falls instead.
 
+fitness.kind quality replaces the loss term by a quality term of the sample quality Q, the FID or KID of the
+chromosome's generator (fitness.quality_metric; quality.py):
+
+    F = lam * exp(-Q / tau) + gamma * tanh(S / (params_G + params_D))
+
+with tau = fitness.fid_scale (100) or fitness.kid_scale (0.1); a negative KID (the unbiased estimate of a
+distance near 0) counts as 0, and a chromosome whose quality was not measured (quality.evaluate top_k) has a
+quality term of 0. fitness.kind pareto ranks a generation by NSGA-II on the two objectives (Q, params_G +
+params_D), both minimised (rank_generation, pareto.py); its fitness is the quality formula's.
+
 A chromosome whose training failed, diverged, timed out or whose task was lost scores fitness.failed (evaluate).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from neuroevo.config import FitnessConfig
 
+import numpy as np
+
+from neuroevo import pareto
+
 if TYPE_CHECKING:  # the driver never imports torch
+    from neuroevo.quality import Quality
     from neuroevo.train import TrainResult
 
 
@@ -53,20 +69,57 @@ def fitness(d_loss: float, g_loss: float, params_g: int, params_d: int, cfg: Fit
     return cfg.lam * loss_term(d_loss, g_loss, loss) + cfg.gamma * size_term(params_g, params_d, cfg.scale)
 
 
+def quality_metric(quality: Quality | None, cfg: FitnessConfig) -> float | None:
+    """Q: the FID or KID (fitness.quality_metric) of a measured generator; None when not measured."""
+    return None if quality is None else quality.fid if cfg.quality_metric == "fid" else quality.kid
+
+
+def quality_term(quality: Quality | None, cfg: FitnessConfig) -> float:
+    """exp(-Q / tau), in (0, 1]; 0 when not measured."""
+    q = quality_metric(quality, cfg)
+    if q is None or not math.isfinite(q):
+        return 0.0
+    return math.exp(-max(q, 0.0) / (cfg.fid_scale if cfg.quality_metric == "fid" else cfg.kid_scale))
+
+
 @dataclass(frozen=True)
 class Evaluation:
     """A chromosome's verdict for one generation, computed once; its log row and selection both read it."""
     status: str  # ok | failed | oom | diverged | timeout | lost
     error: str  # "" when ok
     fitness: float
+    front: int | None = None  # fitness.kind pareto: NSGA-II's front in its generation (0 = non-dominated)
+    crowding: float = 0.0  # and the crowding distance within it
 
 
 def evaluate(result: TrainResult | None, cfg: FitnessConfig, loss: str = "bce",
-             failure: tuple[str, str] = ("failed", "")) -> Evaluation:
-    """The evaluation of a training `result`, or of a task that returned none (result None; failure: its status
-    and error)."""
+             failure: tuple[str, str] = ("failed", ""), quality: Quality | None = None) -> Evaluation:
+    """The evaluation of a training `result` (and its generator's `quality`, where measured), or of a task that
+    returned none (result None; failure: its status and error)."""
     if result is None:
         return Evaluation(*failure, cfg.failed)
     if result.status != "ok":
         return Evaluation(result.status, result.error, cfg.failed)
-    return Evaluation("ok", "", fitness(result.d_loss, result.g_loss, result.params_g, result.params_d, cfg, loss))
+    if cfg.kind == "reference":
+        return Evaluation("ok", "", fitness(result.d_loss, result.g_loss, result.params_g, result.params_d, cfg, loss))
+    size = size_term(result.params_g, result.params_d, cfg.scale)
+    return Evaluation("ok", "", cfg.lam * quality_term(quality, cfg) + cfg.gamma * size)
+
+
+def rank_generation(evaluations: list[Evaluation], qualities: list[Quality | None], params: list[int],
+                    cfg: FitnessConfig) -> list[Evaluation]:
+    """fitness.kind pareto: each evaluation with its NSGA-II front and crowding distance on (Q, params) among the
+    generation's chromosomes that trained and were measured; the others come after every front. Other kinds: as
+    given."""
+    if cfg.kind != "pareto":
+        return evaluations
+    scored = [i for i, (e, q) in enumerate(zip(evaluations, qualities))
+              if e.status == "ok" and q is not None and math.isfinite(quality_metric(q, cfg))]
+    objectives = np.array([[quality_metric(qualities[i], cfg), params[i]] for i in scored], dtype=float)
+    fronts = pareto.fronts(objectives) if scored else np.zeros(0, dtype=int)
+    distance = pareto.crowding(objectives, fronts) if scored else np.zeros(0)
+    last = int(fronts.max()) + 1 if scored else 0
+    ranked = [dataclasses.replace(e, front=last) for e in evaluations]
+    for j, i in enumerate(scored):
+        ranked[i] = dataclasses.replace(evaluations[i], front=int(fronts[j]), crowding=float(distance[j]))
+    return ranked

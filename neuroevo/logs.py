@@ -21,9 +21,10 @@ from neuroevo.genome import Genome
 from neuroevo.population import Member
 
 if TYPE_CHECKING:  # the task module imports Ray, which must load only after the CLI has checked the input
+    from neuroevo.quality import Quality
     from neuroevo.task import TaskReport
 
-SCHEMA_VERSION = 2  # 2: space, loss, optimisers, parents and operator
+SCHEMA_VERSION = 3  # 2: space, loss, optimisers, parents and operator; 3: sample quality, pareto_rank, seeds
 
 _ints = pa.list_(pa.int32())
 _floats = pa.list_(pa.float64())
@@ -76,6 +77,18 @@ SCHEMA = pa.schema([
     ("gpu_ids", pa.list_(pa.string())),
     ("started_at", _time),
     ("finished_at", _time),
+    # sample quality (quality.py), null where not measured
+    ("fid", pa.float64()),
+    ("kid", pa.float64()),  # the mean over quality.kid_subsets subsets
+    ("kid_std", pa.float64()),
+    ("quality_samples", pa.int32()),  # generated images measured (per seed)
+    ("quality_seconds", pa.float64()),  # sampling, Inception features, FID and KID (all seeds)
+    ("pareto_rank", pa.int32()),  # fitness.kind pareto: NSGA-II's front in the generation (0 = non-dominated)
+    # evolve.seeds_per_chromosome: the losses and FID above are the means over the seeds' trainings
+    ("seeds", pa.int32()),
+    ("seed_d_loss", _floats),  # per seed
+    ("seed_g_loss", _floats),
+    ("seed_fid", _floats),
 ])
 
 
@@ -111,10 +124,11 @@ def gene_columns(ch: Genome) -> dict[str, Any]:
 
 
 def row(run_id: str, generation: int, member: Member, seed: int, report: TaskReport | None,
-        evaluation: Evaluation) -> dict[str, Any]:
+        evaluation: Evaluation, quality: Quality | None = None) -> dict[str, Any]:
     """The log row of one member's training in `generation`: its genes, its task's report (None: the task
-    returned none) and its evaluation."""
+    returned none), its generator's quality where measured, and its evaluation."""
     r = report.result if report else None
+    seeds = report.seeds if report else ()
     params_g, params_d = (r.params_g, r.params_d) if r else architecture.param_counts(member.chromosome)
     return {
         "run_id": run_id,
@@ -141,6 +155,16 @@ def row(run_id: str, generation: int, member: Member, seed: int, report: TaskRep
         "gpu_ids": list(report.gpu_ids) if report else None,
         "started_at": report.started_at if report else None,
         "finished_at": report.finished_at if report else None,
+        "fid": quality.fid if quality else None,
+        "kid": quality.kid if quality else None,
+        "kid_std": quality.kid_std if quality else None,
+        "quality_samples": quality.samples if quality else None,
+        "quality_seconds": quality.seconds if quality else None,
+        "pareto_rank": evaluation.front,
+        "seeds": len(seeds) if seeds else None,
+        "seed_d_loss": [s.d_loss for s in seeds] if seeds else None,
+        "seed_g_loss": [s.g_loss for s in seeds] if seeds else None,
+        "seed_fid": [s.fid for s in seeds] if seeds and all(s.fid is not None for s in seeds) else None,
     }
 
 

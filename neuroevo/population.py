@@ -31,9 +31,11 @@ class Member:
 
 @dataclass(frozen=True)
 class Evaluated:
-    """A member of a trained generation and its fitness: what selection reads."""
+    """A member of a trained generation and how it scored: what selection reads (ranking.order)."""
     member: Member
     fitness: float
+    front: int = 0  # fitness.kind pareto: NSGA-II's front (0 = non-dominated); 0 for every member otherwise
+    crowding: float = 0.0  # and its crowding distance within the front
 
 
 def task_seed(run_seed: int, generation: int, chromosome_id: str) -> int:
@@ -66,7 +68,8 @@ def bred_members(cfg: RunConfig, generation: int, evaluated: Sequence[Evaluated]
     n_elite = elite_count(cfg.evolve)
     children = selection.breed(cfg.evolve.strategy, [e.member.chromosome for e in evaluated],
                                [e.fitness for e in evaluated], n_elite, cfg.evolve.population - n_elite, cfg.space,
-                               rng, cfg.evolve.tournament_size)
+                               rng, cfg.evolve.tournament_size, front=[e.front for e in evaluated],
+                               crowding=[e.crowding for e in evaluated])
     return tuple(Member(c.chromosome, generation, c.rejected, c.parents, c.operator) for c in children)
 
 
@@ -74,7 +77,7 @@ def elites(cfg: RunConfig, evaluated: Sequence[Evaluated]) -> list[Member]:
     """The elite_count fittest members of a generation, kept unchanged into the next."""
     members = [e.member for e in evaluated]
     return selection.elites(members, [e.fitness for e in evaluated], [m.chromosome.id for m in members],
-                            elite_count(cfg.evolve))
+                            elite_count(cfg.evolve), [e.front for e in evaluated], [e.crowding for e in evaluated])
 
 
 def next_population(cfg: RunConfig, generation: int, evaluated: Sequence[Evaluated]) -> tuple[Member, ...]:

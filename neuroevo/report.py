@@ -133,6 +133,7 @@ def describe(run_dir: str | Path, df: pd.DataFrame, row: pd.Series) -> str:
         f"losses    D {row.d_loss:.4f}  G {row.g_loss:.4f}  (per epoch: D {_floats(row.d_losses)}, "
         f"G {_floats(row.g_losses)})",
         f"params    {row.params_g + row.params_d:,}  (G {row.params_g:,}, D {row.params_d:,})",
+        f"quality   {quality_text(row)}",
         f"noise     {noise};  image {' × '.join(map(str, plan.image))}",
         f"space     {ch.space};  loss {ch.loss};  practices: {practices_text(ch)};  init {plan.init}",
         f"optimiser G: {optimiser_text(g_opt)};  D: {optimiser_text(d_opt)};  batch {ch.batch_size}",
@@ -143,6 +144,21 @@ def describe(run_dir: str | Path, df: pd.DataFrame, row: pd.Series) -> str:
         f"weights   {_existing(out / 'weights.pt')}",
     ]
     return "\n".join(lines)
+
+
+def measured(df: pd.DataFrame) -> pd.DataFrame:
+    """The rows whose sample quality was measured."""
+    return df[df["status"].eq("ok") & df["fid"].notna()] if "fid" in df else df.iloc[:0]
+
+
+def quality_text(row: pd.Series) -> str:
+    """e.g. FID 182.41  KID 0.1523 ± 0.0051  (500 samples, 104.2 s), or why there is none."""
+    if "fid" not in row or pd.isna(row.fid):
+        return "not measured (quality.evaluate)"
+    text = (f"FID {row.fid:.2f}  KID {row.kid:.4f} ± {row.kid_std:.4f}  ({int(row.quality_samples):,} samples"
+            f"{'' if pd.isna(row.get('seeds')) or row.seeds == 1 else f' per seed, mean of {int(row.seeds)} seeds'}, "
+            f"{row.quality_seconds:.1f} s)")
+    return text + (f"  Pareto front {int(row.pareto_rank)}" if not pd.isna(row.get("pareto_rank")) else "")
 
 
 def _floats(xs) -> str:
@@ -202,6 +218,36 @@ def plot_pareto(df: pd.DataFrame, path: Path) -> Path:
     return _save(fig, path)
 
 
+def plot_quality(df: pd.DataFrame, path: Path) -> Path:
+    """FID per generation (best and every measured chromosome), and FID against parameters with the Pareto front
+    (no other chromosome both smaller and of lower FID)."""
+    q = measured(df)
+    fig = Figure(figsize=(11, 4), dpi=100)
+    per_gen, vs_size = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
+    per_gen.set(xlabel="generation", ylabel="FID (lower is better)", title="Sample quality per generation")
+    vs_size.set(xlabel="parameters (G + D)", ylabel="FID", title="FID against size: lower left is better")
+    if q.empty:
+        for ax in (per_gen, vs_size):
+            ax.text(0.5, 0.5, "no chromosome's sample quality was measured (quality.evaluate)", ha="center",
+                    transform=ax.transAxes, fontsize="small")
+        return _save(fig, path)
+    per_gen.scatter(q["generation"], q["fid"], s=10, color="0.6", label="each measured chromosome")
+    best_fid = q.groupby("generation")["fid"].min()
+    per_gen.plot(best_fid.index, best_fid.to_numpy(), "-o", color="C0", markersize=4, label="best")
+    per_gen.xaxis.set_major_locator(MaxNLocator(integer=True))
+    per_gen.legend(loc="best", fontsize="small")
+    size, fid = (q["params_g"] + q["params_d"]).to_numpy(), q["fid"].to_numpy()
+    front = pareto_front(size, fid)
+    points = vs_size.scatter(size, fid, c=q["generation"], cmap="viridis", s=16)
+    order = np.argsort(size[front])
+    vs_size.step(size[front][order], fid[front][order], where="post", color="C3", label="Pareto front")
+    vs_size.scatter(size[front], fid[front], s=60, facecolors="none", edgecolors="C3")
+    vs_size.set_xscale("log")
+    fig.colorbar(points, ax=vs_size, label="generation", ticks=MaxNLocator(integer=True))
+    vs_size.legend(loc="best", fontsize="small")
+    return _save(fig, path)
+
+
 def plot_elites(df: pd.DataFrame, path: Path) -> Path:
     lived = survival(df)
     kept = lived[lived["generations"] > 1]
@@ -249,6 +295,8 @@ def top_table(df: pd.DataFrame, n: int) -> pd.DataFrame:
         "d_loss": top["d_loss"].round(4),
         "g_loss": top["g_loss"].round(4),
         "params": top["params_g"] + top["params_d"],
+        "fid": top["fid"].round(2),
+        "kid": top["kid"].round(4),
         "generator": [g for g, _ in genes],
         "discriminator": [d for _, d in genes],
         "g_lr": top["g_lr"].map("{:.2e}".format),
@@ -275,6 +323,7 @@ def write_report(run_dir: str | Path, out_dir: str | Path, top: int = 10, max_gr
         ("Fitness per generation", plot_fitness(df, out_dir / "fitness.png")),
         ("Parameters against loss", plot_pareto(df, out_dir / "pareto.png")),
         ("How long elites survive", plot_elites(df, out_dir / "elites.png")),
+        ("Sample quality (FID)", plot_quality(df, out_dir / "quality.png")),
     ]
     generations = sorted(int(g) for g in df["generation"].unique())
     figures = []
@@ -288,7 +337,14 @@ def write_report(run_dir: str | Path, out_dir: str | Path, top: int = 10, max_gr
                f"({int((df['status'] != 'ok').sum())} failed or diverged). ")
     if b is not None:
         summary += (f"Best fitness {b.fitness:.4f}: chromosome {b.chromosome_id} in generation {b.generation}, "
-                    f"{b.params_g + b.params_d:,} parameters, D loss {b.d_loss:.4f}, G loss {b.g_loss:.4f}.")
+                    f"{b.params_g + b.params_d:,} parameters, D loss {b.d_loss:.4f}, G loss {b.g_loss:.4f}, "
+                    f"quality: {quality_text(b)}.")
+    q = measured(df)
+    if not q.empty:
+        lowest = q.loc[q["fid"].idxmin()]
+        summary += (f" Lowest FID {lowest.fid:.2f} (KID {lowest.kid:.4f}): chromosome {lowest.chromosome_id} in "
+                    f"generation {lowest.generation}, {lowest.params_g + lowest.params_d:,} parameters; "
+                    f"{len(q)} of {len(df)} chromosomes measured.")
     config, table = rundir.config_file(run_dir), top_table(df, top)
     parts = [
         f"<!doctype html><html><head><meta charset='utf-8'><title>neuroevo · {html.escape(run_dir.name)}</title>"

@@ -7,6 +7,7 @@
       generations/generation=NNNN/part-0.parquet   one row per chromosome
       best/generation=NNNN/                        weights.pt, samples.png, chromosome.json of the fittest
       weights/generation=NNNN/<chromosome_id>.pt   evolve.keep_weights: what the elites start NNNN from
+      generators/generation=NNNN/<chromosome_id>.pt  train.keep all: every chromosome's trained G and D
       report/                                      neuroevo report's plots and page
       discarded/                                   damaged generation folders set aside by --resume
 
@@ -74,6 +75,11 @@ def best_generations(run_dir: str | Path) -> list[int]:
 def weights_file(run_dir: str | Path, generation: int, chromosome_id: str) -> Path:
     """evolve.keep_weights: the weights an elite starts `generation` from."""
     return Path(run_dir) / "weights" / f"generation={generation:04d}" / f"{chromosome_id}.pt"
+
+
+def generator_file(run_dir: str | Path, generation: int, chromosome_id: str) -> Path:
+    """train.keep all: the weights of every chromosome that trained in `generation`."""
+    return Path(run_dir) / "generators" / f"generation={generation:04d}" / f"{chromosome_id}.pt"
 
 
 def report_dir(run_dir: str | Path) -> Path:

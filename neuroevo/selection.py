@@ -25,20 +25,31 @@ T = TypeVar("T")
 OPERATORS = ("seed", "random", "elite", "mutation", "crossover", "tournament")
 
 
-def rank(members: Sequence[T], fitness: Sequence[float], ids: Sequence[str]) -> list[T]:
+# front and crowding: NSGA-II's, per member, with fitness.kind pareto (None otherwise); see ranking.order.
+
+
+def rank(members: Sequence[T], fitness: Sequence[float], ids: Sequence[str], front: Sequence[int] | None = None,
+         crowding: Sequence[float] | None = None) -> list[T]:
     """Best first, as ranking.order ranks one generation (ties by chromosome id)."""
-    return [members[i] for i in ranking.order(fitness, chromosome_id=ids)]
+    return [members[i] for i in ranking.order(fitness, chromosome_id=ids, front=front, crowding=crowding)]
 
 
-def elites(members: Sequence[T], fitness: Sequence[float], ids: Sequence[str], n_elite: int) -> list[T]:
+def elites(members: Sequence[T], fitness: Sequence[float], ids: Sequence[str], n_elite: int,
+           front: Sequence[int] | None = None, crowding: Sequence[float] | None = None) -> list[T]:
     """The n_elite fittest, kept unchanged by every strategy."""
-    return rank(members, fitness, ids)[:n_elite]
+    return rank(members, fitness, ids, front, crowding)[:n_elite]
 
 
-def tournament(fitness: Sequence[float], ids: Sequence[str], size: int, rng: np.random.Generator) -> int:
+def tournament(fitness: Sequence[float], ids: Sequence[str], size: int, rng: np.random.Generator,
+               front: Sequence[int] | None = None, crowding: Sequence[float] | None = None) -> int:
     """The index of the fittest of `size` members drawn without replacement (ties broken by id)."""
     entrants = rng.choice(len(fitness), size=size, replace=False)
-    return int(entrants[ranking.order([fitness[i] for i in entrants], chromosome_id=[ids[i] for i in entrants])[0]])
+
+    def pick(keys):
+        return None if keys is None else [keys[i] for i in entrants]
+
+    best = ranking.order(pick(fitness), chromosome_id=pick(ids), front=pick(front), crowding=pick(crowding))[0]
+    return int(entrants[best])
 
 
 @dataclass(frozen=True)
@@ -51,14 +62,15 @@ class Child:
 
 def breed(strategy: str, population: Sequence[Genome], fitness: Sequence[float], n_elite: int, count: int,
           space: SpaceConfig | SpaceV2, rng: np.random.Generator, tournament_size: int = 3,
-          max_tries: int = 100) -> list[Child]:
+          max_tries: int = 100, front: Sequence[int] | None = None,
+          crowding: Sequence[float] | None = None) -> list[Child]:
     """`count` children for the places after the elites, by the strategy mutation, crossover or tournament.
 
     A child over space.max_params, or equal to a member of this generation or to an earlier child, is drawn again;
     after max_tries such draws a fresh random chromosome takes the place (operator "random").
     """
     ids = [ch.id for ch in population]
-    parents = elites(population, fitness, ids, n_elite)
+    parents = elites(population, fitness, ids, n_elite, front, crowding)
     taken = set(ids)
     children = []
     for _ in range(count):
@@ -71,7 +83,7 @@ def breed(strategy: str, population: Sequence[Genome], fitness: Sequence[float],
                 chosen = (parents[i], parents[j])
                 child = variation.crossover(*chosen, rng)
             elif strategy == "tournament":
-                p = population[tournament(fitness, ids, tournament_size, rng)]
+                p = population[tournament(fitness, ids, tournament_size, rng, front, crowding)]
                 child, chosen = variation.mutate(p, space, rng), (p,)
             else:
                 raise ValueError(f"unknown strategy {strategy!r}")

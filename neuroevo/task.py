@@ -1,7 +1,7 @@
 """One chromosome's training as one Ray task: the task, what it asks the cluster for, and what a failed task
-means.
+means; and the task that measures a trained generator's sample quality after the fact (quality.evaluate top_k).
 
-torch and the training code load inside the task only, on the worker: the driver never imports torch.
+torch and the training code load inside the tasks only, on the worker: the driver never imports torch.
 """
 
 from __future__ import annotations
@@ -15,37 +15,84 @@ import numpy as np
 import ray
 
 from neuroevo import data, memory
-from neuroevo.config import RunConfig, TrainConfig
+from neuroevo.config import QualityConfig, RunConfig, TrainConfig
 from neuroevo.genome import Genome
 
 if TYPE_CHECKING:
+    from neuroevo.quality import Quality, Reference
     from neuroevo.train import Artifacts, TrainResult
 
 
 @dataclass(frozen=True)
+class SeedResult:
+    """One of a chromosome's trainings in a generation (evolve.seeds_per_chromosome)."""
+    seed: int
+    d_loss: float
+    g_loss: float
+    fid: float | None  # None where quality was not measured
+
+
+@dataclass(frozen=True)
 class TaskReport:
-    result: TrainResult
+    result: TrainResult  # with several seeds: the losses are their means, the time their sum
     node: str  # host name / the first 8 characters of Ray's node id
     gpu_ids: tuple[str, ...]
     started_at: datetime
     finished_at: datetime
+    quality: Quality | None = None  # quality.evaluate all: the generator's FID and KID (the seeds' means)
+    seeds: tuple[SeedResult, ...] = ()
+
+
+def seeds(seed: int, count: int) -> list[int]:
+    """A chromosome's training seeds in a generation: its task seed, then seeds derived from it."""
+    more = np.random.SeedSequence([seed]).generate_state(count - 1, np.uint64) >> np.uint64(1) if count > 1 else []
+    return [seed, *(int(s) for s in more)]
 
 
 @ray.remote(num_returns=2)
 def train_task(ch: Genome, images: np.ndarray | data.Cache, cfg: TrainConfig, seed: int, flip: bool = False,
-               init_weights: bytes | None = None) -> tuple[TaskReport, Artifacts | None]:
+               init_weights: bytes | None = None, count: int = 1, quality_cfg: QualityConfig | None = None,
+               reference: Reference | None = None) -> tuple[TaskReport, Artifacts | None]:
+    """Train the chromosome `count` times (evolve.seeds_per_chromosome); with a reference (quality.evaluate all),
+    measure each generator's sample quality against it."""
     import torch
 
-    from neuroevo import train
+    from neuroevo import quality, train
 
     started = datetime.now(timezone.utc)
     # Ray reuses a worker for tasks of any size, and torch keeps the thread count of the first: use this task's
     # CPUs, or a 1-CPU task could train with more threads than it was given, and with other float rounding
     torch.set_num_threads(max(1, int(ray.get_runtime_context().get_assigned_resources().get("CPU", 1))))
     gpu_ids = tuple(str(g) for g in ray.get_gpu_ids())
-    result, art = train.run(ch, data.attach(images), cfg, seed, train.pick_device(len(gpu_ids)), flip, init_weights)
+    device = train.pick_device(len(gpu_ids))
+    runs, qualities, first = [], [], None
+    for s in seeds(seed, count):
+        result, art = train.run(ch, data.attach(images), cfg, s, device, flip, init_weights)
+        runs.append(result)
+        first = art if first is None else first
+        if result.status != "ok":
+            break
+        if reference is not None:
+            qualities.append(quality.measure_generator(art.weights, quality_cfg, reference, device, s))
     node = f"{socket.gethostname()}/{ray.get_runtime_context().get_node_id()[:8]}"
-    return TaskReport(result, node, gpu_ids, started, datetime.now(timezone.utc)), art
+    per_seed = tuple(SeedResult(s, r.d_loss, r.g_loss, q.fid if q else None)
+                     for s, r, q in zip(seeds(seed, count), runs, qualities + [None] * len(runs)))
+    ok = runs[-1].status == "ok"
+    report = TaskReport(train.mean_result(runs), node, gpu_ids, started, datetime.now(timezone.utc),
+                        quality.mean(qualities) if ok and qualities else None, per_seed)
+    return report, first if ok else None
+
+
+@ray.remote
+def quality_task(artifacts: Artifacts, quality_cfg: QualityConfig, reference: Reference, seed: int) -> Quality:
+    """quality.evaluate top_k: the FID and KID of a trained generator (train.Artifacts), on this task's device."""
+    import torch
+
+    from neuroevo import quality, train
+
+    torch.set_num_threads(max(1, int(ray.get_runtime_context().get_assigned_resources().get("CPU", 1))))
+    device = train.pick_device(len(ray.get_gpu_ids()))
+    return quality.measure_generator(artifacts.weights, quality_cfg, reference, device, seed)
 
 
 def task_resources(cfg: RunConfig, ch: Genome | None = None,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import math
 import time
@@ -12,9 +13,8 @@ import numpy as np
 import torch
 import torchvision.utils as vutils
 
-from neuroevo import fastpath, losses
+from neuroevo import architecture, fastpath, losses
 from neuroevo.config import TrainConfig
-from neuroevo import architecture
 from neuroevo.genome import Genome, Optimiser, from_json, param_counts
 from neuroevo.model import build, build_generator, count_params, load_state, noise
 
@@ -201,6 +201,25 @@ def train(ch: Genome, images: np.ndarray, cfg: TrainConfig, seed: int, device: s
     return result, G, D
 
 
+def mean_result(runs: list[TrainResult]) -> TrainResult:
+    """Several trainings of one chromosome as one result: the first failure's status, the mean losses (and per-epoch
+    losses) of the trainings, their summed time."""
+    if len(runs) == 1:
+        return runs[0]
+    failed = next((r for r in runs if r.status != "ok"), None)
+    epochs = min(len(r.d_losses) for r in runs)
+
+    def mean(values) -> float:
+        return float(np.mean(list(values)))
+
+    return dataclasses.replace(
+        runs[0], status=failed.status if failed else "ok", error=failed.error if failed else "",
+        d_loss=mean(r.d_loss for r in runs), g_loss=mean(r.g_loss for r in runs),
+        d_losses=tuple(mean(r.d_losses[e] for r in runs) for e in range(epochs)),
+        g_losses=tuple(mean(r.g_losses[e] for r in runs) for e in range(epochs)),
+        train_seconds=sum(r.train_seconds for r in runs), images_per_second=mean(r.images_per_second for r in runs))
+
+
 def _describe(dev: torch.device, gpu: fastpath.Device, fp: fastpath.FastPath,
               compile_seconds: float | None) -> str:
     if dev.type == "cpu":
@@ -246,8 +265,8 @@ def artifacts(ch: Genome, G: torch.nn.Module, D: torch.nn.Module, n_samples: int
     return Artifacts(weights=weights.getvalue(), samples_png=png.getvalue())
 
 
-def load_generator(path: str, device: str = "cpu") -> tuple[Genome, torch.nn.Module]:
-    """A saved generator, ready to sample from."""
+def load_generator(path: str | io.BytesIO, device: str = "cpu") -> tuple[Genome, torch.nn.Module]:
+    """A saved generator (a weights file, or its bytes), ready to sample from."""
     state = torch.load(path, map_location=device, weights_only=True)
     ch = from_json(state["chromosome"])
     G = build_generator(ch).to(device)

