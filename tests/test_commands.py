@@ -219,9 +219,9 @@ def test_report_writes_valid_plots_and_a_page_with_the_fittest_first(run, histor
     out = tmp_path / "rep"
     p = neuroevo("report", run_dir, "--out", out)
     assert p.returncode == 0 and "Traceback" not in p.stderr, no_traceback(p)
-    names = ["fitness.png", "pareto.png", "elites.png", "report.html"]
+    names = ["fitness.png", "pareto.png", "elites.png", "quality.png", "report.html"]
     assert p.stdout.split() == [str(out / n) for n in names]
-    for name in names[:3]:
+    for name in names[:4]:
         with Image.open(out / name) as img:
             img.verify()
             assert img.format == "PNG" and img.size[0] > 400 and img.size[1] > 150
@@ -230,14 +230,14 @@ def test_report_writes_valid_plots_and_a_page_with_the_fittest_first(run, histor
     page.feed((out / "report.html").read_text(encoding="utf-8"))
     assert not page.links
     srcs = [img["src"] for img in page.images]
-    assert len(srcs) == 3 + 2 and all(s.startswith("data:image/png;base64,") for s in srcs)  # plots, 2 grids
+    assert len(srcs) == 4 + 2 and all(s.startswith("data:image/png;base64,") for s in srcs)  # plots, 2 grids
     pngs = [base64.b64decode(s.split(",", 1)[1]) for s in srcs]
     for png in pngs:
         with Image.open(io.BytesIO(png)) as img:
             assert img.format == "PNG"
             img.verify()
-    assert pngs[:3] == [(out / n).read_bytes() for n in names[:3]]
-    assert pngs[3:] == [(report.best_dir(run_dir, g) / "samples.png").read_bytes() for g in (0, 1)]
+    assert pngs[:4] == [(out / n).read_bytes() for n in names[:4]]
+    assert pngs[4:] == [(report.best_dir(run_dir, g) / "samples.png").read_bytes() for g in (0, 1)]
 
     # the top table: every distinct chromosome that trained, the run's fittest first
     ok = history[history.status == "ok"].sort_values(["fitness", "generation", "chromosome_id"],

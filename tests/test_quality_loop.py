@@ -208,3 +208,20 @@ def test_a_corrupt_extractor_file_is_one_line(tmp_path):
     p = neuroevo("run", "demo", "--set", f"out_dir={tmp_path}", "--set", "quality.evaluate=all",
                  "--set", f"quality.extractor_weights={bad}")
     assert p.returncode == 2 and p.stderr.count("\n") == 1 and "is not a TorchScript module" in p.stderr, p.stderr
+
+
+def test_best_and_report_show_the_measured_quality(scored_run, tmp_path):
+    run_dir, _ = scored_run
+    df = logs.read_generations(run_dir)
+    best = df.iloc[ranking.order(df.fitness, df.generation, df.chromosome_id)[0]]
+    p = neuroevo("best", run_dir)
+    assert p.returncode == 0, p.stderr
+    assert f"quality   FID {best.fid:.2f}  KID {best.kid:.4f} ± {best.kid_std:.4f}  (32 samples" in p.stdout
+    p = neuroevo("report", run_dir, "--out", tmp_path / "rep")
+    assert p.returncode == 0, p.stderr
+    from PIL import Image
+
+    with Image.open(tmp_path / "rep" / "quality.png") as img:
+        assert img.size[0] > 800  # two panels: FID per generation, FID against size
+    page = (tmp_path / "rep" / "report.html").read_text()
+    assert f"Lowest FID {df.fid.min():.2f}" in page and "3 of 3 chromosomes measured" in page

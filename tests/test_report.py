@@ -96,9 +96,9 @@ def test_report_writes_valid_plots_and_a_self_contained_page(run_dir, history, t
     out = tmp_path / "rep"
     p = neuroevo("report", run_dir, "--out", out, "--top", 3)
     assert p.returncode == 0, p.stderr
-    names = ["fitness.png", "pareto.png", "elites.png", "report.html"]
+    names = ["fitness.png", "pareto.png", "elites.png", "quality.png", "report.html"]
     assert p.stdout.split() == [str(out / n) for n in names]
-    for name in names[:3]:
+    for name in names[:4]:
         with Image.open(out / name) as img:
             img.verify()
             assert img.format == "PNG" and img.size[0] > 400 and img.size[1] > 150
@@ -113,7 +113,7 @@ def test_report_writes_valid_plots_and_a_self_contained_page(run_dir, history, t
         Image.open(io.BytesIO(png)).verify()
     assert pngs[0] == (out / "fitness.png").read_bytes()
     # then one sample grid per generation, each the saved best's grid
-    assert pngs[3:] == [(run_dir / "best" / f"generation={g:04d}" / "samples.png").read_bytes()
+    assert pngs[4:] == [(run_dir / "best" / f"generation={g:04d}" / "samples.png").read_bytes()
                         for g in range(GENERATIONS)]
     # the top table: the 3 fittest distinct chromosomes, best first
     ok = history[history.status == "ok"].sort_values(["fitness", "generation"], ascending=[False, True])
