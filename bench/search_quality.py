@@ -84,12 +84,22 @@ def arms(args: argparse.Namespace) -> dict[str, list[str]]:
                       "space.d_hidden=[30,256]"],
         "quality": ["v2", *evolve, *V2_SPACE, "evolve.strategy=mutation", "fitness.kind=quality"],
         "pareto": ["v2", *evolve, *V2_SPACE, "evolve.strategy=mutation", "fitness.kind=pareto"],
-        "random": ["v2", f"evolve.population={n * g}", "evolve.generations=1", "evolve.elite_fraction=0.1", *V2_SPACE],
+        "random": ["v2", f"evolve.population={n * g}", "evolve.generations=1", "evolve.elite_fraction=0.25", *V2_SPACE],
     }
+
+
+def finished(run_dir: Path) -> bool:
+    """An arm's run from an earlier invocation that logged every generation: reused, not run again."""
+    if not rundir.config_file(run_dir).is_file() or not rundir.generations_dir(run_dir).is_dir():
+        return False
+    cfg = config.load(str(rundir.config_file(run_dir)))
+    return logs.read_generations(run_dir, columns=["generation"]).generation.nunique() == cfg.evolve.generations
 
 
 def run_arm(name: str, preset_and_keys: list[str], shared: list[str], out: Path) -> tuple[Path, float]:
     preset, *keys = preset_and_keys
+    if finished(out / name):
+        return out / name, float("nan")
     start = time.perf_counter()
     neuroevo("run", preset, "--quiet", "--set", f"out_dir={out}", "--set", f"run_id={name}",
              *[a for k in [*shared, *keys] for a in ("--set", k)])
@@ -101,6 +111,8 @@ def dcgan_arm(args: argparse.Namespace, train_dir: Path, cache: Path, out: Path)
     the seed and a tiny random v2 chromosome beside it, not counted), whose seed row is the DCGAN trained for
     population x generations x steps."""
     budget = args.population * args.generations * args.steps
+    if finished(out / "dcgan"):
+        return out / "dcgan", float("nan")
     shared = arm_overrides(args, train_dir, cache)
     epochs = max(3, budget // 100)
     shared = [k for k in shared if not k.startswith(("train.epochs", "train.steps_per_epoch", "train.timeout_s"))]
@@ -134,8 +146,8 @@ def noise_floor(held_out: Path, args: argparse.Namespace, cache: Path) -> dict:
     from neuroevo import data
 
     cfg = config.load("demo", [f"data.source=folder", f"data.root={held_out}", f"data.image_size={args.size}",
-                               f"data.cache_dir={cache}"])
-    ref = quality.reference(data.load(cfg.data), max_images=None, batch_size=100, directory=cache)
+                               f"data.cache_dir={cache}", "data.subset=null"])  # the held-out cache `score` made
+    ref = quality.reference(data.load(cfg.data), max_images=args.reference_images, batch_size=100, directory=cache)
     rng = np.random.default_rng(0)
     import torch
 

@@ -199,7 +199,7 @@ def run_generation(cfg: RunConfig, run_id: str, run_dir: Path, generation: int, 
     return finish_generation(cfg, run_dir, generation, [finished[m] for m in population], reference, total)
 
 
-@dataclass(frozen=True)
+@dataclass
 class Generational:
     """run_generation for one run: every member of a generation submitted at once."""
     cfg: RunConfig
@@ -218,7 +218,7 @@ LOOKAHEAD = 2  # steady_state starts chromosomes at most this many generations p
 
 
 @dataclass
-class SteadyState:
+class SteadyState(Generational):
     """Runs the generations of generational mode, with the same chromosomes, seeds and rows, but lets no
     task slot wait at a generation's end.
 
@@ -229,12 +229,6 @@ class SteadyState:
     all its members are in, so logs, state.json and --resume are exactly as in generational mode.
     """
 
-    cfg: RunConfig
-    run_id: str
-    run_dir: Path
-    images_ref: ray.ObjectRef | data.Cache
-    n_images: int | None = None
-    reference: ray.ObjectRef | None = None  # the real images' quality.Reference, with quality.evaluate on
     running: dict[ray.ObjectRef, _Task] = field(default_factory=dict)
     queued: list[tuple[int, int, Member]] = field(default_factory=list)  # (generation, place in dispatch order, member)
     started: dict[int, set[Member]] = field(default_factory=dict)  # queued, running or finished

@@ -67,15 +67,25 @@ def data_cache(tmp_path_factory):
     return path
 
 
-@pytest.fixture(scope="module")
-def ray_local():
-    """One local Ray instance for the whole module (starting one takes ~5 s on 2 cores)."""
+def _local_ray(num_gpus: int):
     import ray
 
-    ray.init(address="local", num_cpus=2, num_gpus=0, _node_ip_address="127.0.0.1", include_dashboard=False,
+    ray.init(address="local", num_cpus=2, num_gpus=num_gpus, _node_ip_address="127.0.0.1", include_dashboard=False,
              log_to_driver=False, configure_logging=False)
     yield ray
     ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def ray_local():
+    """One local Ray instance for the whole module (starting one takes ~5 s on 2 cores)."""
+    yield from _local_ray(num_gpus=0)
+
+
+@pytest.fixture(scope="module")
+def ray_with_gpus():
+    """The same with two logical GPUs (no CUDA here: tasks that get a GPU share train on the CPU)."""
+    yield from _local_ray(num_gpus=2)
 
 
 needs_cifar_subset = pytest.mark.skipif(

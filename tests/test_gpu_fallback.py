@@ -1,19 +1,10 @@
 """Logical GPUs (Ray resources, no real device): tasks are pinned to GPU ids and still train on CPU."""
 
 import pandas as pd
-import pytest
 import ray
 
 from neuroevo import data, dispatch, logs, population, task
 from tests.conftest import tiny_config
-
-
-@pytest.fixture(scope="module")
-def ray_with_gpus():
-    ray.init(address="local", num_cpus=2, num_gpus=2, _node_ip_address="127.0.0.1", include_dashboard=False,
-             log_to_driver=False, configure_logging=False)
-    yield
-    ray.shutdown()
 
 
 def test_one_gpu_per_task_by_default_when_the_cluster_has_gpus(ray_with_gpus, tmp_path):

@@ -80,17 +80,6 @@ def test_num_gpus_memory_is_a_config_value():
 # --- num_gpus: memory on a real Ray cluster with logical GPUs, for v2 chromosomes and the DCGAN seed ----------
 
 
-@pytest.fixture(scope="module")
-def ray_with_gpus():
-    """A local Ray instance with two logical GPUs (no CUDA here: tasks that get a GPU share train on the CPU)."""
-    import ray
-
-    ray.init(address="local", num_cpus=2, num_gpus=2, _node_ip_address="127.0.0.1", include_dashboard=False,
-             log_to_driver=False, configure_logging=False)
-    yield ray
-    ray.shutdown()
-
-
 V2_TINY = ["data.source=demo", "data.image_size=16", "data.subset=128", "space.channels=[8,16]",
            "space.fc_units=[16,32]", "space.start_side=[4,4]", "space.batch_size=16", "space.schedules=[none]",
            "train.epochs=1", "train.steps_per_epoch=2", "train.sample_grid=4", "evolve.population=3",
