@@ -165,6 +165,9 @@ class TrainConfig:
     keep: Literal["best", "all"] = "best"  # whose weights are saved: each generation's best, or every chromosome's
 
 
+AUTO_SAMPLES = {"cuda": 10_000, "cpu": 500}  # quality.samples: auto, by the measuring task's device
+
+
 @dataclass(frozen=True, config=STRICT)
 class QualityConfig:
     """Sample quality: FID and KID of each trained generator against the run's real images (quality.py)."""
@@ -383,8 +386,10 @@ def _check_quality(q: QualityConfig, f: FitnessConfig) -> None:
     if f.kind != "reference" and q.evaluate == "off":
         raise ConfigError(f"fitness.kind: {f.kind} scores sample quality, and quality.evaluate is off; set "
                           f"quality.evaluate: all (or top_k)")
-    if q.samples != "auto" and q.samples < q.kid_subset_size:
-        raise ConfigError(f"quality.samples: {q.samples} is fewer than KID's subsets of quality.kid_subset_size="
+    fewest = min(AUTO_SAMPLES.values()) if q.samples == "auto" else q.samples
+    if fewest < q.kid_subset_size:
+        given = f"auto ({fewest} images on the CPU)" if q.samples == "auto" else q.samples
+        raise ConfigError(f"quality.samples: {given} is fewer than KID's subsets of quality.kid_subset_size="
                           f"{q.kid_subset_size}; raise it or lower quality.kid_subset_size")
     if q.reference_images is not None and q.reference_images < q.kid_subset_size:
         raise ConfigError(f"quality.reference_images: {q.reference_images} is fewer than KID's subsets of "

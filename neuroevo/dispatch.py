@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import ray
 
-from neuroevo import data, fitness, logs, progress, ranking, rundir, schedule
+from neuroevo import architecture, data, fitness, logs, progress, ranking, rundir, schedule
 from neuroevo.config import RunConfig
 from neuroevo.fitness import Evaluation
 from neuroevo.population import Evaluated, Member, early_members, elites, task_seed
@@ -51,6 +51,12 @@ class Trained:
         """Its log row."""
         return logs.row(self.run_id, self.generation, self.member, self.seed, self.report, self.evaluation,
                         self.quality)
+
+    @property
+    def params(self) -> int:
+        """G's and D's parameters together: as trained, or (no report) as planned."""
+        r = self.report.result if self.report else None
+        return r.params_g + r.params_d if r else sum(architecture.param_counts(self.member.chromosome))
 
     @property
     def evaluated(self) -> Evaluated:
@@ -137,9 +143,8 @@ def finish_generation(cfg: RunConfig, run_dir: Path, generation: int, trained: l
     """A generation whose tasks are all in: measured (top_k), ranked (pareto) and logged; its final members."""
     if cfg.quality.evaluate == "top_k":
         trained = measure_top_k(cfg, trained, reference, total)
-    params = [t.row["params_g"] + t.row["params_d"] for t in trained]
-    ranked = fitness.rank_generation([t.evaluation for t in trained], [t.quality for t in trained], params,
-                                     cfg.fitness)
+    ranked = fitness.rank_generation([t.evaluation for t in trained], [t.quality for t in trained],
+                                     [t.params for t in trained], cfg.fitness)
     trained = [dataclasses.replace(t, evaluation=e) for t, e in zip(trained, ranked)]
     log_generation(cfg, run_dir, generation, trained)
     return trained

@@ -60,7 +60,7 @@ from torch import nn
 from tqdm import tqdm
 
 from neuroevo import data
-from neuroevo.config import QualityConfig
+from neuroevo.config import AUTO_SAMPLES, QualityConfig
 
 PREPROCESS = 1  # bump when `preprocess` changes: stored reference statistics are then recomputed
 FEATURES = 2048  # InceptionV3's pool3 features
@@ -411,15 +411,13 @@ def measure(sample_batch: Callable[[int], torch.Tensor], n: int, ref: Reference,
     return Quality(fid(ref, feats), k, k_std, n, time.perf_counter() - start)
 # ---- a trained generator -----------------------------------------------------------------------------------
 
-AUTO_SAMPLES = {"cuda": 10_000, "cpu": 500}  # quality.samples: auto, by device (the CPU takes ~0.2 s an image)
-
-
 def local_device() -> str:
     """Where the driver or a command measures: this machine's first GPU, else the CPU."""
     return "cuda:0" if torch.cuda.is_available() else "cpu"
 
 
 def sample_count(cfg: QualityConfig, device: str) -> int:
+    """quality.samples, with auto by the device (the CPU takes ~0.2 s an image)."""
     return cfg.samples if cfg.samples != "auto" else AUTO_SAMPLES["cuda" if str(device).startswith("cuda") else "cpu"]
 
 

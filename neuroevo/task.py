@@ -49,48 +49,50 @@ def seeds(seed: int, count: int) -> list[int]:
     return [seed, *(int(s) for s in more)]
 
 
+def _use_task_cpus() -> None:
+    """Ray reuses a worker for tasks of any size, and torch keeps the thread count of the first: use this task's
+    CPUs, or a 1-CPU task could train with more threads than it was given, and with other float rounding."""
+    import torch
+
+    torch.set_num_threads(max(1, int(ray.get_runtime_context().get_assigned_resources().get("CPU", 1))))
+
+
 @ray.remote(num_returns=2)
 def train_task(ch: Genome, images: np.ndarray | data.Cache, cfg: TrainConfig, seed: int, flip: bool = False,
                init_weights: bytes | None = None, count: int = 1, quality_cfg: QualityConfig | None = None,
                reference: Reference | None = None) -> tuple[TaskReport, Artifacts | None]:
     """Train the chromosome `count` times (evolve.seeds_per_chromosome); with a reference (quality.evaluate all),
-    measure each generator's sample quality against it."""
-    import torch
-
+    measure each generator's sample quality against it. The artifacts are the first training's."""
     from neuroevo import quality, train
 
     started = datetime.now(timezone.utc)
-    # Ray reuses a worker for tasks of any size, and torch keeps the thread count of the first: use this task's
-    # CPUs, or a 1-CPU task could train with more threads than it was given, and with other float rounding
-    torch.set_num_threads(max(1, int(ray.get_runtime_context().get_assigned_resources().get("CPU", 1))))
+    _use_task_cpus()
     gpu_ids = tuple(str(g) for g in ray.get_gpu_ids())
     device = train.pick_device(len(gpu_ids))
-    runs, qualities, first = [], [], None
+    trainings, first = [], None  # (seed, result, quality) of each training
     for s in seeds(seed, count):
         result, art = train.run(ch, data.attach(images), cfg, s, device, flip, init_weights)
-        runs.append(result)
-        first = art if first is None else first
-        if result.status != "ok":
+        ok = result.status == "ok"
+        trainings.append((s, result, quality.measure_generator(art.weights, quality_cfg, reference, device, s)
+                          if ok and reference is not None else None))
+        first = first or art
+        if not ok:
             break
-        if reference is not None:
-            qualities.append(quality.measure_generator(art.weights, quality_cfg, reference, device, s))
     node = f"{socket.gethostname()}/{ray.get_runtime_context().get_node_id()[:8]}"
-    per_seed = tuple(SeedResult(s, r.d_loss, r.g_loss, q.fid if q else None)
-                     for s, r, q in zip(seeds(seed, count), runs, qualities + [None] * len(runs)))
-    ok = runs[-1].status == "ok"
-    report = TaskReport(train.mean_result(runs), node, gpu_ids, started, datetime.now(timezone.utc),
-                        quality.mean(qualities) if ok and qualities else None, per_seed)
+    ok = trainings[-1][1].status == "ok"
+    measured = [q for _, _, q in trainings if q is not None]
+    report = TaskReport(train.mean_result([r for _, r, _ in trainings]), node, gpu_ids, started,
+                        datetime.now(timezone.utc), quality.mean(measured) if ok and measured else None,
+                        tuple(SeedResult(s, r.d_loss, r.g_loss, q.fid if q else None) for s, r, q in trainings))
     return report, first if ok else None
 
 
 @ray.remote
 def quality_task(artifacts: Artifacts, quality_cfg: QualityConfig, reference: Reference, seed: int) -> Quality:
     """quality.evaluate top_k: the FID and KID of a trained generator (train.Artifacts), on this task's device."""
-    import torch
-
     from neuroevo import quality, train
 
-    torch.set_num_threads(max(1, int(ray.get_runtime_context().get_assigned_resources().get("CPU", 1))))
+    _use_task_cpus()
     device = train.pick_device(len(ray.get_gpu_ids()))
     return quality.measure_generator(artifacts.weights, quality_cfg, reference, device, seed)
 

@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 from neuroevo import config, logs, population, report, rundir, state
+from neuroevo.fitness import Evaluation
 
 
 class Crash(Exception):
@@ -48,11 +49,8 @@ def test_a_crash_before_the_first_write_leaves_no_file(tmp_path, crash_before_re
 
 
 def _row(m: population.Member, fitness: float) -> dict:
-    return {"run_id": "r", **logs.gene_columns(m.chromosome), "born_generation": 0, "is_elite": False, "parents": [],
-            "operator": "random", "resampled": 0, "task_seed": 1, "params_g": 1, "params_d": 1, "d_loss": 1.0,
-            "g_loss": 1.0, "d_losses": [1.0], "g_losses": [1.0], "fitness": fitness, "status": "ok", "error": "",
-            "train_seconds": 1.0, "images_per_second": 1.0, "device": "cpu", "node": "n", "gpu_ids": [],
-            "started_at": None, "finished_at": None}
+    """A log row of a member without a task report, scored `fitness`."""
+    return logs.row("r", 0, m, 1, None, Evaluation("ok", "", fitness))
 
 
 def test_the_run_files_are_written_atomically(tmp_path, monkeypatch):

@@ -12,6 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from neuroevo import architecture, config, data, evolve, genome, logs, population, rundir, selection, spaces, variation
+from neuroevo.fitness import Evaluation
 from neuroevo.spaces import v2
 from neuroevo.spaces.v2 import ChromosomeV2
 from neuroevo.model import build, noise
@@ -205,7 +206,7 @@ def runs(ray_local, tmp_path_factory):
 def test_a_short_v2_run_with_each_strategy_logs_its_lineage(runs, strategy):
     cfg, run_dir, df = runs[strategy]
     assert df.groupby("generation").size().to_dict() == {0: 4, 1: 4, 2: 4}
-    assert set(df.columns) == set(logs.SCHEMA.names) | {"generation"} and (df.schema_version == 2).all()
+    assert set(df.columns) == set(logs.SCHEMA.names) | {"generation"} and (df.schema_version == logs.SCHEMA_VERSION).all()
     assert (df.status == "ok").all() and df.fitness.between(0, 1).all() and (df.space == "v2").all()
     for row in df.itertuples():
         ch = genome.from_json(row.chromosome)
@@ -301,16 +302,12 @@ def test_an_old_state_file_loads_with_the_reference_lineage(tmp_path):
 def test_an_old_schema_generation_reads_with_nulls_in_the_new_columns(tmp_path):
     cfg = config.load("demo")
     m = population.fresh_members(cfg, 0, 1)[0]
-    row = {"run_id": "r", **logs.gene_columns(m.chromosome), "born_generation": 0, "is_elite": False, "parents": [],
-           "operator": "random", "resampled": 0, "task_seed": 1, "params_g": 1, "params_d": 1, "d_loss": 1.0,
-           "g_loss": 1.0, "d_losses": [1.0], "g_losses": [1.0], "fitness": 0.5, "status": "ok", "error": "",
-           "train_seconds": 1.0, "images_per_second": 1.0, "device": "cpu", "node": "n", "gpu_ids": [],
-           "started_at": None, "finished_at": None}
+    row = logs.row("r", 1, m, 1, None, Evaluation("ok", "", 0.5))
     logs.write_generation(tmp_path, 1, [row])
     new_columns = ["parents", "operator", "space", "loss", "g_optimiser", "d_optimiser"]
     old = pa.Table.from_pylist([{**row, "schema_version": 1}], schema=logs.SCHEMA).drop_columns(new_columns)
     rundir.generation_dir(tmp_path, 0).mkdir(parents=True)
     pq.write_table(old, rundir.generation_dir(tmp_path, 0) / "part-0.parquet")
     df = logs.read_generations(tmp_path)
-    assert df.generation.tolist() == [0, 1] and df.schema_version.tolist() == [1, 2]
+    assert df.generation.tolist() == [0, 1] and df.schema_version.tolist() == [1, logs.SCHEMA_VERSION]
     assert df.operator.isna().tolist() == [True, False] and df.loss.tolist()[1] == "bce" and pd.isna(df.loss[0])
