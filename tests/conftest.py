@@ -127,3 +127,17 @@ class Page(HTMLParser):
             self.cells.append(text)
         if self._in == "title":
             self.title += text
+
+
+REPORT_FILES = ["fitness.png", "pareto.png", "elites.png", "quality.png", "report.html"]
+
+
+def assert_report_written(p: subprocess.CompletedProcess, out: Path) -> None:
+    """`neuroevo report --out out` printed the paths of its files, and its plots are real PNGs of a readable size."""
+    from PIL import Image
+
+    assert p.stdout.split() == [str(out / n) for n in REPORT_FILES]
+    for name in REPORT_FILES[:-1]:
+        with Image.open(out / name) as img:
+            img.verify()
+            assert img.format == "PNG" and img.size[0] > 400 and img.size[1] > 150

@@ -30,7 +30,7 @@ from PIL import Image
 
 from neuroevo import architecture, config, genome, model, report
 from neuroevo.spaces import v2
-from tests.conftest import Page, neuroevo, plain
+from tests.conftest import REPORT_FILES, Page, assert_report_written, neuroevo, plain
 
 SIDE = 16  # image side of every run here
 N_SAMPLES = 9  # train.sample_grid of every run, and the n of `neuroevo sample`: the grids are comparable
@@ -219,12 +219,7 @@ def test_report_writes_valid_plots_and_a_page_with_the_fittest_first(run, histor
     out = tmp_path / "rep"
     p = neuroevo("report", run_dir, "--out", out)
     assert p.returncode == 0 and "Traceback" not in p.stderr, no_traceback(p)
-    names = ["fitness.png", "pareto.png", "elites.png", "quality.png", "report.html"]
-    assert p.stdout.split() == [str(out / n) for n in names]
-    for name in names[:4]:
-        with Image.open(out / name) as img:
-            img.verify()
-            assert img.format == "PNG" and img.size[0] > 400 and img.size[1] > 150
+    assert_report_written(p, out)
 
     page = Page()
     page.feed((out / "report.html").read_text(encoding="utf-8"))
@@ -236,7 +231,7 @@ def test_report_writes_valid_plots_and_a_page_with_the_fittest_first(run, histor
         with Image.open(io.BytesIO(png)) as img:
             assert img.format == "PNG"
             img.verify()
-    assert pngs[:4] == [(out / n).read_bytes() for n in names[:4]]
+    assert pngs[:4] == [(out / n).read_bytes() for n in REPORT_FILES[:4]]
     assert pngs[4:] == [(report.best_dir(run_dir, g) / "samples.png").read_bytes() for g in (0, 1)]
 
     # the top table: every distinct chromosome that trained, the run's fittest first

@@ -11,7 +11,7 @@ import yaml
 from PIL import Image
 
 from neuroevo import progress, query, report, rundir
-from tests.conftest import Page, neuroevo, tiny_dict
+from tests.conftest import Page, assert_report_written, neuroevo, tiny_dict
 
 GENERATIONS = 3
 
@@ -96,12 +96,7 @@ def test_report_writes_valid_plots_and_a_self_contained_page(run_dir, history, t
     out = tmp_path / "rep"
     p = neuroevo("report", run_dir, "--out", out, "--top", 3)
     assert p.returncode == 0, p.stderr
-    names = ["fitness.png", "pareto.png", "elites.png", "quality.png", "report.html"]
-    assert p.stdout.split() == [str(out / n) for n in names]
-    for name in names[:4]:
-        with Image.open(out / name) as img:
-            img.verify()
-            assert img.format == "PNG" and img.size[0] > 400 and img.size[1] > 150
+    assert_report_written(p, out)
 
     page = Page()
     page.feed((out / "report.html").read_text(encoding="utf-8"))
