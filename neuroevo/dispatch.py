@@ -114,8 +114,11 @@ def _collect(cfg: RunConfig, run_id: str, ref: ray.ObjectRef, task: _Task) -> Tr
 
 
 def _cancel(running: dict[ray.ObjectRef, _Task]) -> None:
+    """Interrupt the tasks still running (a KeyboardInterrupt in each). Not force=True: a task that finishes while
+    its worker is being killed gets a reply for a task Ray has already failed, and Ray's core worker aborts the
+    driver (`Check failed: ... Tried to complete task that was not pending`)."""
     for ref in running:
-        ray.cancel(ref, force=True)
+        ray.cancel(ref)
 
 
 def measure_top_k(cfg: RunConfig, trained: list[Trained], reference: ray.ObjectRef,
