@@ -259,7 +259,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         completed = load_state(run_dir).completed if rundir.state_file(run_dir).exists() else 0
         logged = f"generations 0-{completed - 1} are logged" if completed else "no generation is logged yet"
-        print(f"\ninterrupted: {logged} in {run_dir}; the running one was cancelled."
+        print(f"\ninterrupted: {logged} in {run_dir}; the running one was stopped."
               f"\ncontinue with: neuroevo run --resume {run_dir}", file=sys.stderr)
         return 130
 

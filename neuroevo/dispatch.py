@@ -113,14 +113,6 @@ def _collect(cfg: RunConfig, run_id: str, ref: ray.ObjectRef, task: _Task) -> Tr
                    _evaluation(cfg, report, failure, task.member, quality), quality)
 
 
-def _cancel(running: dict[ray.ObjectRef, _Task]) -> None:
-    """Interrupt the tasks still running (a KeyboardInterrupt in each). Not force=True: a task that finishes while
-    its worker is being killed gets a reply for a task Ray has already failed, and Ray's core worker aborts the
-    driver (`Check failed: ... Tried to complete task that was not pending`)."""
-    for ref in running:
-        ray.cancel(ref)
-
-
 def measure_top_k(cfg: RunConfig, trained: list[Trained], reference: ray.ObjectRef,
                   total: dict[str, float]) -> list[Trained]:
     """quality.evaluate top_k: the sample quality of the quality.top_k members fittest by the reference formula
@@ -133,11 +125,7 @@ def measure_top_k(cfg: RunConfig, trained: list[Trained], reference: ray.ObjectR
     refs = {i: quality_task.options(name=f"quality-g{trained[i].generation}-{trained[i].member.chromosome.id}",
                                     **task_resources(cfg, trained[i].member.chromosome, total)).remote(
         trained[i].artifacts, cfg.quality, reference, trained[i].seed) for i in ok}
-    try:
-        measured = dict(zip(refs, ray.get(list(refs.values()))))
-    except KeyboardInterrupt:
-        _cancel(dict.fromkeys(refs.values()))
-        raise
+    measured = dict(zip(refs, ray.get(list(refs.values()))))
     return [t.evaluate(cfg, measured[i]) if i in measured else t for i, t in enumerate(trained)]
 
 
@@ -186,7 +174,7 @@ def run_generation(cfg: RunConfig, run_id: str, run_dir: Path, generation: int, 
 
     Every task is submitted at once, in cfg.evolve.dispatch order (n_images: the dataset's size, for the cost
     estimate); Ray starts queued tasks in that order as workers free up. Always logs exactly one row per
-    member. On Ctrl-C the running tasks are cancelled and nothing is written.
+    member. On Ctrl-C nothing is written (the running tasks are left to Ray's shutdown).
     """
     total = ray.cluster_resources()
     pending = dict(_submit(cfg, run_dir, generation, m, images_ref, task_resources(cfg, m.chromosome, total),
@@ -199,10 +187,7 @@ def run_generation(cfg: RunConfig, run_id: str, run_dir: Path, generation: int, 
             t = _collect(cfg, run_id, done, pending.pop(done))
             finished[t.member] = t
             bar.task_done(t.row)
-    except KeyboardInterrupt:
-        _cancel(pending)
-        raise
-    finally:
+    finally:  # on Ctrl-C the running tasks are left to Ray's shutdown (see evolve.py)
         bar.close()
     return finish_generation(cfg, run_dir, generation, [finished[m] for m in population], reference, total)
 
@@ -258,7 +243,6 @@ class SteadyState(Generational):
                 self.finished.setdefault(task.generation, {})[t.member] = t
                 self._bar(task.generation).task_done(t.row)
         except KeyboardInterrupt:
-            _cancel(self.running)
             for bar in self.bars.values():
                 bar.close()
             raise

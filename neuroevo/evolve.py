@@ -30,6 +30,10 @@ def evolve(cfg: RunConfig, run_id: str, run_dir: Path, images: np.ndarray | data
 
     images: an array, put in the object store once per run and mapped zero-copy by every task, or a data
     cache that every task maps from its node's disk (data.for_tasks decides which).
+    On Ctrl-C or SIGTERM nothing more is written; the running tasks are left to Ray's shutdown, which stops a local
+    cluster's workers with the driver (on a remote cluster they finish, unread): cancelling them races with tasks
+    finishing in between, and a reply for a task Ray has already failed makes its core worker abort the driver
+    (`Check failed: ... Tried to complete task that was not pending`).
     `state` continues a run from its last logged generation; `redo` re-trains logged generations whose files
     were found damaged (their populations are in the state, and selection already happened). `reference`: the
     real images' statistics for sample quality (quality.reference), needed when quality.evaluate is on.
