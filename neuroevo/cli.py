@@ -233,6 +233,31 @@ def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt  # SIGTERM (e.g. `ray job stop`) stops a run the way Ctrl-C does
 
 
+def _write_run_files(p: Prepared, shared: np.ndarray | data.Cache | None, resume: bool) -> None:
+    """config.yaml and data.json; damaged generations moved aside."""
+    rundir.write(rundir.config_file(p.run_dir), config.to_yaml(p.cfg))
+    rundir.write(rundir.data_file(p.run_dir), json.dumps(data.record(p.images, shared), indent=1) + "\n")
+    _set_aside(p.run_dir, p.redo)
+
+
+def _interrupted(run_dir: Path) -> int:
+    completed = load_state(run_dir).completed if rundir.state_file(run_dir).exists() else 0
+    logged = f"generations 0-{completed - 1} are logged" if completed else "no generation is logged yet"
+    print(f"\ninterrupted: {logged} in {run_dir}; the running one was stopped."
+          f"\ncontinue with: neuroevo run --resume {run_dir}", file=sys.stderr)
+    return 130
+
+
+def _print_summary(run_dir: Path) -> None:
+    history = logs.read_generations(run_dir)
+    best = history.iloc[ranking.order(history["fitness"], history["generation"], history["chromosome_id"])[0]]
+    print(f"\nbest chromosome {best.chromosome_id} (generation {best.generation}): fitness {best.fitness:.4f}, "
+          f"d_loss {best.d_loss:.4f}, g_loss {best.g_loss:.4f}, params {best.params_g + best.params_d:,}")
+    print(f"  {best.chromosome}")
+    print(f"logs:    {rundir.generations_dir(run_dir)}  (pandas.read_parquet)")
+    print(f"samples: {rundir.best_samples(run_dir, int(best.generation))}")
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     p = _prepare(args)
     cfg, run_dir = p.cfg, p.run_dir
@@ -245,9 +270,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     shared = data.for_tasks(p.images, cfg.data)
     _print_data(p.images, shared)
     run_dir.mkdir(parents=True, exist_ok=bool(args.resume))
-    rundir.write(rundir.config_file(run_dir), config.to_yaml(cfg))
-    rundir.write(rundir.data_file(run_dir), json.dumps(data.record(p.images, shared), indent=1) + "\n")
-    _set_aside(run_dir, p.redo)
+    _write_run_files(p, shared, bool(args.resume))
 
     signal.signal(signal.SIGTERM, _interrupt)
     _init_ray(args.address, args.dashboard)
@@ -257,19 +280,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     try:
         evolve.evolve(cfg, p.run_id, run_dir, shared, p.state, p.redo, p.reference)
     except KeyboardInterrupt:
-        completed = load_state(run_dir).completed if rundir.state_file(run_dir).exists() else 0
-        logged = f"generations 0-{completed - 1} are logged" if completed else "no generation is logged yet"
-        print(f"\ninterrupted: {logged} in {run_dir}; the running one was stopped."
-              f"\ncontinue with: neuroevo run --resume {run_dir}", file=sys.stderr)
-        return 130
-
-    history = logs.read_generations(run_dir)
-    best = history.iloc[ranking.order(history["fitness"], history["generation"], history["chromosome_id"])[0]]
-    print(f"\nbest chromosome {best.chromosome_id} (generation {best.generation}): fitness {best.fitness:.4f}, "
-          f"d_loss {best.d_loss:.4f}, g_loss {best.g_loss:.4f}, params {best.params_g + best.params_d:,}")
-    print(f"  {best.chromosome}")
-    print(f"logs:    {rundir.generations_dir(run_dir)}  (pandas.read_parquet)")
-    print(f"samples: {rundir.best_samples(run_dir, int(best.generation))}")
+        return _interrupted(run_dir)
+    _print_summary(run_dir)
     return 0
 
 
