@@ -269,15 +269,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(config.to_yaml(cfg), end="")
     shared = data.for_tasks(p.images, cfg.data)
     _print_data(p.images, shared)
-    run_dir.mkdir(parents=True, exist_ok=bool(args.resume))
-    _write_run_files(p, shared, bool(args.resume))
-
-    signal.signal(signal.SIGTERM, _interrupt)
-    _init_ray(args.address, args.dashboard)
-    from neuroevo import evolve, progress  # Ray loads only once the input is known to be good
-
-    progress.set_quiet(args.quiet)
     try:
+        _init_ray(args.address, args.dashboard)
+        signal.signal(signal.SIGTERM, _interrupt)  # after ray.init, which installs a handler of its own
+        from neuroevo import evolve, progress  # Ray loads only once the input is known to be good
+
+        run_dir.mkdir(parents=True, exist_ok=bool(args.resume))
+        _write_run_files(p, shared, bool(args.resume))
+        progress.set_quiet(args.quiet)
         evolve.evolve(cfg, p.run_id, run_dir, shared, p.state, p.redo, p.reference)
     except KeyboardInterrupt:
         return _interrupted(run_dir)
