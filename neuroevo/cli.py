@@ -116,14 +116,58 @@ def _load_config(args: argparse.Namespace) -> config.RunConfig:
     if not args.resume:
         return config.load(args.config, args.overrides)
     saved_path = rundir.config_file(args.resume)
-    if not saved_path.is_file():
-        raise InputError(f"--resume: {saved_path} not found; is {args.resume} a neuroevo run directory?")
-    saved = config.load(str(saved_path))
+    saved = _saved_config(Path(args.resume), restore=True)
     requested = config.load(args.config or str(saved_path), args.overrides)
     diffs = config.experiment_differences(saved, requested)
     if diffs:
         raise InputError(f"--resume: the config would change the experiment: {'; '.join(diffs)}")
     return requested
+
+
+def _saved_config(run_dir: Path, restore: bool) -> config.RunConfig:
+    """A run's config.yaml, read strictly and checked against the copy in its newest generation file.
+
+    A damaged config.yaml (missing, cut, empty, a key missing or unknown) is never completed from defaults: it is
+    replaced by the copy (restore: rewritten from it; else only used), or refused where the logs keep none. An
+    intact one that differs from the copy in a key that changes the experiment was edited by hand: refused.
+    """
+    path, who = rundir.config_file(run_dir), "--resume: " if restore else ""
+    copy = logs.saved_config(run_dir)
+    if not path.exists() and copy is None:
+        raise InputError(f"{who}{path} not found; is {run_dir} a neuroevo run directory?")
+    try:
+        saved = config.load_saved(path)
+    except config.ConfigError as e:
+        damage = e
+    else:
+        if copy is not None:
+            diffs = config.experiment_differences(_copy_config(copy, who), saved)
+            if diffs:
+                raise InputError(f"{who}{path} differs from the run's own copy in {copy[0]}: {'; '.join(diffs)}; "
+                                 f"undo the edit, or delete {path.name} to restore it from the copy")
+        return saved
+    if copy is None:
+        if not rundir.state_file(run_dir).exists() and not any(rundir.generations_dir(run_dir).glob("*/*.parquet")):
+            raise InputError(f"{who}{damage}; no generation is logged yet, so nothing was trained: start a new run "
+                             f"(delete {run_dir} to use its run_id again)")
+        raise InputError(f"{who}{damage}; the run's logs keep no copy of its config (written by an older "
+                         f"neuroevo): repair {path.name} by hand with the values the run used")
+    cfg = _copy_config(copy, who)
+    if restore:
+        try:
+            rundir.write(path, copy[1])
+        except OSError as e:
+            raise InputError(f"{who}{path}: cannot be restored ({e.strerror or type(e).__name__})") from None
+    print(f"{'resume' if restore else 'score'}: {damage}; {'restored it from' if restore else 'using'} the copy kept in "
+          f"{copy[0]}", file=sys.stderr)
+    return cfg
+
+
+def _copy_config(copy: tuple[Path, str], who: str) -> config.RunConfig:
+    try:
+        return config.loads_saved(copy[1], f"the config copy in {copy[0]}")
+    except config.ConfigError as e:
+        raise InputError(f"{who}{e}") from None
 
 
 def _resume_plan(run_dir: Path) -> tuple[RunState | None, tuple[int, ...]]:
@@ -234,8 +278,11 @@ def _interrupt(signum: int, frame: object) -> None:
 
 
 def _write_run_files(p: Prepared, shared: np.ndarray | data.Cache | None, resume: bool) -> None:
-    """config.yaml and data.json; damaged generations moved aside."""
-    rundir.write(rundir.config_file(p.run_dir), config.to_yaml(p.cfg))
+    """config.yaml (written once; on resume again only where an allowed change changed it), data.json; damaged
+    generations moved aside."""
+    path, text = rundir.config_file(p.run_dir), config.to_yaml(p.cfg)
+    if not (resume and path.is_file() and path.read_bytes() == text.encode("utf-8")):
+        rundir.write(path, text)
     rundir.write(rundir.data_file(p.run_dir), json.dumps(data.record(p.images, shared), indent=1) + "\n")
     _set_aside(p.run_dir, p.redo)
 
@@ -385,12 +432,9 @@ def cmd_score(args: argparse.Namespace) -> int:
     from neuroevo import quality
 
     saved = rundir.config_file(args.run_dir)
-    if not saved.is_file():
+    if not saved.is_file() and not rundir.generations_dir(args.run_dir).is_dir():
         raise InputError(f"{saved}: not found; is {args.run_dir} a neuroevo run directory?")
-    try:
-        cfg = config.load(str(saved))
-    except config.ConfigError as e:
-        raise InputError(f"{saved}: {e}") from None
+    cfg = _saved_config(Path(args.run_dir), restore=False)
     generation = args.generation if args.generation is not None else int(_best(args.run_dir)[1].generation)
     if args.chromosome:
         weights = rundir.generator_file(args.run_dir, generation, args.chromosome)

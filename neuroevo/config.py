@@ -11,13 +11,14 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import math
+import re
 from dataclasses import field
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar, Union
 
 import yaml
-from pydantic import BeforeValidator, ConfigDict, Discriminator, Field, PlainValidator, Tag, TypeAdapter, ValidationError
+from pydantic import AfterValidator, BeforeValidator, ConfigDict, Discriminator, Field, PlainValidator, Tag, TypeAdapter, ValidationError
 from pydantic_core import PydanticCustomError
 from pydantic.dataclasses import dataclass
 
@@ -60,6 +61,20 @@ def _gpu_request(v: Any) -> float | str | None:
 
 
 GpuRequest = Annotated[float | Literal["memory"] | None, PlainValidator(_gpu_request)]
+
+
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,199}")
+
+
+def _run_id(v: str | None) -> str | None:
+    # the run directory is out_dir/run_id: a name with a '/' or '..' in it would put it elsewhere
+    if v is None or _PLAIN_NAME.fullmatch(v):
+        return v
+    raise PydanticCustomError("run_id", "expected a plain name of at most 200 letters, digits, '.', '_' and '-', "
+                                        "not starting with '.'")
+
+
+RunId = Annotated[str | None, AfterValidator(_run_id)]
 
 
 # Every default below is the reference experiment on CIFAR-10 (the `cifar10` preset).
@@ -227,7 +242,7 @@ class ResourcesConfig:
 class RunConfig:
     seed: int = 0
     out_dir: str = "runs"
-    run_id: str | None = None  # None = <timestamp>-seed<seed>
+    run_id: RunId = None  # None = <timestamp>-seed<seed>
     data: DataConfig = field(default_factory=DataConfig)
     space: Space = field(default_factory=SpaceConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
@@ -287,21 +302,129 @@ def preset_path(name: str) -> Path:
     return Path(str(resources.files("neuroevo") / "presets" / f"{name}.yaml"))
 
 
+# A config is a small text file: bounds on its size and on its YAML node graph (each alias counted as often as
+# it is expanded) refuse a huge file or an alias bomb before anything is built from it.
+MAX_BYTES = 1 << 20
+MAX_NODES = 100_000
+
+
 def load(source: str | None = None, overrides: list[str] | tuple[str, ...] = ()) -> RunConfig:
     """Resolve a preset name or YAML path (default: the demo preset) plus `key=value` overrides."""
     source = source or "demo"
     path = preset_path(source) if source in PRESETS else Path(source)
     if not path.is_file():
         raise ConfigError(f"{source}: no such config file or preset (presets: {', '.join(PRESETS)})")
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML ({_one_line(e)})") from None
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: expected a mapping of config keys at the top level")
+    raw = _read_mapping(path)
     for item in overrides:
         _apply_override(raw, item)
     return from_dict(raw)
+
+
+def load_saved(path: str | Path) -> RunConfig:
+    """A run's own config.yaml, read strictly: every key of the schema present, none unknown.
+
+    The run wrote it whole (to_yaml), so a missing key means a damaged file, never a default to fill in.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: not found")
+    return loads_saved(_read_text(path), str(path))
+
+
+def loads_saved(text: str, where: str) -> RunConfig:
+    """load_saved of a config's text; `where` names it in errors."""
+    raw = parse_yaml(text, where)
+    if raw is None:
+        raise ConfigError(f"{where}: empty")
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: expected a mapping of config keys at the top level")
+    missing = missing_keys(raw)
+    if missing:
+        more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
+        raise ConfigError(f"{where}: incomplete, {len(missing)} keys missing ({', '.join(missing[:5])}{more})")
+    return from_dict(raw)
+
+
+def missing_keys(raw: dict[str, Any]) -> list[str]:
+    """The schema's keys that `raw` lacks ('fitness' for a whole section), in schema order."""
+
+    def walk(cls: Any, d: dict[str, Any], prefix: str) -> list[str]:
+        out = []
+        for f in dataclasses.fields(cls):
+            key = prefix + f.name
+            if f.name not in d:
+                out.append(key)
+                continue
+            sub = f.default_factory if dataclasses.is_dataclass(f.default_factory) else None
+            if f.name == "space":
+                sub = SPACES.get(_space_name(d[f.name]))
+            if sub is not None and isinstance(d[f.name], dict):
+                out += walk(sub, d[f.name], key + ".")
+        return out
+
+    return walk(RunConfig, raw, "")
+
+
+def _read_text(path: Path) -> str:
+    try:
+        with open(path, "rb") as f:
+            content = f.read(MAX_BYTES + 1)
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot be read ({e.strerror or type(e).__name__})") from None
+    if len(content) > MAX_BYTES:
+        raise ConfigError(f"{path}: larger than {MAX_BYTES // (1 << 20)} MiB; a config is a small YAML text file")
+    try:
+        return content.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not a UTF-8 text file (byte {e.start} is {content[e.start]:#04x}); "
+                          f"expected a YAML config") from None
+
+
+def _read_mapping(path: Path) -> dict[str, Any]:
+    raw = parse_yaml(_read_text(path), str(path)) or {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping of config keys at the top level")
+    return raw
+
+
+def parse_yaml(text: str, where: str) -> Any:
+    """yaml.safe_load, refusing a document of more than MAX_NODES nodes once its aliases are expanded."""
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        if _expanded_size(node) > MAX_NODES:
+            raise ConfigError(f"{where}: more than {MAX_NODES:,} YAML values once its aliases are expanded; "
+                              f"a config needs a few hundred")
+        return loader.construct_document(node)
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{where}: not valid YAML ({_one_line(e)})") from None
+    except RecursionError:
+        raise ConfigError(f"{where}: YAML nested too deeply") from None
+    finally:
+        loader.dispose()
+
+
+def _expanded_size(root: yaml.Node) -> int:
+    """Nodes in the document with every alias expanded, counted on the composed graph (where an alias is the
+    same node object again), so without expanding anything; a recursive alias counts as too many."""
+    sizes: dict[int, int] = {}
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, children_done = stack.pop()
+        if id(node) in sizes and not children_done:
+            continue
+        kids = [n for pair in node.value for n in pair] if isinstance(node, yaml.MappingNode) else \
+            node.value if isinstance(node, yaml.SequenceNode) else []
+        if children_done:
+            sizes[id(node)] = min(MAX_NODES + 1, 1 + sum(sizes.get(id(k), MAX_NODES + 1) for k in kids))
+            continue
+        if id(node) in {id(n) for n, done in stack if done}:  # a node inside itself
+            return MAX_NODES + 1
+        stack.append((node, True))
+        stack.extend((k, False) for k in kids if id(k) not in sizes)
+    return sizes[id(root)]
 
 
 def from_dict(raw: dict[str, Any]) -> RunConfig:
@@ -318,8 +441,10 @@ def _apply_override(raw: dict[str, Any], item: str) -> None:
     if not sep or not key:
         raise ConfigError(f"--set {item}: expected key=value, e.g. evolve.population=4")
     try:
-        value = yaml.safe_load(text)  # so "4" is an int, "[1, 3]" a list, "null" None
-    except yaml.YAMLError:
+        value = parse_yaml(text, f"--set {key}")  # so "4" is an int, "[1, 3]" a list, "null" None
+    except ConfigError as e:
+        if "not valid YAML" not in str(e):
+            raise
         value = text
     node = raw
     *parents, leaf = key.split(".")

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 import ray
 
 from neuroevo import architecture, data, fitness, logs, progress, ranking, rundir, schedule
-from neuroevo.config import RunConfig
+from neuroevo.config import RunConfig, to_yaml
 from neuroevo.fitness import Evaluation
 from neuroevo.population import Evaluated, Member, early_members, elites, task_seed
 from neuroevo.task import TaskReport, has_room, outcome, quality_task, task_resources, train_task
@@ -145,7 +145,7 @@ def log_generation(cfg: RunConfig, run_dir: Path, generation: int, trained: list
     """Write a trained generation's rows, the best's weights, samples and chromosome, with keep_weights the
     weights the elites will start the next generation from (the elites population.elites will keep), and with
     train.keep all every generator."""
-    logs.write_generation(run_dir, generation, [t.row for t in trained])
+    logs.write_generation(run_dir, generation, [t.row for t in trained], to_yaml(cfg))
     by_member = {t.member: t for t in trained}
     best = trained[ranking.order([t.evaluation.fitness for t in trained],
                                  chromosome_id=[t.member.chromosome.id for t in trained])[0]]

@@ -168,12 +168,24 @@ def row(run_id: str, generation: int, member: Member, seed: int, report: TaskRep
     }
 
 
-def write_generation(run_dir: Path, generation: int, rows: list[dict[str, Any]]) -> Path:
-    """Write one generation's rows as one file, atomically (rundir.write): a reader never sees half a file."""
+# Key-value metadata of every generation file: the run keeps a copy of its resolved config in its logs, from
+# which --resume restores a damaged config.yaml.
+CONFIG_KEY = b"neuroevo.config"
+VERSION_KEY = b"neuroevo.schema_version"
+
+
+def write_generation(run_dir: Path, generation: int, rows: list[dict[str, Any]], config_yaml: str | None = None) -> Path:
+    """Write one generation's rows as one file, atomically (rundir.write): a reader never sees half a file.
+
+    config_yaml: the run's resolved config (config.to_yaml), kept in the file's metadata; no row depends on it.
+    """
     for r in rows:
         if set(r) != set(SCHEMA.names) - {"schema_version"}:
             raise ValueError(f"log row columns differ from the schema: {sorted(set(r) ^ set(SCHEMA.names))}")
     table = pa.Table.from_pylist([{"schema_version": SCHEMA_VERSION, **r} for r in rows], schema=SCHEMA)
+    if config_yaml is not None:
+        table = table.replace_schema_metadata({CONFIG_KEY: config_yaml.encode("utf-8"),
+                                               VERSION_KEY: str(SCHEMA_VERSION).encode()})
     buffer = pa.BufferOutputStream()
     pq.write_table(table, buffer)
     return rundir.write(rundir.generation_file(run_dir, generation), buffer.getvalue().to_pybytes())
@@ -189,6 +201,22 @@ def check_generation(run_dir: Path, generation: int, n_rows: int) -> str | None:
     except (OSError, pa.ArrowException) as e:
         return f"{path} is unreadable ({type(e).__name__})"
     return None if rows == n_rows else f"{path} has {rows} rows, expected {n_rows}"
+
+
+def saved_config(run_dir: str | Path) -> tuple[Path, str] | None:
+    """The config copy in the newest logged generation file that has one (and can be read): (file, YAML text).
+
+    Files written before the copy was kept have none; damaged files are passed over (only their footer is read).
+    """
+    files = sorted(rundir.generations_dir(run_dir).glob("generation=*/part-0.parquet"), reverse=True)
+    for path in files:
+        try:
+            metadata = pq.read_schema(path).metadata or {}
+            if CONFIG_KEY in metadata:
+                return path, metadata[CONFIG_KEY].decode("utf-8")
+        except (OSError, pa.ArrowException, UnicodeDecodeError):
+            continue
+    return None
 
 
 def read_generations(run_dir: str | Path, columns: list[str] | None = None,
