@@ -203,3 +203,22 @@ def test_two_drivers_on_one_run(workdir):
         for t in twins:
             _stop(t)
     assert len(logs.read_generations(workdir / "runs" / "twin")) == 4 * GENERATIONS
+
+
+def test_claim_is_one_driver_at_a_time_and_a_failed_start_leaves_nothing(tmp_path):
+    run_dir = tmp_path / "runs" / "r"
+    with rundir.claim(run_dir, new=True):
+        with pytest.raises(rundir.ClaimError, match="already exists"):
+            with rundir.claim(run_dir, new=True):
+                pass
+        with pytest.raises(rundir.ClaimError, match=f"another neuroevo driver .*pid {os.getpid()} on "):
+            with rundir.claim(run_dir, new=False):
+                pass
+    with rundir.claim(run_dir, new=False):  # released on exit: a resume takes it
+        pass
+    assert sorted(os.listdir(run_dir)) == [".lock"]
+
+    with pytest.raises(OSError):
+        with rundir.claim(tmp_path / "runs" / "failed", new=True):
+            raise OSError(28, "No space left on device", str(tmp_path / "runs" / "failed" / "config.yaml"))
+    assert not (tmp_path / "runs" / "failed").exists()
