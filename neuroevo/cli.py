@@ -8,6 +8,7 @@ cannot run, print one line and exit with code 2.
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
 import signal
@@ -30,6 +31,28 @@ QUERY_COLUMNS = ("run_id, generation, chromosome_id, is_elite, params_g + params
 
 class InputError(Exception):
     pass
+
+
+# A file-system error that the machine, not neuroevo, causes: a full disk, a read-only mount, a path in the way.
+FILE_SYSTEM_FAULTS = {
+    errno.ENOSPC: "no space left on the device",
+    errno.EDQUOT: "disk quota exceeded",
+    errno.EROFS: "the file system is read-only",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "operation not permitted",
+    errno.ENOTDIR: "a part of the path is a file, not a folder",
+    errno.EISDIR: "is a folder, not a file",
+    errno.EEXIST: "is in the way: a file where a folder should be",
+    errno.ENAMETOOLONG: "the name is too long",
+    errno.EFBIG: "the file is too large for the file system",
+}
+
+
+def _file_system_fault(e: OSError) -> str | None:
+    """`PATH: what is wrong` for an environment's file-system fault; None for any other OSError (a bug: traceback)."""
+    if e.errno not in FILE_SYSTEM_FAULTS or not e.filename:
+        return None
+    return f"{e.filename}: {FILE_SYSTEM_FAULTS[e.errno]}"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -295,6 +318,18 @@ def _interrupted(run_dir: Path) -> int:
     return 130
 
 
+def _stopped_by(run_dir: Path, error: OSError) -> int:
+    """A file-system fault stopped the run: what and where, and how to go on. A new run that had trained nothing
+    is gone (rundir.claim removed it): nothing to resume."""
+    print(f"neuroevo: error: {_file_system_fault(error)}", file=sys.stderr)
+    if run_dir.is_dir():
+        completed = load_state(run_dir).completed if rundir.state_file(run_dir).exists() else 0
+        logged = f"generations 0-{completed - 1} are logged" if completed else "no generation is logged yet"
+        print(f"stopped: {logged} in {run_dir}; once the file system is fixed, continue with: "
+              f"neuroevo run --resume {run_dir}", file=sys.stderr)
+    return EXIT_BAD_INPUT
+
+
 def _print_summary(run_dir: Path) -> None:
     history = logs.read_generations(run_dir)
     best = history.iloc[ranking.order(history["fitness"], history["generation"], history["chromosome_id"])[0]]
@@ -321,12 +356,16 @@ def cmd_run(args: argparse.Namespace) -> int:
         signal.signal(signal.SIGTERM, _interrupt)  # after ray.init, which installs a handler of its own
         from neuroevo import evolve, progress  # Ray loads only once the input is known to be good
 
-        run_dir.mkdir(parents=True, exist_ok=bool(args.resume))
-        _write_run_files(p, shared, bool(args.resume))
-        progress.set_quiet(args.quiet)
-        evolve.evolve(cfg, p.run_id, run_dir, shared, p.state, p.redo, p.reference)
+        with rundir.claim(run_dir, new=not args.resume):
+            _write_run_files(p, shared, bool(args.resume))
+            progress.set_quiet(args.quiet)
+            evolve.evolve(cfg, p.run_id, run_dir, shared, p.state, p.redo, p.reference)
     except KeyboardInterrupt:
         return _interrupted(run_dir)
+    except OSError as e:
+        if _file_system_fault(e) is None:
+            raise
+        return _stopped_by(run_dir, e)
     _print_summary(run_dir)
     return 0
 
@@ -419,6 +458,9 @@ def cmd_sample(args: argparse.Namespace) -> int:
     if not weights.is_file():
         saved = rundir.best_generations(args.run_dir)
         raise InputError(f"--generation: {weights} does not exist (saved: {', '.join(map(str, saved)) or 'none'})")
+    out.parent.mkdir(parents=True, exist_ok=True)  # a missing folder is made; one that cannot be fails here
+    if not os.access(out.parent, os.W_OK):  # before the images are drawn (also a read-only mount, for root)
+        raise InputError(f"--out: {out.parent} is not writable (read-only file system or no permission)")
     ch = report.sample(weights, args.n, args.seed, out)
     print(f"{out}: {args.n} samples of {ch.image_channels}x{ch.image_size}x{ch.image_size} from chromosome {ch.id} "
           f"(generation {generation}, seed {args.seed})")
@@ -484,12 +526,17 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         return COMMANDS[args.command](args)
-    except (InputError, QueryError) as e:
+    except (InputError, QueryError, rundir.ClaimError) as e:
         print(f"neuroevo: error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except BrokenPipeError:  # e.g. `neuroevo query ... | head`: stop quietly, as other tools do
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except OSError as e:  # a full disk, a read-only folder, a file in the way of an output folder
+        if _file_system_fault(e) is None:
+            raise
+        print(f"neuroevo: error: {_file_system_fault(e)}", file=sys.stderr)
+        return EXIT_BAD_INPUT
 
 
 if __name__ == "__main__":

@@ -379,7 +379,10 @@ def sample(weights: Path, n: int, seed: int, out: Path) -> Genome:
     ch, G = load_generator(str(weights))
     with torch.no_grad():
         images = G(noise(ch, n, generator=torch.Generator().manual_seed(seed)))  # n x C x H x W, in G's output range
-    out.parent.mkdir(parents=True, exist_ok=True)
-    vutils.save_image(images, out, nrow=math.ceil(math.sqrt(n)), normalize=True,
-                      value_range=architecture.plan(ch).output_range)
+    from PIL import Image
+
+    image = io.BytesIO()  # then written atomically: a full disk leaves no half an image
+    vutils.save_image(images, image, format=Image.registered_extensions()[out.suffix.lower()],
+                      nrow=math.ceil(math.sqrt(n)), normalize=True, value_range=architecture.plan(ch).output_range)
+    rundir.write(out, image.getvalue())
     return ch

@@ -10,20 +10,38 @@
       generators/generation=NNNN/<chromosome_id>.pt  train.keep all: every chromosome's trained G and D
       report/                                      neuroevo report's plots and page
       discarded/                                   damaged generation folders set aside by --resume
+      .lock, .lock.json                            held by the one driver that trains the run: who, since when
 
 Every file goes through `write`, so a run killed at any moment leaves each file whole: the old content or the
 new. A killed write can leave a hidden temporary file (a leading dot, which pyarrow's dataset discovery
 ignores); the next write of the same file replaces it.
+
+One driver at a time trains a run: `claim` locks the folder for the driver's lifetime (readers such as
+`neuroevo report` need no lock: every file they read is whole).
 """
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime, timezone
 from pathlib import Path
+
+import filelock
 
 CONFIG = "config.yaml"
 DATA = "data.json"
 STATE = "state.json"
+LOCK = ".lock"
+HOLDER = ".lock.json"
+
+
+class ClaimError(Exception):
+    """The run directory cannot be had: another run made it first, or another driver is training it."""
 
 
 def config_file(run_dir: str | Path) -> Path:
@@ -90,6 +108,60 @@ def discarded_dir(run_dir: str | Path) -> Path:
     return Path(run_dir) / "discarded"
 
 
+@contextmanager
+def claim(run_dir: str | Path, new: bool) -> Iterator[Path]:
+    """Hold the run directory for the lifetime of the one driver that trains it; ClaimError if another has it.
+
+    new: make the folder, which must not exist (os.mkdir is atomic: of two runs started at the same instant with
+    one run_id, exactly one gets it). The lock is the kernel's (flock), so it dies with its process: a driver
+    killed with SIGKILL leaves nothing to clean up. A new run whose start fails on a file-system error before its
+    first state.json is removed again: it has trained nothing, and a half-written folder would block its run_id.
+    """
+    run_dir = Path(run_dir)
+    if new:
+        run_dir.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            run_dir.mkdir()
+        except FileExistsError:
+            raise ClaimError(f"run_id: {run_dir} already exists; choose another run_id or out_dir, or --resume it") \
+                from None
+    lock = filelock.FileLock(run_dir / LOCK, timeout=0)
+    try:
+        try:
+            lock.acquire()
+        except filelock.Timeout:
+            raise ClaimError(f"{run_dir}: another neuroevo driver is training this run ({holder(run_dir)}); "
+                             f"wait for it to end, or stop it first") from None
+        write(run_dir / HOLDER, json.dumps({"host": socket.gethostname(), "pid": os.getpid(),
+                                            "started": f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M:%S} UTC"}) + "\n")
+        yield run_dir
+    except OSError:
+        if new and not state_file(run_dir).exists():
+            _release(run_dir, lock)
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
+    finally:
+        _release(run_dir, lock)
+
+
+def holder(run_dir: str | Path) -> str:
+    """Who holds the run's lock, as `claim` recorded it: e.g. 'pid 4242 on node-1 since 2026-01-02 10:11:12 UTC'."""
+    try:
+        h = json.loads((Path(run_dir) / HOLDER).read_text())
+        return f"pid {h['pid']} on {h['host']} since {h['started']}"
+    except (OSError, ValueError, KeyError, TypeError):  # not written yet, or by a driver that died writing it
+        return "its pid is not recorded yet"
+
+
+def _release(run_dir: Path, lock: filelock.FileLock) -> None:
+    if lock.is_locked:
+        try:
+            (run_dir / HOLDER).unlink(missing_ok=True)
+        except OSError:  # e.g. the file system turned read-only; the next holder overwrites it
+            pass
+        lock.release()
+
+
 def write(path: str | Path, content: bytes | str) -> Path:
     """Write a whole file atomically: a temporary file beside it, fsync, rename over it, fsync the folder.
 
@@ -105,8 +177,10 @@ def write(path: str | Path, content: bytes | str) -> Path:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         tmp.unlink(missing_ok=True)
+        if isinstance(e, OSError) and e.filename in (None, str(tmp)):
+            e.filename, e.filename2 = str(path), None  # a full disk's error names the file the user knows
         raise
     _fsync_dir(path.parent)  # makes the rename itself survive a power cut
     return path
