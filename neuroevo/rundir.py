@@ -10,6 +10,7 @@
       generators/generation=NNNN/<chromosome_id>.pt  train.keep all: every chromosome's trained G and D
       report/                                      neuroevo report's plots and page
       discarded/                                   damaged generation folders set aside by --resume
+      ray.log                                      Ray's own log lines, from every start and resume
 
 Every file goes through `write`, so a run killed at any moment leaves each file whole: the old content or the
 new. A killed write can leave a hidden temporary file (a leading dot, which pyarrow's dataset discovery
@@ -88,6 +89,10 @@ def report_dir(run_dir: str | Path) -> Path:
 
 def discarded_dir(run_dir: str | Path) -> Path:
     return Path(run_dir) / "discarded"
+
+
+def ray_log(run_dir: str | Path) -> Path:
+    return Path(run_dir) / "ray.log"
 
 
 def write(path: str | Path, content: bytes | str) -> Path:
