@@ -246,7 +246,11 @@ def _interrupt(signum: int, frame: object) -> None:
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the stopping short
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    _received.append(signum)  # out of ray.get/ray.wait, Ray may raise a KeyboardInterrupt of its own instead
     raise cluster.Interrupted(signum)  # SIGTERM (e.g. `ray job stop`) stops a run the way Ctrl-C does
+
+
+_received: list[int] = []
 
 
 def _write_run_files(p: Prepared, shared: np.ndarray | data.Cache | None, resume: bool) -> None:
@@ -270,7 +274,7 @@ def _interrupted(run_dir: Path | None, e: KeyboardInterrupt) -> int:
                   else f"generations 0-{completed - 1} are logged")
         print(f"\ninterrupted: {logged} in {run_dir}; the running one was stopped."
               f"\ncontinue with: neuroevo run --resume {run_dir}", file=sys.stderr, flush=True)
-    return 128 + getattr(e, "signum", signal.SIGINT)
+    return 128 + (_received[0] if _received else getattr(e, "signum", signal.SIGINT))
 
 
 def _print_summary(run_dir: Path) -> None:
