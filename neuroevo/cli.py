@@ -67,6 +67,10 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--address", default=None,
                      help="join this Ray cluster (default: $RAY_ADDRESS, else start a local one)")
     run.add_argument("--dashboard", action="store_true", help="start Ray's dashboard with a local cluster (127.0.0.1)")
+    run.add_argument("--connect-timeout", type=_seconds, default=30.0, metavar="SECONDS",
+                     help="give up joining the --address cluster after about this long (default: 30)")
+    run.add_argument("--verbose", action="store_true",
+                     help="show Ray's own log lines and the workers' output (default: in RUN_DIR/ray.log)")
     run.add_argument("--resume", metavar="RUN_DIR", default=None,
                      help="continue a stopped run from its last logged generation; re-train damaged generations")
     run.add_argument("--quiet", action="store_true",
@@ -116,6 +120,16 @@ def _parser() -> argparse.ArgumentParser:
                     help="real images to compare with, root/<class>/<image> (default: the run's training images)")
     sc.add_argument("--seed", type=int, default=0, help="noise seed (default: 0)")
     return p
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not value >= 1:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds of at least 1, got {text!r}")
+    return value
 
 
 def _count(text: str) -> int:
@@ -282,22 +296,28 @@ def _print_data(images: data.Images, shared: np.ndarray | data.Cache | None = No
         print(f"data: tasks read the images from {data.record(images, shared)['tasks_read']}", flush=True)
 
 
-def _init_ray(address: str | None, dashboard: bool) -> None:
-    """Join the cluster at `address` or $RAY_ADDRESS, else start a private one reachable from this machine only."""
-    address = address or os.environ.get("RAY_ADDRESS")
-    if not address:
-        # Without this Ray binds its processes to the machine's routable address; read when ray is imported.
-        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
-    import ray
+def _init_ray(args: argparse.Namespace) -> None:
+    """Join the cluster at --address or $RAY_ADDRESS, else start a private one (cluster.py); Ctrl-C and SIGTERM
+    stop the run from here on, as KeyboardInterrupt."""
+    from neuroevo import cluster
 
-    if address:
-        ray.init(address=address)
-    else:
-        ray.init(address="local", _node_ip_address="127.0.0.1", include_dashboard=dashboard, dashboard_host="127.0.0.1")
+    try:
+        cluster.start(args.address, args.dashboard, args.connect_timeout, args.verbose)
+    except cluster.ClusterError as e:
+        raise InputError(str(e)) from None
+    signal.signal(signal.SIGTERM, _interrupt)  # again: ray.init installs a handler of its own
 
 
 def _interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt  # SIGTERM (e.g. `ray job stop`) stops a run the way Ctrl-C does
+    from neuroevo import cluster
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the stopping short
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    _received.append(signum)  # out of ray.get/ray.wait, Ray may raise a KeyboardInterrupt of its own instead
+    raise cluster.Interrupted(signum)  # SIGTERM (e.g. `ray job stop`) stops a run the way Ctrl-C does
+
+
+_received: list[int] = []
 
 
 def _write_run_files(p: Prepared, shared: np.ndarray | data.Cache | None, resume: bool) -> None:
@@ -310,12 +330,21 @@ def _write_run_files(p: Prepared, shared: np.ndarray | data.Cache | None, resume
     _set_aside(p.run_dir, p.redo)
 
 
-def _interrupted(run_dir: Path) -> int:
-    completed = load_state(run_dir).completed if rundir.state_file(run_dir).exists() else 0
-    logged = f"generations 0-{completed - 1} are logged" if completed else "no generation is logged yet"
-    print(f"\ninterrupted: {logged} in {run_dir}; the running one was stopped."
-          f"\ncontinue with: neuroevo run --resume {run_dir}", file=sys.stderr)
-    return 130
+def _interrupted(run_dir: Path | None, e: KeyboardInterrupt) -> int:
+    """The interrupt's message; 130 for Ctrl-C, 143 for SIGTERM (128 + the signal, as shells report them)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    if run_dir is None or not rundir.config_file(run_dir).is_file():
+        left = f" (remove the empty {run_dir} first)" if run_dir is not None and run_dir.exists() else ""
+        print(f"\ninterrupted before the run started: nothing of it is logged; run the same command again{left}",
+              file=sys.stderr, flush=True)
+    else:
+        completed = load_state(run_dir).completed if rundir.state_file(run_dir).exists() else 0
+        logged = ("no generation is logged yet" if not completed else "generation 0 is logged" if completed == 1
+                  else f"generations 0-{completed - 1} are logged")
+        print(f"\ninterrupted: {logged} in {run_dir}; the running one was stopped."
+              f"\ncontinue with: neuroevo run --resume {run_dir}", file=sys.stderr, flush=True)
+    return 128 + (_received[0] if _received else getattr(e, "signum", signal.SIGINT))
 
 
 def _stopped_by(run_dir: Path, error: OSError) -> int:
@@ -341,7 +370,12 @@ def _print_summary(run_dir: Path) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    p = _prepare(args)
+    signal.signal(signal.SIGINT, _interrupt)
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        p = _prepare(args)
+    except KeyboardInterrupt as e:
+        return _interrupted(None, e)
     cfg, run_dir = p.cfg, p.run_dir
     if p.state is not None and p.state.completed >= cfg.evolve.generations and not p.redo:
         print(f"{run_dir}: all {cfg.evolve.generations} generations are already logged")
@@ -351,21 +385,33 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(config.to_yaml(cfg), end="")
     shared = data.for_tasks(p.images, cfg.data)
     _print_data(p.images, shared)
+    from neuroevo import cluster
+
+    if not args.verbose:
+        cluster.capture_log()
+    interrupted, fault = None, None
     try:
-        _init_ray(args.address, args.dashboard)
-        signal.signal(signal.SIGTERM, _interrupt)  # after ray.init, which installs a handler of its own
+        _init_ray(args)
         from neuroevo import evolve, progress  # Ray loads only once the input is known to be good
 
         with rundir.claim(run_dir, new=not args.resume):
+            cluster.keep_log(rundir.ray_log(run_dir))
             _write_run_files(p, shared, bool(args.resume))
             progress.set_quiet(args.quiet)
             evolve.evolve(cfg, p.run_id, run_dir, shared, p.state, p.redo, p.reference)
-    except KeyboardInterrupt:
-        return _interrupted(run_dir)
+    except KeyboardInterrupt as e:
+        interrupted = e
     except OSError as e:
         if _file_system_fault(e) is None:
             raise
-        return _stopped_by(run_dir, e)
+        fault = e
+    finally:
+        cluster.stop()
+        cluster.release_log()
+    if interrupted is not None:
+        return _interrupted(run_dir, interrupted)
+    if fault is not None:
+        return _stopped_by(run_dir, fault)
     _print_summary(run_dir)
     return 0
 

@@ -11,6 +11,7 @@
       report/                                      neuroevo report's plots and page
       discarded/                                   damaged generation folders set aside by --resume
       .lock, .lock.json                            held by the one driver that trains the run: who, since when
+      ray.log                                      Ray's own log lines, from every start and resume
 
 Every file goes through `write`, so a run killed at any moment leaves each file whole: the old content or the
 new. A killed write can leave a hidden temporary file (a leading dot, which pyarrow's dataset discovery
@@ -160,6 +161,10 @@ def _release(run_dir: Path, lock: filelock.FileLock) -> None:
         except OSError:  # e.g. the file system turned read-only; the next holder overwrites it
             pass
         lock.release()
+
+
+def ray_log(run_dir: str | Path) -> Path:
+    return Path(run_dir) / "ray.log"
 
 
 def write(path: str | Path, content: bytes | str) -> Path:
