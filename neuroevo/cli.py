@@ -299,7 +299,7 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 def cmd_query(args: argparse.Namespace) -> int:
     from neuroevo import query
 
-    if args.sql:
+    if args.sql is not None:
         if args.where or args.sort or args.columns != QUERY_COLUMNS:
             raise InputError("--sql: give the whole query there, without --where, --columns or --sort")
         df = query.sql(args.run_dirs, args.sql)
