@@ -368,18 +368,36 @@ def write_report(run_dir: str | Path, out_dir: str | Path, top: int = 10, max_gr
 # --- sampling -----------------------------------------------------------------------------------------
 
 
+MAX_SAMPLES = 10_000  # images in one `sample` grid: 100 x 100, 6602 px square at 64 px an image
+SAMPLE_BATCH = 256  # images through G at once: the activations of one batch, not of all n, are in memory
+
+
 def sample(weights: Path, n: int, seed: int, out: Path) -> Genome:
-    """n images from a saved generator, as one grid image (rows of ceil(sqrt(n)), 2 px padding)."""
+    """n images from a saved generator, as one grid image (rows of ceil(sqrt(n)), 2 px padding), pixel for pixel
+    torchvision's save_image of all n at once. G draws SAMPLE_BATCH images at a time into the uint8 grid.
+    Raises train.WeightsError for a file that is not a neuroevo generator's weights."""
     import torch
-    import torchvision.utils as vutils
+    from PIL import Image
 
     from neuroevo.model import noise
     from neuroevo.train import load_generator
 
-    ch, G = load_generator(str(weights))
-    with torch.no_grad():
-        images = G(noise(ch, n, generator=torch.Generator().manual_seed(seed)))  # n x C x H x W, in G's output range
+    ch, G = load_generator(Path(weights))
+    z = noise(ch, n, generator=torch.Generator().manual_seed(seed))  # all at once: the same noise at any batch size
+    lo, hi = architecture.plan(ch).output_range
+    side, padding = ch.image_size, 2 if n > 1 else 0  # make_grid pads nothing around a single image
+    per_row = min(math.ceil(math.sqrt(n)), n)
+    step = side + padding
+    grid = np.zeros((step * math.ceil(n / per_row) + padding, step * per_row + padding, 3), dtype=np.uint8)
+    for start in range(0, n, SAMPLE_BATCH):
+        with torch.no_grad():
+            images = G(z[start:start + SAMPLE_BATCH])  # k x C x H x W, in G's output range
+        # save_image's arithmetic, in its order: clamp to the range, to [0, 1], to the nearest of 0-255
+        pixels = images.clamp_(lo, hi).sub_(lo).div_(max(hi - lo, 1e-5)).mul_(255).add_(0.5).clamp_(0, 255)
+        pixels = pixels.to(torch.uint8).expand(-1, 3, -1, -1).permute(0, 2, 3, 1).numpy()  # grey as RGB
+        for i, image in enumerate(pixels, start):
+            y, x = padding + (i // per_row) * step, padding + (i % per_row) * step
+            grid[y:y + side, x:x + side] = image
     out.parent.mkdir(parents=True, exist_ok=True)
-    vutils.save_image(images, out, nrow=math.ceil(math.sqrt(n)), normalize=True,
-                      value_range=architecture.plan(ch).output_range)
+    Image.fromarray(grid).save(out)
     return ch
