@@ -431,7 +431,7 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 def cmd_query(args: argparse.Namespace) -> int:
     from neuroevo import query
 
-    if args.sql:
+    if args.sql is not None:
         if args.where or args.sort or args.columns != QUERY_COLUMNS:
             raise InputError("--sql: give the whole query there, without --where, --columns or --sort")
         df = query.sql(args.run_dirs, args.sql)
@@ -495,7 +495,10 @@ def cmd_sample(args: argparse.Namespace) -> int:
     from PIL import Image
 
     from neuroevo import report
+    from neuroevo.train import WeightsError
 
+    if args.n > report.MAX_SAMPLES:
+        raise InputError(f"--n: {args.n:,} images is more than one grid holds (at most {report.MAX_SAMPLES:,})")
     out = Path(args.out)
     if out.suffix.lower() not in Image.registered_extensions():
         raise InputError(f"--out: {out} has no image file extension (e.g. .png, .jpg)")
@@ -507,7 +510,10 @@ def cmd_sample(args: argparse.Namespace) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)  # a missing folder is made; one that cannot be fails here
     if not os.access(out.parent, os.W_OK):  # before the images are drawn (also a read-only mount, for root)
         raise InputError(f"--out: {out.parent} is not writable (read-only file system or no permission)")
-    ch = report.sample(weights, args.n, args.seed, out)
+    try:
+        ch = report.sample(weights, args.n, args.seed, out)
+    except WeightsError as e:
+        raise InputError(str(e)) from None
     print(f"{out}: {args.n} samples of {ch.image_channels}x{ch.image_size}x{ch.image_size} from chromosome {ch.id} "
           f"(generation {generation}, seed {args.seed})")
     return 0
@@ -518,6 +524,7 @@ def cmd_score(args: argparse.Namespace) -> int:
     import dataclasses
 
     from neuroevo import quality
+    from neuroevo.train import WeightsError, load_generator
 
     saved = rundir.config_file(args.run_dir)
     if not saved.is_file() and not rundir.generations_dir(args.run_dir).is_dir():
@@ -537,6 +544,10 @@ def cmd_score(args: argparse.Namespace) -> int:
         if not weights.is_file():
             kept = rundir.best_generations(args.run_dir)
             raise InputError(f"--generation: {weights} does not exist (saved: {', '.join(map(str, kept)) or 'none'})")
+    try:  # a file that is no generator's weights stops here, before the reference statistics
+        load_generator(weights)
+    except WeightsError as e:
+        raise InputError(str(e)) from None
     data_cfg = cfg.data if not args.against else dataclasses.replace(
         cfg.data, source="folder", root=args.against, subset=None, subset_pick="first", flip=False)
     if args.against and not Path(args.against).is_dir():
@@ -552,7 +563,7 @@ def cmd_score(args: argparse.Namespace) -> int:
     ref = _reference(dataclasses.replace(cfg, data=data_cfg, quality=q_cfg), images)
     try:
         q = quality.measure_generator(weights.read_bytes(), q_cfg, ref, quality.local_device(), args.seed)
-    except quality.QualityError as e:
+    except (quality.QualityError, WeightsError) as e:
         raise InputError(str(e)) from None
     ch = genome.from_json(rundir.best_chromosome(args.run_dir, generation).read_text()) if not args.chromosome else None
     who = args.chromosome or (ch.id if ch else "?")

@@ -368,18 +368,23 @@ def write_report(run_dir: str | Path, out_dir: str | Path, top: int = 10, max_gr
 # --- sampling -----------------------------------------------------------------------------------------
 
 
+MAX_SAMPLES = 10_000  # images in one `sample` grid: 100 x 100, 6602 px square at 64 px an image
+SAMPLE_BATCH = 256  # images through G at once: the activations of one batch, not of all n, are in memory
+
+
 def sample(weights: Path, n: int, seed: int, out: Path) -> Genome:
-    """n images from a saved generator, as one grid image (rows of ceil(sqrt(n)), 2 px padding)."""
+    """n images from a saved generator, as one grid image (rows of ceil(sqrt(n)), 2 px padding, torchvision's
+    save_image), G drawing SAMPLE_BATCH images at a time. Raises train.WeightsError for a file that is not a neuroevo generator's weights."""
     import torch
-    import torchvision.utils as vutils
+    from PIL import Image
 
     from neuroevo.model import noise
     from neuroevo.train import load_generator
 
-    ch, G = load_generator(str(weights))
-    with torch.no_grad():
-        images = G(noise(ch, n, generator=torch.Generator().manual_seed(seed)))  # n x C x H x W, in G's output range
-    from PIL import Image
+    ch, G = load_generator(Path(weights))
+    z = noise(ch, n, generator=torch.Generator().manual_seed(seed))  # all at once: the same noise at any batch size
+    with torch.no_grad():  # a batch at a time: only one batch's activations in memory
+        images = torch.cat([G(z[i:i + SAMPLE_BATCH]) for i in range(0, n, SAMPLE_BATCH)])  # n x C x H x W
 
     image = io.BytesIO()  # then written atomically: a full disk leaves no half an image
     vutils.save_image(images, image, format=Image.registered_extensions()[out.suffix.lower()],

@@ -5,8 +5,11 @@ from __future__ import annotations
 import dataclasses
 import io
 import math
+import pickle
 import time
+import warnings
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Iterator
 
 import numpy as np
@@ -265,10 +268,37 @@ def artifacts(ch: Genome, G: torch.nn.Module, D: torch.nn.Module, n_samples: int
     return Artifacts(weights=weights.getvalue(), samples_png=png.getvalue())
 
 
-def load_generator(path: str | io.BytesIO, device: str = "cpu") -> tuple[Genome, torch.nn.Module]:
-    """A saved generator (a weights file, or its bytes), ready to sample from."""
-    state = torch.load(path, map_location=device, weights_only=True)
-    ch = from_json(state["chromosome"])
-    G = build_generator(ch).to(device)
-    load_state(G, state["generator"])
-    return ch, G.eval()
+class WeightsError(ValueError):
+    """A weights file torch.load refuses, or one that holds no neuroevo generator; its message is one line that
+    names the file."""
+
+
+def load_generator(path: str | Path | io.BytesIO, device: str = "cpu") -> tuple[Genome, torch.nn.Module]:
+    """A saved generator (a weights file, or its bytes), ready to sample from. weights_only: a file that holds
+    anything but tensors and plain data (a pickled object that would run code) is refused, as WeightsError."""
+    name = "weights" if isinstance(path, io.BytesIO) else str(path)
+    expected = "expected a weights.pt that neuroevo wrote"
+    try:
+        with warnings.catch_warnings():  # e.g. torch's UserWarning on a pickle protocol it does not write
+            warnings.simplefilter("ignore")
+            state = torch.load(path, map_location=device, weights_only=True)
+    except pickle.UnpicklingError as e:  # weights_only's refusal; torch's own reason is its next-to-last paragraph
+        reasons = [p for p in str(e).split("\n\n") if p.strip()]
+        why = _sentence(reasons[-2]) if len(reasons) >= 3 else "not a torch weights file"
+        raise WeightsError(f"{name}: refused by torch.load(weights_only=True): {why}; {expected}") from None
+    except (OSError, EOFError, RuntimeError, KeyError, ValueError) as e:  # truncated, empty, not a torch file
+        raise WeightsError(f"{name}: not a torch weights file ({type(e).__name__}: {_sentence(str(e)) or 'empty'}); "
+                           f"{expected}") from None
+    try:
+        ch = from_json(state["chromosome"])
+        G = build_generator(ch)
+        load_state(G, state["generator"])
+    except (TypeError, KeyError, IndexError, ValueError, AttributeError, RuntimeError) as e:
+        raise WeightsError(f"{name}: not the weights of a neuroevo generator ({type(e).__name__}: "
+                           f"{_sentence(str(e))}); {expected}") from None
+    return ch, G.to(device).eval()
+
+
+def _sentence(text: str) -> str:
+    """An exception's first sentence, on one line."""
+    return " ".join(text.split(". ")[0].split())[:300].rstrip(".")

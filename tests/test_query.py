@@ -161,3 +161,71 @@ def test_cli_missing_run_dir_is_one_line_and_exit_2(runs, tmp_path):
     (tmp_path / "starting").mkdir()
     p = neuroevo("query", tmp_path / "starting")
     assert p.returncode == 2 and "no generations logged" in p.stderr
+
+
+# --- only reading: one SELECT, pieces that stay in their clause, no file but the logs ---------------------------
+
+
+@pytest.mark.parametrize("args", [
+    ["--where", "true); COPY (SELECT chromosome_id FROM logs) TO '{out}'; SELECT 1 FROM logs WHERE (true"],
+    ["--sort", "fitness; COPY (SELECT chromosome_id FROM logs) TO '{out}'"],
+    ["--columns", "1 FROM logs; COPY (SELECT chromosome_id FROM logs) TO '{out}'; SELECT 1"],
+    ["--columns", "* FROM read_csv('{secret}') --"],
+    ["--columns", "s.* FROM read_csv('{secret}') AS s, (SELECT 1", "--sort", "chromosome_id) AS x"],
+])
+def test_cli_a_piece_that_leaves_its_clause_is_refused_and_writes_nothing(runs, tmp_path, args):
+    out, secret = tmp_path / "written.csv", tmp_path / "secret.csv"
+    secret.write_text("password\nhunter2\n")
+    p = neuroevo("query", runs[0], *(a.format(out=out, secret=secret) for a in args))
+    assert p.returncode == 2 and "Traceback" not in p.stderr and "hunter2" not in p.stdout
+    line, = p.stderr.strip().splitlines()
+    assert line.startswith("neuroevo: error: ") and "(in: SELECT " in line and "logs" in line
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("text, got", [
+    ("CREATE TABLE t AS SELECT * FROM logs", "CREATE"),
+    ("COPY (SELECT * FROM logs) TO '{out}'", "COPY"),
+    ("SELECT 1; COPY (SELECT * FROM logs) TO '{out}'", "2 statements (SELECT, COPY)"),
+    ("ATTACH '{out}' AS other", "ATTACH"),
+    ("SET enable_external_access = true", "SET"),
+    ("INSTALL httpfs", "LOAD"),
+    ("", "nothing"),
+])
+def test_sql_runs_nothing_but_one_select(runs, tmp_path, text, got):
+    out = tmp_path / "written"
+    query_text = text.format(out=out)
+    with pytest.raises(query.QueryError) as e:
+        query.sql(runs[:1], query_text)
+    assert str(e.value) == f"expected one SELECT over the table logs, got {got} (in: {query_text})"
+    assert not out.exists()
+
+
+def test_cli_sql_create_table_is_one_line_and_exit_2(runs):
+    p = neuroevo("query", runs[0], "--sql", "CREATE TABLE t AS SELECT * FROM logs")
+    assert p.returncode == 2 and p.stdout == ""
+    assert p.stderr == ("neuroevo: error: expected one SELECT over the table logs, got CREATE "
+                        "(in: CREATE TABLE t AS SELECT * FROM logs)\n")
+
+
+def test_a_select_reads_no_file_but_the_logs(runs, tmp_path):
+    readable = tmp_path / "readable.csv"
+    readable.write_text("a\n1\n")
+    for text in (f"SELECT * FROM read_csv('{readable}')", f"SELECT * FROM '{readable}'",
+                 f"SELECT * FROM logs, read_parquet('{runs[1]}/generations/*/*.parquet')"):
+        with pytest.raises(query.QueryError, match="file system operations are disabled"):
+            query.sql(runs[:1], text)
+
+
+def test_with_and_subqueries_still_run(runs):
+    got = query.sql(runs, "WITH top AS (SELECT run_dir, generation, max(fitness) AS best FROM logs GROUP BY ALL) "
+                          "SELECT * FROM top WHERE best >= (SELECT median(fitness) FROM logs) ORDER BY ALL")
+    ref = plain(*runs)
+    want = ref.groupby(["run_dir", "generation"])["fitness"].max().reset_index(name="best")
+    want = want[want.best >= ref.fitness.median()].sort_values(["run_dir", "generation"])
+    assert 0 < len(got) and got.to_dict("records") == want.to_dict("records")
+    # pieces with their own parentheses, strings holding ';' and expressions with FROM inside them still run
+    got = query.load_runs(runs[:1], columns=["chromosome_id", "(SELECT max(fitness) FROM logs) AS top",
+                                             "extract(year FROM started_at) AS year"],
+                          where="status IS DISTINCT FROM 'a;b' AND (generation >= 1)", order_by="fitness DESC")
+    assert len(got) == 8 and got["top"].eq(plain(runs[0]).fitness.max()).all()
