@@ -224,7 +224,8 @@ def check_generation(run_dir: Path, generation: int, members: Sequence[Member]) 
     versions = set(table.column("schema_version").to_pylist()) if "schema_version" in table.column_names else set()
     version = versions.pop() if len(versions) == 1 else None
     if version not in range(1, SCHEMA_VERSION + 1):
-        return f"{path} has schema_version {sorted(map(str, versions)) or 'missing'}, expected one of 1-{SCHEMA_VERSION}"
+        found = sorted(map(str, versions)) or "none"
+        return f"{path} has schema_version {found}, expected one of 1-{SCHEMA_VERSION}"
     for field in schema_of(version):
         if field.name not in table.column_names:
             return f"{path} has no column {field.name} (schema_version {version})"
