@@ -21,8 +21,9 @@ import numpy as np
 import pandas as pd
 
 from neuroevo import config, data, genome, logs, ranking, rundir
-from neuroevo.state import RunState, StateError
+from neuroevo.state import RunState, StateError, load_checked
 from neuroevo.state import load as load_state
+from neuroevo.state import save as save_state
 
 EXIT_BAD_INPUT = 2
 QUERY_COLUMNS = ("run_id, generation, chromosome_id, is_elite, params_g + params_d AS params, d_loss, g_loss, fitness, "
@@ -207,20 +208,31 @@ def _copy_config(copy: tuple[Path, str], who: str) -> config.RunConfig:
         raise InputError(f"{who}{e}") from None
 
 
-def _resume_plan(run_dir: Path) -> tuple[RunState | None, tuple[int, ...]]:
-    """The saved state, and the logged generations whose files are damaged and must be trained again.
+def _resume_plan(run_dir: Path, cfg: config.RunConfig) -> tuple[RunState | None, tuple[int, ...]]:
+    """The saved state, checked against the config and the logs, and the logged generations to train again: those
+    whose data file is damaged or does not hold their population, or whose best's files or elites' weights are
+    missing (training is deterministic, so the same rows and files come out again).
 
-    A run stopped before its first state was saved has trained nothing: it starts again from generation 0.
+    A run stopped before its first state was saved has trained nothing: it starts again from generation 0. A state
+    that the logs repair (state.load_checked) replaces state.json at once, the old one kept in discarded/.
     """
     if not rundir.state_file(run_dir).exists() and not rundir.generations_dir(run_dir).exists():
         return None, ()
     try:
-        state = load_state(run_dir)
+        state, repairs = load_checked(run_dir, cfg.evolve.population)
     except StateError as e:
         raise InputError(str(e)) from None
+    for repair in repairs:
+        print(f"resume: {repair}", file=sys.stderr)
+    if repairs:
+        saved = rundir.state_file(run_dir)
+        rundir.write(rundir.discarded_dir(run_dir) / f"{saved.name}-{datetime.now():%Y%m%d-%H%M%S}", saved.read_bytes())
+        save_state(run_dir, state, cfg.seed)
     redo = []
     for g in range(state.completed):
-        problem = logs.check_generation(run_dir, g, len(state.population(g)))
+        kept = [m.chromosome.id for m in state.population(g + 1) if m.born_generation <= g]
+        problem = logs.check_generation(run_dir, g, state.population(g)) or \
+            logs.check_saved(run_dir, g, kept if cfg.evolve.keep_weights else ())
         if problem:
             print(f"resume: {problem}; generation {g} will be trained again", file=sys.stderr)
             redo.append(g)
@@ -228,13 +240,25 @@ def _resume_plan(run_dir: Path) -> tuple[RunState | None, tuple[int, ...]]:
 
 
 def _set_aside(run_dir: Path, generations: tuple[int, ...]) -> None:
-    """Move damaged generation directories out of the dataset, into run_dir/discarded/, for inspection."""
+    """Move what is damaged out of the dataset, into run_dir/discarded/, for inspection: the folder of each logged
+    generation to train again whose data is damaged (else its best's folder, when wrong), and the folder of a
+    generation still to train that holds more than its data file."""
+    if not rundir.state_file(run_dir).exists():
+        return
+    state = load_state(run_dir)
+    damaged = []
     for g in generations:
-        damaged = rundir.generation_dir(run_dir, g)
-        if damaged.exists():
-            aside = rundir.discarded_dir(run_dir) / f"{damaged.name}-{datetime.now():%Y%m%d-%H%M%S}"
-            aside.parent.mkdir(exist_ok=True)
-            damaged.rename(aside)
+        if logs.check_generation(run_dir, g, state.population(g)):
+            damaged.append((rundir.generation_dir(run_dir, g), rundir.generation_dir(run_dir, g).name))
+        elif rundir.best_dir(run_dir, g).exists() and logs.check_saved(run_dir, g):
+            damaged.append((rundir.best_dir(run_dir, g), f"best-{rundir.best_dir(run_dir, g).name}"))
+    later = range(state.completed, max([state.completed, *rundir.logged_generations(run_dir)]) + 1)
+    damaged += [(rundir.generation_dir(run_dir, g), rundir.generation_dir(run_dir, g).name) for g in later
+                if logs.extra_files(run_dir, g)]
+    for folder, name in damaged:
+        aside = rundir.discarded_dir(run_dir) / f"{name}-{datetime.now():%Y%m%d-%H%M%S}"
+        aside.parent.mkdir(exist_ok=True)
+        folder.rename(aside)
 
 
 def _prepare(args: argparse.Namespace) -> Prepared:
@@ -255,7 +279,7 @@ def _prepare(args: argparse.Namespace) -> Prepared:
         genome.sample(cfg.space, cfg.data.image_size, cfg.data.channels, np.random.default_rng(cfg.seed))
     except genome.SpaceTooTight as e:
         raise InputError(str(e)) from None
-    state, redo = _resume_plan(run_dir) if args.resume else (None, ())
+    state, redo = _resume_plan(run_dir, cfg) if args.resume else (None, ())
     images = _load_data(cfg)
     reference = _reference(cfg, images) if cfg.quality.evaluate != "off" else None
     return Prepared(cfg, run_id, run_dir, images, state, redo, reference)

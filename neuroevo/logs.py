@@ -8,14 +8,14 @@ on read).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Sequence
 
 import pandas as pd
 import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
-from neuroevo import architecture, rundir
+from neuroevo import architecture, ranking, rundir
 from neuroevo.fitness import Evaluation
 from neuroevo.genome import Genome
 from neuroevo.population import Member
@@ -24,7 +24,13 @@ if TYPE_CHECKING:  # the task module imports Ray, which must load only after the
     from neuroevo.quality import Quality
     from neuroevo.task import TaskReport
 
-SCHEMA_VERSION = 3  # 2: space, loss, optimisers, parents and operator; 3: sample quality, pareto_rank, seeds
+SCHEMA_VERSION = 3
+ADDED = {  # the columns each schema_version added to the one before
+    2: ("parents", "operator", "space", "loss", "g_optimiser", "d_optimiser"),
+    3: ("fid", "kid", "kid_std", "quality_samples", "quality_seconds", "pareto_rank", "seeds", "seed_d_loss",
+        "seed_g_loss", "seed_fid"),
+}
+HIDDEN = (".", "_")  # names that pyarrow's dataset discovery skips, e.g. rundir.write's temporary files
 
 _ints = pa.list_(pa.int32())
 _floats = pa.list_(pa.float64())
@@ -191,16 +197,96 @@ def write_generation(run_dir: Path, generation: int, rows: list[dict[str, Any]],
     return rundir.write(rundir.generation_file(run_dir, generation), buffer.getvalue().to_pybytes())
 
 
-def check_generation(run_dir: Path, generation: int, n_rows: int) -> str | None:
-    """What is wrong with a logged generation's file (missing, unreadable, wrong row count), or None."""
+def schema_of(version: int) -> pa.Schema:
+    """The columns a file of schema_version `version` has, typed as in SCHEMA."""
+    later = {name for v, names in ADDED.items() if v > version for name in names}
+    return pa.schema([f for f in SCHEMA if f.name not in later])
+
+
+NOT_NULL = ("chromosome_id", "chromosome", "born_generation", "is_elite", "fitness", "status")  # in every row
+
+
+def extra_files(run_dir: Path, generation: int) -> list[Path]:
+    """What a generation's folder holds besides its data file that a reader of the dataset would read too."""
+    path = rundir.generation_file(run_dir, generation)
+    if not path.parent.is_dir():
+        return []
+    return sorted(p for p in path.parent.iterdir() if p != path and not p.name.startswith(HIDDEN))
+
+
+def check_generation(run_dir: Path, generation: int, members: Sequence[Member]) -> str | None:
+    """What is wrong with a logged generation's folder, or None when it holds exactly one data file, of one row per
+    member of `members` (its population in state.json), with every column its schema_version has.
+
+    The rows may be in any order: runs before the rows were logged in population order logged them as their tasks
+    finished.
+    """
     path = rundir.generation_file(run_dir, generation)
     if not path.is_file():
         return f"{path} is missing"
+    extra = extra_files(run_dir, generation)
+    if extra:
+        return f"{path.parent} holds {', '.join(p.name for p in extra)} besides {path.name}"
     try:
-        rows = pq.read_table(path).num_rows
+        table = pq.read_table(path)
     except (OSError, pa.ArrowException) as e:
         return f"{path} is unreadable ({type(e).__name__})"
-    return None if rows == n_rows else f"{path} has {rows} rows, expected {n_rows}"
+    if table.num_rows != len(members):
+        return f"{path} has {table.num_rows} rows, expected {len(members)}"
+    versions = set(table.column("schema_version").to_pylist()) if "schema_version" in table.column_names else set()
+    version = versions.pop() if len(versions) == 1 else None
+    if version not in range(1, SCHEMA_VERSION + 1):
+        found = sorted(map(str, versions)) or "none"
+        return f"{path} has schema_version {found}, expected one of 1-{SCHEMA_VERSION}"
+    for field in schema_of(version):
+        if field.name not in table.column_names:
+            return f"{path} has no column {field.name} (schema_version {version})"
+        if table.schema.field(field.name).type != field.type:
+            return f"{path}: column {field.name} is {table.schema.field(field.name).type}, expected {field.type}"
+    for name in NOT_NULL:
+        if table.column(name).null_count:
+            return f"{path}: column {name} has {table.column(name).null_count} null values"
+    if "generation" in table.column_names and set(table.column("generation").to_pylist()) != {generation}:
+        return f"{path} holds rows of generation {sorted(map(str, set(table.column('generation').to_pylist())))}"
+    logged = sorted(zip(table.column("chromosome_id").to_pylist(), table.column("born_generation").to_pylist()))
+    if logged != sorted((m.chromosome.id, m.born_generation) for m in members):
+        return f"{path}: its chromosomes are not generation {generation}'s population in {rundir.STATE}"
+    return None
+
+
+def check_saved(run_dir: Path, generation: int, kept: Sequence[str] = ()) -> str | None:
+    """What is missing of what a valid logged generation saved beside its rows (dispatch.log_generation), or None:
+    the best's weights, samples and chromosome when the best trained, and the weights the `kept` elites (ids;
+    evolve.keep_weights) start the next generation from."""
+    table = pq.read_table(rundir.generation_file(run_dir, generation),
+                          columns=["chromosome_id", "chromosome", "fitness", "status"]).to_pydict()
+    best = ranking.order(table["fitness"], chromosome_id=table["chromosome_id"])[0]
+    if table["status"][best] == "ok":
+        for path in (rundir.best_weights(run_dir, generation), rundir.best_samples(run_dir, generation)):
+            if not path.is_file():
+                return f"{path} is missing"
+        path = rundir.best_chromosome(run_dir, generation)
+        if not path.is_file():
+            return f"{path} is missing"
+        if path.read_bytes() != (table["chromosome"][best] + "\n").encode():
+            return f"{path} is not the chromosome of generation {generation}'s best, {table['chromosome_id'][best]}"
+    status = dict(zip(table["chromosome_id"], table["status"]))
+    for chromosome_id in kept:
+        path = rundir.weights_file(run_dir, generation + 1, chromosome_id)
+        if status.get(chromosome_id) == "ok" and not path.is_file():
+            return f"{path} is missing"
+    return None
+
+
+def logged_members(run_dir: Path, generation: int) -> list[dict[str, Any]] | None:
+    """A logged generation's members as its rows tell them, in row order: chromosome (JSON), born_generation,
+    resampled, parents and operator (None in files of schema_version 1); None when the file is unreadable."""
+    try:
+        table = pq.read_table(rundir.generation_file(run_dir, generation))
+    except (OSError, pa.ArrowException):
+        return None
+    names = ("chromosome", "born_generation", "resampled", "parents", "operator")
+    return table.select([n for n in names if n in table.column_names]).to_pylist()
 
 
 def saved_config(run_dir: str | Path) -> tuple[Path, str] | None:

@@ -374,8 +374,10 @@ SAMPLE_BATCH = 256  # images through G at once: the activations of one batch, no
 
 def sample(weights: Path, n: int, seed: int, out: Path) -> Genome:
     """n images from a saved generator, as one grid image (rows of ceil(sqrt(n)), 2 px padding, torchvision's
-    save_image), G drawing SAMPLE_BATCH images at a time. Raises train.WeightsError for a file that is not a neuroevo generator's weights."""
+    save_image), G drawing SAMPLE_BATCH images at a time. Raises train.WeightsError for a file that is not a
+    neuroevo generator's weights."""
     import torch
+    import torchvision.utils as vutils
     from PIL import Image
 
     from neuroevo.model import noise

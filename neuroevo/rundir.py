@@ -70,6 +70,12 @@ def generation_file(run_dir: str | Path, generation: int) -> Path:
     return generation_dir(run_dir, generation) / "part-0.parquet"
 
 
+def logged_generations(run_dir: str | Path) -> list[int]:
+    """The generations that have a folder in the dataset, whatever it holds."""
+    return sorted(int(p.name.split("=")[1]) for p in generations_dir(run_dir).glob("generation=*")
+                  if p.name.split("=")[1].isdigit())
+
+
 def best_dir(run_dir: str | Path, generation: int) -> Path:
     return Path(run_dir) / "best" / f"generation={generation:04d}"
 

@@ -8,10 +8,11 @@ chromosomes an uninterrupted one would.
 from __future__ import annotations
 
 import json
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from neuroevo import rundir
+from neuroevo import logs, rundir
 from neuroevo.genome import from_json
 from neuroevo.population import Member
 
@@ -42,8 +43,12 @@ def _member(doc: dict, generation: int) -> Member:
     """State files written before parents and operators were recorded hold only the reference's two operators."""
     ch = from_json(doc["chromosome"])
     elite = doc["born_generation"] < generation
-    return Member(ch, doc["born_generation"], doc["resampled"],
-                  tuple(doc.get("parents", [ch.id] if elite else [])), doc.get("operator", "elite" if elite else "random"))
+    m = Member(ch, doc["born_generation"], doc["resampled"],
+               tuple(doc.get("parents", [ch.id] if elite else [])), doc.get("operator", "elite" if elite else "random"))
+    if not (isinstance(m.born_generation, int) and isinstance(m.resampled, int) and isinstance(m.operator, str)
+            and all(isinstance(p, str) for p in m.parents)) or isinstance(m.born_generation, bool):
+        raise TypeError(f"a member of generation {generation} has a field of the wrong type")
+    return m
 
 
 def save(run_dir: Path, state: RunState, seed: int) -> None:
@@ -74,3 +79,80 @@ def load(run_dir: Path) -> RunState:
         return RunState(populations, int(doc["completed"]))
     except (ValueError, KeyError, TypeError) as e:
         raise StateError(f"{path}: unreadable ({type(e).__name__}: {e})") from None
+
+
+def load_checked(run_dir: Path, population_size: int) -> tuple[RunState, list[str]]:
+    """The saved state checked against the config's population size and the logged generations, for --resume.
+
+    What the Parquet logs tell is repaired, and each repair said in one line of the list: a population that does not
+    load or has other than `population_size` members is rebuilt from its generation's rows, when its log is whole and
+    holds the members it kept; a `completed` that is not a whole number, is negative or runs past the populations is
+    counted again, as the generations logged whole from 0 on (at most the last population's). Anything else raises
+    StateError naming the file and what differs.
+    """
+    path = rundir.state_file(run_dir)
+    if not path.is_file():
+        raise StateError(f"{path}: not found; is {run_dir} a neuroevo run directory?")
+    try:
+        doc = json.loads(path.read_text())
+        if not isinstance(doc, dict):
+            raise TypeError("expected a JSON object")
+        entries = doc["generations"]
+        if not isinstance(entries, list) or not entries:
+            raise TypeError("generations is not a list of populations")
+    except (ValueError, KeyError, TypeError) as e:
+        raise StateError(f"{path}: unreadable ({type(e).__name__}: {e})") from None
+    notes = []
+    populations: list[tuple[Member, ...] | None] = []
+    for generation, entry in enumerate(entries):
+        population, problem = _population(entry, generation, population_size)
+        if problem:
+            population = _rebuilt(run_dir, generation, population_size, population)
+            if population is None:
+                populations.append(None)
+                notes.append(f"{path}: generation {generation}'s population {problem}")
+                continue
+            notes.append(f"{path}: generation {generation}'s population {problem}; rebuilt from "
+                         f"{rundir.generation_file(run_dir, generation)}")
+        populations.append(population)
+    good = next((g for g, pop in enumerate(populations) if pop is None), len(populations))  # 0 .. good-1 load
+    completed = doc.get("completed")
+    if not isinstance(completed, int) or isinstance(completed, bool) or not 0 <= completed < good:
+        if good == 0:
+            raise StateError(notes[0] + f", and {rundir.generation_file(run_dir, 0)} cannot rebuild it")
+        logged = next((g for g in range(good - 1) if logs.check_generation(run_dir, g, populations[g])), good - 1)
+        notes.append(f"{path}: completed is {completed!r}, but its populations allow 0-{good - 1}; counted again "
+                     f"from the logged generations: {logged}")
+        completed = logged
+    return RunState(tuple(populations[: completed + 1]), completed), notes
+
+
+def _population(entry: object, generation: int, size: int) -> tuple[tuple[Member, ...] | None, str | None]:
+    """A state entry's population and what is wrong with it (None: nothing)."""
+    try:
+        population = tuple(_member(m, generation) for m in entry["population"])
+    except (ValueError, KeyError, TypeError, AttributeError) as e:
+        return None, f"does not load ({type(e).__name__}: {e})"
+    if len(population) != size:
+        return population, f"has {len(population)} members, expected {size}"
+    return population, None
+
+
+def _rebuilt(run_dir: Path, generation: int, size: int,
+             saved: tuple[Member, ...] | None) -> tuple[Member, ...] | None:
+    """A generation's population from its log's rows, when the log is whole and agrees with what the state kept
+    (`saved`: the members it still holds, or None)."""
+    rows = logs.logged_members(run_dir, generation)
+    try:
+        members = tuple(_member({k: v for k, v in r.items() if v is not None}, generation) for r in rows or ())
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return None
+    if len(members) != size or logs.check_generation(run_dir, generation, members) or \
+            any(m.born_generation > generation for m in members):
+        return None
+    if saved is not None:  # the state lost members or gained some: the log must hold the rest
+        logged, kept = Counter(m.chromosome.id for m in members), Counter(m.chromosome.id for m in saved)
+        if kept - logged and logged - kept:
+            return None
+    return members
+

@@ -1,0 +1,111 @@
+"""--resume checks what it finds: each damaged generation is set aside and trained again, an inconsistent
+state.json is repaired from the logs or refused in one line; the resumed run equals the uninterrupted one."""
+
+import json
+import shutil
+
+import pyarrow.parquet as pq
+import pytest
+import yaml
+
+from neuroevo import logs, rundir
+from tests.conftest import neuroevo, tiny_dict
+
+N, GENERATIONS = 4, 3
+EXTRA = "part-0 (1).parquet"  # what a file manager's copy is called
+COLUMNS = ["generation", "chromosome_id", "d_loss", "g_loss", "fitness"]
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory):
+    d = tmp_path_factory.mktemp("checks")
+    (d / "tiny.yaml").write_text(yaml.safe_dump(tiny_dict(evolve={"population": N, "generations": GENERATIONS})))
+    p = neuroevo("run", "tiny.yaml", "--set", "out_dir=runs", "--set", "run_id=base", "--quiet", cwd=d)
+    assert p.returncode == 0, p.stderr
+    return d / "runs" / "base"
+
+
+def _rows(run_dir):
+    return logs.read_generations(run_dir).sort_values(COLUMNS[:2]).reset_index(drop=True)[COLUMNS]
+
+
+def _copy(base, tmp_path):
+    run_dir = tmp_path / "run"
+    shutil.copytree(base, run_dir)
+    return run_dir
+
+
+def _state(run_dir, change):
+    doc = json.loads(rundir.state_file(run_dir).read_text())
+    change(doc)
+    rundir.state_file(run_dir).write_text(json.dumps(doc))
+
+
+def _drop_fitness(run_dir):
+    path = rundir.generation_file(run_dir, 2)
+    pq.write_table(pq.read_table(path).drop(["fitness"]), path)
+
+
+DAMAGE = {
+    "extra file": (lambda r: shutil.copy(rundir.generation_file(r, 1), rundir.generation_dir(r, 1) / EXTRA),
+                   "generation=0001 holds part-0 (1).parquet besides part-0.parquet; generation 1 will be trained again",
+                   ["generation=0001"]),
+    "another generation's file": (lambda r: shutil.copy(rundir.generation_file(r, 2), rundir.generation_file(r, 1)),
+                                  "are not generation 1's population in state.json; generation 1 will be trained again",
+                                  ["generation=0001"]),
+    "no fitness column": (_drop_fitness, "has no column fitness (schema_version 3); generation 2 will be trained again",
+                          ["generation=0002"]),
+    "best deleted": (lambda r: shutil.rmtree(rundir.best_dir(r, 1)),
+                     "best/generation=0001/weights.pt is missing; generation 1 will be trained again", []),
+    "completed too large": (lambda r: _state(r, lambda d: d.update(completed=9)),
+                            "completed is 9, but its populations allow 0-3; counted again from the logged generations",
+                            ["state.json"]),
+    "completed negative": (lambda r: _state(r, lambda d: d.update(completed=-1)),
+                           "completed is -1, but its populations allow 0-3; counted again from the logged",
+                           ["state.json"]),
+    "population entry removed": (lambda r: _state(r, lambda d: d["generations"][1]["population"].pop()),
+                                 "generation 1's population has 3 members, expected 4; rebuilt from", ["state.json"]),
+}
+
+
+@pytest.mark.parametrize("case", DAMAGE)
+def test_damage_is_set_aside_and_the_run_resumes_exactly(base, tmp_path, case):
+    damage, message, discarded = DAMAGE[case]
+    run_dir = _copy(base, tmp_path)
+    damage(run_dir)
+    p = neuroevo("run", "--resume", run_dir, "--quiet")
+    assert p.returncode == 0, p.stderr
+    ours = [line for line in p.stderr.splitlines() if line.startswith("resume: ")]
+    assert any(message in line for line in ours), p.stderr
+    assert "Traceback" not in p.stderr
+    rows = _rows(run_dir)
+    assert rows.groupby("generation").size().tolist() == [N] * GENERATIONS
+    assert not rows.duplicated(["generation", "chromosome_id"]).any()
+    assert rows.equals(_rows(base))
+    assert len(rundir.best_generations(run_dir)) == GENERATIONS
+    aside = sorted(p.name for p in rundir.discarded_dir(run_dir).glob("*"))
+    assert [name.rsplit("-", 2)[0] for name in aside] == discarded
+    again = neuroevo("run", "--resume", run_dir)  # repaired for good: nothing more to say or train
+    assert again.returncode == 0 and "already logged" in again.stdout and "resume:" not in again.stderr
+
+
+def _tree(run_dir):
+    return {str(p.relative_to(run_dir)): p.read_bytes() for p in run_dir.rglob("*") if p.is_file()}
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda r: (_state(r, lambda d: d["generations"][0]["population"].pop()), rundir.generation_file(r, 0).unlink()),
+     "state.json: generation 0's population has 3 members, expected 4, and {run}/generations/generation=0000/"
+     "part-0.parquet cannot rebuild it"),
+    (lambda r: rundir.state_file(r).write_text('{"completed": 3, "generations": [{"popul'),
+     "state.json: unreadable (JSONDecodeError"),
+], ids=["population 0 without its log", "truncated"])
+def test_a_state_the_logs_cannot_repair_is_refused(base, tmp_path, damage, message):
+    run_dir = _copy(base, tmp_path)
+    damage(run_dir)
+    before = _tree(run_dir)
+    p = neuroevo("run", "--resume", run_dir)
+    assert p.returncode == 2
+    assert p.stderr.startswith("neuroevo: error: ") and message.format(run=run_dir) in p.stderr, p.stderr
+    assert len(p.stderr.strip().splitlines()) == 1
+    assert _tree(run_dir) == before
