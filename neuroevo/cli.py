@@ -153,9 +153,9 @@ class Prepared:
 def _load_config(args: argparse.Namespace) -> config.RunConfig:
     if not args.resume:
         return config.load(args.config, args.overrides)
-    saved_path = rundir.config_file(args.resume)
     saved = _saved_config(Path(args.resume), restore=True)
-    requested = config.load(args.config or str(saved_path), args.overrides)
+    # the run's own config, not its file through load's defaults: a key added since keeps the value the run had
+    requested = config.load(args.config, args.overrides) if args.config else config.override(saved, args.overrides)
     diffs = config.experiment_differences(saved, requested)
     if diffs:
         raise InputError(f"--resume: the config would change the experiment: {'; '.join(diffs)}")
@@ -383,14 +383,22 @@ def _stopped_by(run_dir: Path, error: OSError) -> int:
     return EXIT_BAD_INPUT
 
 
-def _print_summary(run_dir: Path) -> None:
+def _print_summary(run_dir: Path) -> int:
+    """The best chromosome that trained, and where its files are; exit code 1 where none did."""
     history = logs.read_generations(run_dir)
-    best = history.iloc[ranking.order(history["fitness"], history["generation"], history["chromosome_id"])[0]]
+    trained = history[history["status"] == "ok"]
+    if trained.empty:
+        counts = ", ".join(f"{n} {status}" for status, n in history["status"].value_counts().items())
+        print(f"\nno chromosome trained ({counts}): see the `error` column, e.g. neuroevo query {run_dir} "
+              f"--columns generation,chromosome_id,status,error", file=sys.stderr)
+        return 1
+    best = trained.iloc[ranking.order(trained["fitness"], trained["generation"], trained["chromosome_id"])[0]]
     print(f"\nbest chromosome {best.chromosome_id} (generation {best.generation}): fitness {best.fitness:.4f}, "
           f"d_loss {best.d_loss:.4f}, g_loss {best.g_loss:.4f}, params {best.params_g + best.params_d:,}")
     print(f"  {best.chromosome}")
     print(f"logs:    {rundir.generations_dir(run_dir)}  (pandas.read_parquet)")
     print(f"samples: {rundir.best_samples(run_dir, int(best.generation))}")
+    return 0
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -436,8 +444,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         return _interrupted(run_dir, interrupted)
     if fault is not None:
         return _stopped_by(run_dir, fault)
-    _print_summary(run_dir)
-    return 0
+    return _print_summary(run_dir)
 
 
 def cmd_prepare(args: argparse.Namespace) -> int:

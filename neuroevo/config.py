@@ -178,6 +178,9 @@ class TrainConfig:
     cudnn_benchmark: Switch = "auto"  # let cuDNN time its algorithms for each layer shape
     compile: Switch = "off"  # torch.compile G and D (auto: where Triton is installed); costs seconds per chromosome
     keep: Literal["best", "all"] = "best"  # whose weights are saved: each generation's best, or every chromosome's
+    # An epoch's mean D or G loss beyond +-max_loss is `diverged`, like a NaN: no healthy GAN loss here comes near
+    # (BCE is at most 100 a term; a WGAN or hinge critic this far out has run away). null: no bound.
+    max_loss: Annotated[float, Field(gt=0)] | None = 1e5
 
 
 AUTO_SAMPLES = {"cuda": 10_000, "cpu": 500}  # quality.samples: auto, by the measuring task's device
@@ -320,6 +323,14 @@ def load(source: str | None = None, overrides: list[str] | tuple[str, ...] = ())
     return from_dict(raw)
 
 
+def override(cfg: RunConfig, overrides: list[str] | tuple[str, ...]) -> RunConfig:
+    """cfg with `key=value` overrides, checked as load checks them."""
+    raw = to_dict(cfg)
+    for item in overrides:
+        _apply_override(raw, item)
+    return from_dict(raw)
+
+
 def load_saved(path: str | Path) -> RunConfig:
     """A run's own config.yaml, read strictly: every key of the schema present, none unknown.
 
@@ -339,10 +350,19 @@ def loads_saved(text: str, where: str) -> RunConfig:
     if not isinstance(raw, dict):
         raise ConfigError(f"{where}: expected a mapping of config keys at the top level")
     missing = missing_keys(raw)
-    if missing:
-        more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
-        raise ConfigError(f"{where}: incomplete, {len(missing)} keys missing ({', '.join(missing[:5])}{more})")
+    damage = [k for k in missing if k not in LATER_KEYS]
+    if damage:
+        more = f" and {len(damage) - 5} more" if len(damage) > 5 else ""
+        raise ConfigError(f"{where}: incomplete, {len(damage)} keys missing ({', '.join(damage[:5])}{more})")
+    for key in missing:  # what an older run ran with
+        section, name = key.rsplit(".", 1)
+        raw[section][name] = LATER_KEYS[key]
     return from_dict(raw)
+
+
+# Keys added after config.yaml began to be read strictly, with the value that keeps an older run's behaviour: a saved
+# config without them is not damaged, and resumes as it ran.
+LATER_KEYS: dict[str, Any] = {"train.max_loss": None}
 
 
 def missing_keys(raw: dict[str, Any]) -> list[str]:

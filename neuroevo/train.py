@@ -184,6 +184,9 @@ def train(ch: Genome, images: np.ndarray, cfg: TrainConfig, seed: int, device: s
             g_losses.append(g_sum.item() / done)
         if status == "ok" and not (math.isfinite(d_losses[-1]) and math.isfinite(g_losses[-1])):
             status, error = "diverged", f"non-finite loss in epoch {epoch}: d={d_losses[-1]} g={g_losses[-1]}"
+        elif status == "ok" and cfg.max_loss is not None and max(abs(d_losses[-1]), abs(g_losses[-1])) > cfg.max_loss:
+            status, error = "diverged", (f"loss beyond train.max_loss={cfg.max_loss:g} in epoch {epoch}: "
+                                         f"d={d_losses[-1]:.4g} g={g_losses[-1]:.4g}")
         if status != "ok":
             break
     seconds = time.perf_counter() - start

@@ -199,3 +199,11 @@ def test_a_run_written_before_the_copy_resumes_when_intact_and_is_refused_when_d
     path.write_text(path.read_text().replace("  keep: best\n", ""))
     p = neuroevo("run", "--resume", run_dir, cwd=runs, timeout=60)
     _one_clean_line(p, "incomplete, 1 keys missing (train.keep); the run's logs keep no copy of its config")
+
+
+def test_a_saved_config_written_before_train_max_loss_resumes_without_the_bound():
+    """An older run's complete config.yaml lacks train.max_loss: not damage; it resumes as it ran, unbounded."""
+    text = config.to_yaml(config.load("demo"))
+    older = "\n".join(line for line in text.splitlines() if not line.strip().startswith("max_loss:"))
+    assert config.loads_saved(older, "config.yaml").train.max_loss is None
+    assert config.loads_saved(text, "config.yaml").train.max_loss == 1e5

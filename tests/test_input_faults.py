@@ -153,3 +153,15 @@ def test_the_batched_grid_is_save_images_byte_for_byte(tmp_path, channels, outpu
             save_image_of_all(weights, n, 7, tmp_path / f"all{suffix}")
             report.sample(weights, n, 7, tmp_path / f"batched{suffix}")
             assert (tmp_path / f"all{suffix}").read_bytes() == (tmp_path / f"batched{suffix}").read_bytes(), (n, suffix)
+
+
+def test_a_run_where_no_chromosome_trains_says_so(tmp_path):
+    """Every chromosome beyond train.max_loss: no best is named (no fitness 0, no missing samples path), exit 1."""
+    p = neuroevo("run", "demo", "--quiet", "--set", f"out_dir={tmp_path}", "--set", "run_id=r", "--set",
+                 "evolve.population=2", "--set", "evolve.generations=1", "--set", "train.epochs=1", "--set",
+                 "train.steps_per_epoch=1", "--set", "train.sample_grid=4", "--set", "resources.num_cpus=1",
+                 "--set", "train.max_loss=0.001")
+    assert p.returncode == 1, p.stderr
+    assert "no chromosome trained (2 diverged)" in p.stderr
+    assert "best chromosome" not in p.stdout and "\nsamples:" not in p.stdout
+    assert "Traceback" not in p.stderr

@@ -85,3 +85,17 @@ def test_bce_matches_torch_on_valid_input():
     for t in (torch.ones(5), torch.zeros(5), torch.tensor([1.0, 0.0, 1.0, 0.0, 1.0])):
         assert torch.allclose(losses.bce(p, t), torch.nn.BCELoss()(p, t))
     assert torch.isnan(losses.bce(torch.tensor([float("nan")]), torch.ones(1)))
+
+
+def test_a_loss_beyond_train_max_loss_is_diverged_and_only_then(setup):
+    """A loss that stays finite but is beyond the bound is not a healthy `ok` row; the same training within it is."""
+    import dataclasses
+
+    cfg, images, ch = setup
+    ok, _, _ = train.train(ch, images, cfg.train, seed=1)
+    bound = max(ok.d_losses[0], ok.g_losses[0]) / 2  # the first epoch's larger loss is beyond it
+    result, _, _ = train.train(ch, images, dataclasses.replace(cfg.train, max_loss=bound), seed=1)
+    assert result.status == "diverged" and "train.max_loss" in result.error
+    assert len(result.d_losses) == 1  # stopped at the first epoch beyond it
+    unbounded, _, _ = train.train(ch, images, dataclasses.replace(cfg.train, max_loss=None), seed=1)
+    assert unbounded.status == "ok" and unbounded.d_losses == ok.d_losses
