@@ -119,7 +119,8 @@ def test_report_writes_valid_plots_and_a_self_contained_page(run_dir, history, t
 
 def test_every_file_of_a_run_is_a_path_of_rundir_and_none_is_left_half_written(run_dir):
     written = report.write_report(run_dir, rundir.report_dir(run_dir))
-    expected = {rundir.config_file(run_dir), rundir.data_file(run_dir), rundir.state_file(run_dir), *written}
+    expected = {rundir.config_file(run_dir), rundir.data_file(run_dir), rundir.state_file(run_dir),
+                rundir.ray_log(run_dir), run_dir / rundir.LOCK, *written}  # the lock's holder file goes with it
     for g in range(GENERATIONS):
         expected |= {rundir.generation_file(run_dir, g), rundir.best_weights(run_dir, g),
                      rundir.best_samples(run_dir, g), rundir.best_chromosome(run_dir, g)}

@@ -163,9 +163,10 @@ def test_an_address_that_is_no_ray_cluster_fails_within_the_connect_timeout(tmp_
 def test_ray_output_goes_to_the_run_log_unless_verbose(workdir, whole):
     p = neuroevo("run", "tiny.yaml", "--set", "out_dir=runs", "--set", "run_id=quiet", "--quiet", cwd=workdir)
     assert p.returncode == 0, p.stderr
-    assert "Token authentication" not in p.stderr and "INFO worker.py" not in p.stderr
-    assert "Token authentication" in (workdir / "runs" / "quiet" / "ray.log").read_text()
+    # Ray's start-up line is in every run (its token warning only where Ray's auth settings call for it)
+    assert "Token authentication" not in p.stderr and "Started a local Ray instance" not in p.stderr
+    assert "Started a local Ray instance" in (workdir / "runs" / "quiet" / "ray.log").read_text()
     p = neuroevo("run", "tiny.yaml", "--set", "out_dir=runs", "--set", "run_id=loud", "--quiet", "--verbose",
                  cwd=workdir)
     assert p.returncode == 0, p.stderr
-    assert "Token authentication" in p.stderr
+    assert "Started a local Ray instance" in p.stderr
