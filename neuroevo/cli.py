@@ -412,17 +412,17 @@ def cmd_run(args: argparse.Namespace) -> int:
     if p.state is not None and p.state.completed >= cfg.evolve.generations and not p.redo:
         print(f"{run_dir}: all {cfg.evolve.generations} generations are already logged")
         return 0
-    verb = f"resuming at generation {p.state.completed if p.state else 0}" if args.resume else "run"
-    print(f"neuroevo {verb} {p.run_id} (seed {cfg.seed})")
-    print(config.to_yaml(cfg), end="")
-    shared = data.for_tasks(p.images, cfg.data)
-    _print_data(p.images, shared)
     from neuroevo import cluster
 
     if not args.verbose:
         cluster.capture_log()
     interrupted, fault = None, None
     try:
+        verb = f"resuming at generation {p.state.completed if p.state else 0}" if args.resume else "run"
+        print(f"neuroevo {verb} {p.run_id} (seed {cfg.seed})")
+        print(config.to_yaml(cfg), end="")
+        shared = data.for_tasks(p.images, cfg.data)
+        _print_data(p.images, shared)
         _init_ray(args)
         from neuroevo import evolve, progress  # Ray loads only once the input is known to be good
 
