@@ -8,6 +8,7 @@ matplotlib's Figure API (the Agg canvas, no display).
 from __future__ import annotations
 
 import base64
+import dataclasses
 import html
 import io
 import math
@@ -359,10 +360,10 @@ def enlarged(png: bytes) -> bytes:
 
 def real_images(run_dir: Path) -> tuple[np.ndarray, str]:
     """train.sample_grid of the run's training images, a fixed seeded pick (uint8 N x C x H x W), read as the run
-    read them (its config.yaml, data.load), and the data's description. Raises config.ConfigError or
-    data.DataError saying why there are none."""
+    read them (its config.yaml, data.load, never downloading), and the data's description. Raises
+    config.ConfigError or data.DataError saying why there are none."""
     cfg = config.load_saved(rundir.config_file(run_dir))
-    images = data.load(cfg.data, cfg.seed, progress=sys.stderr.isatty())
+    images = data.load(dataclasses.replace(cfg.data, download=False), cfg.seed, progress=sys.stderr.isatty())
     n = min(cfg.train.sample_grid, len(images.array))
     pick = np.sort(np.random.default_rng(REAL_SEED).choice(len(images.array), n, replace=False))
     return np.asarray(images.array[pick]), images.description
