@@ -1,0 +1,107 @@
+"""What each task asks for, from what the cluster has and what its autoscaler can launch (capacity.py, task.py):
+the rule on given capacities, the node types of the shipped cluster configs, and both places Ray keeps them."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import ray
+import yaml
+
+from neuroevo import capacity, config, memory, population, task
+from neuroevo.capacity import Capacity, NodeType
+from tests.conftest import REPO, tiny_config
+
+GPU_WORKER = NodeType("gpu_worker", {"CPU": 48.0, "GPU": 4.0}, 4)
+CPU_WORKER = NodeType("cpu_worker", {"CPU": 16.0}, 2)
+WITH_GPUS = Capacity({"CPU": 8.0, "GPU": 2.0})
+LAUNCHES_GPUS = Capacity({"CPU": 8.0}, (CPU_WORKER, GPU_WORKER), "~/ray_bootstrap_config.yaml")
+NO_GPUS = Capacity({"CPU": 8.0}, (CPU_WORKER,), "~/ray_bootstrap_config.yaml")
+
+
+def asks(cfg: config.RunConfig, cap: Capacity, ch=None) -> float:
+    return task.task_resources(cfg, ch, cap)["num_gpus"]
+
+
+def test_auto_asks_for_a_gpu_where_the_cluster_has_or_can_launch_gpus():
+    cfg = tiny_config()
+    assert cfg.resources.num_gpus == "auto"
+    assert [asks(cfg, c) for c in (WITH_GPUS, LAUNCHES_GPUS, NO_GPUS, Capacity({"CPU": 2.0}))] == [1, 1, 0, 0]
+    assert task.describe_request(cfg, WITH_GPUS) == \
+        "resources: tasks ask for 1 GPU and 1 CPU each: the cluster has 2 GPUs"
+    assert task.describe_request(cfg, LAUNCHES_GPUS) == ("resources: tasks ask for 1 GPU and 1 CPU each: the cluster "
+                                                          "can launch nodes with GPUs (type gpu_worker, in "
+                                                          "~/ray_bootstrap_config.yaml)")
+    assert task.describe_request(cfg, NO_GPUS).startswith("resources: tasks ask for no GPU and 1 CPU each, and train "
+                                                          "on CPUs: the cluster has no GPU and cannot launch")
+
+
+def test_memory_shares_follow_the_same_rule_and_numbers_are_asked_as_given():
+    cfg = tiny_config(resources={"num_gpus": "memory", "gpu_memory_gb": 4})
+    ch = population.fresh_members(cfg, 0, 1)[0].chromosome
+    share = memory.gpu_share(ch, 4)
+    assert [asks(cfg, c, ch) for c in (WITH_GPUS, LAUNCHES_GPUS, NO_GPUS)] == [share, share, 0]
+    assert "1/8, 1/4, 1/2 or 1 of a 4 GiB GPU by their estimated memory" in task.describe_request(cfg, LAUNCHES_GPUS)
+    half = tiny_config(resources={"num_gpus": 0.5, "num_cpus": 2})
+    assert [asks(half, c) for c in (WITH_GPUS, NO_GPUS)] == [0.5, 0.5]
+    assert task.describe_request(half, NO_GPUS) == "resources: tasks ask for 0.5 GPU and 2 CPUs each (resources.num_gpus)"
+
+
+def test_null_of_older_configs_means_auto_and_bad_values_name_the_choices():
+    assert tiny_config(resources={"num_gpus": None}).resources.num_gpus == "auto"
+    with pytest.raises(config.ConfigError, match=r"^resources\.num_gpus: expected a number >= 0, 'auto' or 'memory'"):
+        tiny_config(resources={"num_gpus": "automatic"})
+
+
+def test_most_counts_the_nodes_the_autoscaler_can_still_launch():
+    assert LAUNCHES_GPUS.most == {"CPU": 8 + 2 * 16 + 4 * 48, "GPU": 16}
+    assert Capacity({"CPU": 1.0}, (NodeType("any", {"GPU": 1.0}, math.inf),)).most["GPU"] == math.inf
+
+
+@pytest.mark.parametrize("name", ["aws.yaml", "gcp.yaml"])
+def test_shipped_cloud_configs_launch_gpu_workers_only(name):
+    types = capacity.launchable_types(yaml.safe_load((REPO / "cluster" / name).read_text()))
+    assert types == (NodeType("gpu_worker", {"CPU": 48.0, "GPU": 4.0}, 4),)
+
+
+def test_launcher_defaults_and_limits():
+    def types(workers: dict, **top):
+        return capacity.launchable_types({"head_node_type": "head", **top, "available_node_types": {
+            "head": {"resources": {"CPU": 4}}, "gpu": {"resources": {"GPU": 1}, **workers}}})
+
+    assert types({}, max_workers=3) == (NodeType("gpu", {"GPU": 1.0}, 3),)  # Ray's default: the cluster's limit
+    assert types({"min_workers": 1, "max_workers": 2}, max_workers=5) == (NodeType("gpu", {"GPU": 1.0}, 1),)
+    assert types({"max_workers": 2}, max_workers=0) == ()  # no worker node at all
+    assert types({"max_workers": 0}, max_workers=4) == ()
+    assert capacity.launchable_types({"max_workers": 2}) is None  # not a config with node types
+
+
+# --- read from a real Ray: the launcher's config on the head, or the config an autoscaler reports to the GCS --
+
+
+def test_read_finds_the_launcher_config_on_the_head(ray_local, tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert not capacity.read().has_gpus  # a cluster of no GPUs, with no config beside it
+    (tmp_path / "ray_bootstrap_config.yaml").write_text((REPO / "cluster" / "aws.yaml").read_text())
+    cap = capacity.read()
+    assert cap.gpus == 0 and cap.gpu_types == (GPU_WORKER,) and cap.source == "~/ray_bootstrap_config.yaml"
+    assert task.task_resources(tiny_config())["num_gpus"] == 1.0
+
+
+def test_read_prefers_the_cluster_config_reported_to_the_gcs(ray_local):
+    from ray.core.generated import autoscaler_pb2
+
+    reported = autoscaler_pb2.ClusterConfig(node_group_configs=[
+        autoscaler_pb2.NodeGroupConfig(name="head", resources={"CPU": 2}, min_count=1, max_count=1),
+        autoscaler_pb2.NodeGroupConfig(name="a100", resources={"CPU": 8, "GPU": 1}, min_count=0, max_count=-1)])
+    gcs = ray._private.worker.global_worker.gcs_client
+    gcs.report_cluster_config(reported.SerializeToString())
+    try:
+        cap = capacity.read()
+        assert cap.launchable == (NodeType("a100", {"CPU": 8.0, "GPU": 1.0}, math.inf),)
+        assert "type a100, in the cluster config in Ray's GCS" in task.describe_request(tiny_config(), cap)
+    finally:
+        gcs.internal_kv_del(ray._raylet.GCS_AUTOSCALER_CLUSTER_CONFIG_KEY.encode(), False,
+                            ray._raylet.GCS_AUTOSCALER_STATE_NAMESPACE.encode())
+    assert capacity.read().launchable == ()
