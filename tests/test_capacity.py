@@ -1,12 +1,12 @@
 """What each task asks for, from what the cluster has and what its autoscaler can launch (capacity.py, task.py):
-the rule on given capacities, the node types of the shipped cluster configs, and both places Ray keeps them."""
+the rule on given capacities and the node types of the shipped cluster configs. Reading both places Ray keeps
+node types, from a real cluster, is in tests/test_cluster.py."""
 
 from __future__ import annotations
 
 import math
 
 import pytest
-import ray
 import yaml
 
 from neuroevo import capacity, config, memory, population, task
@@ -75,33 +75,3 @@ def test_launcher_defaults_and_limits():
     assert types({"max_workers": 2}, max_workers=0) == ()  # no worker node at all
     assert types({"max_workers": 0}, max_workers=4) == ()
     assert capacity.launchable_types({"max_workers": 2}) is None  # not a config with node types
-
-
-# --- read from a real Ray: the launcher's config on the head, or the config an autoscaler reports to the GCS --
-
-
-def test_read_finds_the_launcher_config_on_the_head(ray_local, tmp_path, monkeypatch):
-    monkeypatch.setenv("HOME", str(tmp_path))
-    assert not capacity.read().has_gpus  # a cluster of no GPUs, with no config beside it
-    (tmp_path / "ray_bootstrap_config.yaml").write_text((REPO / "cluster" / "aws.yaml").read_text())
-    cap = capacity.read()
-    assert cap.gpus == 0 and cap.gpu_types == (GPU_WORKER,) and cap.source == "~/ray_bootstrap_config.yaml"
-    assert task.task_resources(tiny_config())["num_gpus"] == 1.0
-
-
-def test_read_prefers_the_cluster_config_reported_to_the_gcs(ray_local):
-    from ray.core.generated import autoscaler_pb2
-
-    reported = autoscaler_pb2.ClusterConfig(node_group_configs=[
-        autoscaler_pb2.NodeGroupConfig(name="head", resources={"CPU": 2}, min_count=1, max_count=1),
-        autoscaler_pb2.NodeGroupConfig(name="a100", resources={"CPU": 8, "GPU": 1}, min_count=0, max_count=-1)])
-    gcs = ray._private.worker.global_worker.gcs_client
-    gcs.report_cluster_config(reported.SerializeToString())
-    try:
-        cap = capacity.read()
-        assert cap.launchable == (NodeType("a100", {"CPU": 8.0, "GPU": 1.0}, math.inf),)
-        assert "type a100, in the cluster config in Ray's GCS" in task.describe_request(tiny_config(), cap)
-    finally:
-        gcs.internal_kv_del(ray._raylet.GCS_AUTOSCALER_CLUSTER_CONFIG_KEY.encode(), False,
-                            ray._raylet.GCS_AUTOSCALER_STATE_NAMESPACE.encode())
-    assert capacity.read().launchable == ()

@@ -1,13 +1,15 @@
-"""Clusters: `ray job submit` to a head started with `ray start`, GPU pinning and node loss on a fake multi-node
-cluster with logical GPUs, the cluster-launcher YAMLs and the Dockerfile.
+"""Clusters: `ray job submit` to a head started with `ray start`, a GPU worker launched by the autoscaler for the
+first generation, GPU pinning and node loss on a fake multi-node cluster with logical GPUs, the node types a
+driver reads, the cluster-launcher YAMLs and the Dockerfile.
 
-The `ray job submit` test comes first: its head is stopped before the fake cluster starts, so the two never
-share the machine's two cores.
+The `ray job submit` and autoscaling tests come first: each head is stopped before the next cluster starts, so
+no two share the machine's two cores.
 """
 
 from __future__ import annotations
 
 import collections
+import math
 import os
 import re
 import secrets
@@ -30,7 +32,7 @@ from packaging.specifiers import SpecifierSet
 from ray._private import ray_constants
 from ray.cluster_utils import Cluster
 
-from neuroevo import data, dispatch, logs, memory, population, task
+from neuroevo import capacity, data, dispatch, logs, memory, population, task
 from tests.conftest import REPO, tiny_config, tiny_dict
 
 RAY_CLI = [sys.executable, "-m", "ray.scripts.scripts"]
@@ -375,6 +377,36 @@ def test_node_lost_mid_generation_loses_no_chromosome(cluster, tmp_path):
     assert len(logged) == 4 and (logged.status == "ok").all()  # with max_retries 0, two rows would be failures
     assert {n.split("/")[1] for n in df.node} <= {w.node_id[:8] for w in workers}  # none finished on the lost node
     assert (df.started_at > removed_at).all()  # the lost node's tasks were rerun after it went away
+
+
+# --- the node types a driver reads: the launcher's config on the head, or the config reported to the GCS -----
+
+
+def test_capacity_reads_the_launcher_config_on_the_head(cluster, tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert capacity.read() == capacity.Capacity(ray.cluster_resources())  # the nodes up, no config beside them
+    (tmp_path / "ray_bootstrap_config.yaml").write_text((REPO / "cluster" / "aws.yaml").read_text())
+    cap = capacity.read()
+    assert cap.gpus == 4 and cap.source == "~/ray_bootstrap_config.yaml"
+    assert cap.gpu_types == (capacity.NodeType("gpu_worker", {"CPU": 48.0, "GPU": 4.0}, 4),)
+
+
+def test_capacity_prefers_the_cluster_config_reported_to_the_gcs(cluster):
+    from ray.core.generated import autoscaler_pb2
+
+    reported = autoscaler_pb2.ClusterConfig(node_group_configs=[
+        autoscaler_pb2.NodeGroupConfig(name="head", resources={"CPU": 2}, min_count=1, max_count=1),
+        autoscaler_pb2.NodeGroupConfig(name="a100", resources={"CPU": 8, "GPU": 1}, min_count=0, max_count=-1)])
+    gcs = ray._private.worker.global_worker.gcs_client
+    gcs.report_cluster_config(reported.SerializeToString())  # what an autoscaler that reports its config sends
+    try:
+        cap = capacity.read()
+        assert cap.launchable == (capacity.NodeType("a100", {"CPU": 8.0, "GPU": 1.0}, math.inf),)
+        assert cap.source == "the cluster config in Ray's GCS"
+    finally:
+        gcs.internal_kv_del(ray._raylet.GCS_AUTOSCALER_CLUSTER_CONFIG_KEY.encode(), False,
+                            ray._raylet.GCS_AUTOSCALER_STATE_NAMESPACE.encode())
+    assert capacity.read().source != "the cluster config in Ray's GCS"
 
 
 # --- cluster-launcher YAMLs and the Dockerfile ---------------------------------------------------------------
