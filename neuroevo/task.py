@@ -117,7 +117,8 @@ def describe_request(cfg: RunConfig, cap: Capacity) -> str:
     r = cfg.resources
     cpus = f"{r.num_cpus:g} CPU{'s' if r.num_cpus != 1 else ''}"
     if isinstance(r.num_gpus, float):
-        return f"resources: tasks ask for {r.num_gpus:g} GPU and {cpus} each (resources.num_gpus)"
+        gpus = f"{r.num_gpus:g}" if r.num_gpus else "no"
+        return f"resources: tasks ask for {gpus} GPU and {cpus} each (resources.num_gpus)"
     if not cap.has_gpus:
         return (f"resources: tasks ask for no GPU and {cpus} each, and train on CPUs: the cluster has no GPU and "
                 f"cannot launch nodes with GPUs (set resources.num_gpus to ask for GPUs anyway)")

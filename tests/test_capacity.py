@@ -45,7 +45,10 @@ def test_memory_shares_follow_the_same_rule_and_numbers_are_asked_as_given():
     assert "1/8, 1/4, 1/2 or 1 of a 4 GiB GPU by their estimated memory" in task.describe_request(cfg, LAUNCHES_GPUS)
     half = tiny_config(resources={"num_gpus": 0.5, "num_cpus": 2})
     assert [asks(half, c) for c in (WITH_GPUS, NO_GPUS)] == [0.5, 0.5]
-    assert task.describe_request(half, NO_GPUS) == "resources: tasks ask for 0.5 GPU and 2 CPUs each (resources.num_gpus)"
+    assert task.describe_request(half, NO_GPUS) == \
+        "resources: tasks ask for 0.5 GPU and 2 CPUs each (resources.num_gpus)"
+    assert task.describe_request(tiny_config(resources={"num_gpus": 0}), WITH_GPUS).startswith(
+        "resources: tasks ask for no GPU and 1 CPU each")
 
 
 def test_null_of_older_configs_means_auto_and_bad_values_name_the_choices():
