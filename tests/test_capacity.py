@@ -53,6 +53,10 @@ def test_memory_shares_follow_the_same_rule_and_numbers_are_asked_as_given():
 
 def test_null_of_older_configs_means_auto_and_bad_values_name_the_choices():
     assert tiny_config(resources={"num_gpus": None}).resources.num_gpus == "auto"
+    saved = config.to_yaml(tiny_config())
+    assert "  num_gpus: auto\n" in saved
+    older = config.loads_saved(saved.replace("  num_gpus: auto\n", "  num_gpus: null\n"), "config.yaml")
+    assert older == tiny_config() and config.experiment_differences(older, tiny_config()) == []
     with pytest.raises(config.ConfigError, match=r"^resources\.num_gpus: expected a number >= 0, 'auto' or 'memory'"):
         tiny_config(resources={"num_gpus": "automatic"})
 
