@@ -140,8 +140,11 @@ class _MLflow:
         client = mlflow.MlflowClient()  # MLFLOW_TRACKING_URI, or mlflow's default
         try:
             if progress.get("mlflow_run_id"):
-                client.update_run(progress["mlflow_run_id"], status="RUNNING")
-                return cls(client, progress["mlflow_run_id"], progress.get("mlflow", -1) + 1)
+                run = progress["mlflow_run_id"]
+                client.update_run(run, status="RUNNING")
+                # a driver killed between sending a generation and noting it in tracking.json: MLflow has it
+                sent = [m.step for m in client.get_metric_history(run, GENERATION_METRICS[0])]
+                return cls(client, run, max([progress.get("mlflow", -1), *sent]) + 1)
             name = cfg.tracking.mlflow_experiment or MLFLOW_EXPERIMENT
             experiment = client.get_experiment_by_name(name)
             experiment_id = experiment.experiment_id if experiment else client.create_experiment(name)
