@@ -56,10 +56,22 @@ def check(cfg: RunConfig) -> None:
     """What the config's trackers need is installed."""
     if cfg.tracking.mlflow:
         try:
-            import mlflow  # noqa: F401
+            import mlflow
         except ImportError:
             raise TrackingError("tracking.mlflow: true needs mlflow, which is not installed; "
                                 "pip install 'neuroevo[mlflow]', or set tracking.mlflow: false") from None
+        _mlflow_call(lambda: mlflow.MlflowClient().search_experiments(max_results=1))  # the store answers
+
+
+def _mlflow_call(call: Any) -> Any:
+    """call(), with what MLflow raises (a store it cannot open or reach) as one line."""
+    import mlflow
+
+    try:
+        return call()
+    except Exception as e:  # noqa: BLE001 - MLflow raises its own, its HTTP client's and its stores' errors
+        raise TrackingError(f"tracking.mlflow: {' '.join(str(e).split())[:300]} (tracking URI "
+                            f"{mlflow.get_tracking_uri()}; set MLFLOW_TRACKING_URI)") from None
 
 
 def _tensorboardx() -> Any:
@@ -134,32 +146,35 @@ class _MLflow:
 
     @classmethod
     def open(cls, cfg: RunConfig, run_id: str, run_dir: Path, progress: dict[str, Any]) -> _MLflow:
+        """The MLflow run tracking.json names, continued; or a new one, with the config, noted there."""
         import mlflow
-        from mlflow.entities import Param
 
-        client = mlflow.MlflowClient()  # MLFLOW_TRACKING_URI, or mlflow's default
-        try:
-            if progress.get("mlflow_run_id"):
-                run = progress["mlflow_run_id"]
-                client.update_run(run, status="RUNNING")
-                # a driver killed between sending a generation and noting it in tracking.json: MLflow has it
-                sent = [m.step for m in client.get_metric_history(run, GENERATION_METRICS[0])]
-                return cls(client, run, max([progress.get("mlflow", -1), *sent]) + 1)
-            name = cfg.tracking.mlflow_experiment or MLFLOW_EXPERIMENT
-            experiment = client.get_experiment_by_name(name)
-            experiment_id = experiment.experiment_id if experiment else client.create_experiment(name)
-            run = client.create_run(experiment_id, run_name=run_id,
-                                    tags={"neuroevo.run_dir": str(Path(run_dir).resolve())}).info.run_id
-            params = [Param(k, str(v)) for k, v in config.flat(cfg).items()]
-            for i in range(0, len(params), 100):  # MLflow takes at most 100 params a batch
-                client.log_batch(run, params=params[i:i + 100])
-            client.log_artifact(run, str(rundir.config_file(run_dir)))
-        except mlflow.exceptions.MlflowException as e:
-            raise TrackingError(f"tracking.mlflow: {' '.join(str(e).split())[:300]} (tracking URI "
-                                f"{mlflow.get_tracking_uri()})") from None
+        client = _mlflow_call(mlflow.MlflowClient)  # MLFLOW_TRACKING_URI, or mlflow's default
+        if progress.get("mlflow_run_id"):
+            run = progress["mlflow_run_id"]
+            _mlflow_call(lambda: client.update_run(run, status="RUNNING"))
+            # a driver killed between sending a generation and noting it in tracking.json: MLflow has it
+            sent = [m.step for m in _mlflow_call(lambda: client.get_metric_history(run, GENERATION_METRICS[0]))]
+            return cls(client, run, max([progress.get("mlflow", -1), *sent]) + 1)
+        run = _mlflow_call(lambda: cls._create(client, cfg, run_id, run_dir))
         progress["mlflow_run_id"] = run
         rundir.write(rundir.tracking_file(run_dir), json.dumps(progress, indent=1) + "\n")
         return cls(client, run, 0)
+
+    @staticmethod
+    def _create(client: Any, cfg: RunConfig, run_id: str, run_dir: Path) -> str:
+        from mlflow.entities import Param
+
+        name = cfg.tracking.mlflow_experiment or MLFLOW_EXPERIMENT
+        experiment = client.get_experiment_by_name(name)
+        experiment_id = experiment.experiment_id if experiment else client.create_experiment(name)
+        run = client.create_run(experiment_id, run_name=run_id,
+                                tags={"neuroevo.run_dir": str(Path(run_dir).resolve())}).info.run_id
+        params = [Param(k, str(v)) for k, v in config.flat(cfg).items()]
+        for i in range(0, len(params), 100):  # MLflow takes at most 100 params a batch
+            client.log_batch(run, params=params[i:i + 100])
+        client.log_artifact(run, str(rundir.config_file(run_dir)))
+        return run
 
     def write(self, generation: int, rows: list[dict[str, Any]], seconds: float | None) -> None:
         from mlflow.entities import Metric
