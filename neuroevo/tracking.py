@@ -1,16 +1,17 @@
 """Experiment tracking: every logged generation sent to TensorBoard (tracking.tensorboard) and MLflow
 (tracking.mlflow), read back from the run's Parquet logs, so the trackers show what the logs hold and nothing else.
 
-TensorBoard, in RUN_DIR/tensorboard/ (tensorboardX's writer):
+TensorBoard, in RUN_DIR/tensorboard/ (tensorboardX's event files and summaries):
 
     events.*                        generation/* scalars (step = generation), the generation/fitness histogram, and
                                     the HParams experiment: which genes and metrics the sessions have
     chromosomes/<chromosome_id>/    one HParams session per chromosome: its genes as hparams, and chromosome/*
                                     scalars and its status at each generation it trained in
 
-so the tags stay a dozen however many chromosomes a run draws. Each writer starts with purge_step at the first
-generation it writes: TensorBoard hides what an earlier driver wrote from that step on, so a generation written
-again (after a crash, or trained again on --resume) replaces its points instead of doubling them.
+so the tags stay a dozen however many chromosomes a run draws. Each event file starts with a purge at the first
+generation it holds (a SessionLog START, as SummaryWriter's purge_step writes): TensorBoard hides what the folder's
+earlier files hold from that step on, so a generation written again (after a crash, or trained again on --resume)
+replaces its points instead of doubling them.
 
 MLflow: one MLflow run per neuroevo run, created by the first driver (its id kept in RUN_DIR/tracking.json, so a
 resume continues it): the resolved config, flattened, as params; config.yaml as an artifact; the generation/*
@@ -26,6 +27,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import sys
 import time
 from collections.abc import Mapping, Sequence
@@ -33,6 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow.dataset as ds
 
 from neuroevo import config, logs, rundir
@@ -99,43 +102,72 @@ def generation_metrics(rows: Sequence[Mapping[str, Any]], seconds: float | None)
     return {k: float(figures[k]) for k in GENERATION_METRICS if figures[k] is not None}
 
 
+class _Events:
+    """One event file, written in the driver's thread with tensorboardX's RecordWriter: a full disk raises here,
+    where SummaryWriter's writer thread would print it and then block the driver on its queue."""
+
+    def __init__(self, folder: Path, purge_step: int, suffix: str):
+        self.tbx = _tensorboardx()
+        folder.mkdir(parents=True, exist_ok=True)
+        # the name TensorBoard looks for, as tensorboardX makes it; the suffix keeps one driver's files apart
+        name = f"events.out.tfevents.{int(time.time()):010d}.{socket.gethostname()}{suffix}"
+        self.file = self.tbx.RecordWriter(str(folder / name))
+        self.add(purge_step, file_version="brain.Event:2")
+        # TensorBoard hides what earlier files of the folder hold from this step on, as SummaryWriter(purge_step=)
+        log = self.tbx.proto.event_pb2.SessionLog
+        self.add(purge_step, session_log=log(status=log.START))
+
+    def add(self, step: int, **event: Any) -> None:
+        self.file.write(self.tbx.proto.event_pb2.Event(wall_time=time.time(), step=step, **event).SerializeToString())
+
+    def summary(self, step: int, summary: Any) -> None:
+        self.add(step, summary=summary)
+
+    def close(self) -> None:
+        self.file.close()  # closes the file even where its last write fails
+
+
 @dataclass
 class _TensorBoard:
     folder: Path
     next: int  # the first generation still to write
-    writer: Any = None
+    events: _Events | None = None  # the run's own file, open while the driver writes it
 
     def write(self, generation: int, rows: list[dict[str, Any]], seconds: float | None) -> None:
-        tbx = _tensorboardx()
-        summary_writer, hparams = tbx.SummaryWriter, tbx.summary.hparams
         suffix = f".{os.getpid()}.g{generation:06d}"  # the name's time is in seconds: one file per writer, in order
-        if self.writer is None:
-            self.writer = summary_writer(str(self.folder), purge_step=generation, filename_suffix=suffix)
+        if self.events is None:
+            self.events = _Events(self.folder, generation, suffix)
             genes = {k: v for r in reversed(rows) for k, v in _hparams(r).items()}
-            experiment, _, _ = hparams(genes, {f"chromosome/{m}": 0.0 for m in CHROMOSOME_METRICS})
-            self.writer.file_writer.add_summary(experiment, generation)
+            experiment, _, _ = self.events.tbx.summary.hparams(genes, {f"chromosome/{m}": 0.0 for m in CHROMOSOME_METRICS})
+            self.events.summary(generation, experiment)
+        summary = self.events.tbx.summary
         for name, v in generation_metrics(rows, seconds).items():
-            self.writer.add_scalar(f"generation/{name}", v, generation)
-        self.writer.add_histogram("generation/fitness", [float(r["fitness"]) for r in rows], generation)
+            self.events.summary(generation, summary.scalar(f"generation/{name}", v))
+        fitness = np.array([float(r["fitness"]) for r in rows])
+        self.events.summary(generation, summary.histogram("generation/fitness", fitness, "auto"))
         for r in rows:
             folder = self.folder / "chromosomes" / r["chromosome_id"]
             first = generation == r["born_generation"] or not any(folder.glob("events.*"))
-            with summary_writer(str(folder), purge_step=generation, filename_suffix=suffix) as w:
+            chromosome = _Events(folder, generation, suffix)
+            try:
                 if first:  # the session starts where the chromosome does (and again where that is rewritten)
-                    _, start, end = hparams(_hparams(r), {})
-                    w.file_writer.add_summary(start, generation)
-                    w.file_writer.add_summary(end, generation)
+                    _, start, end = summary.hparams(_hparams(r), {})
+                    chromosome.summary(generation, start)
+                    chromosome.summary(generation, end)
                 for name in CHROMOSOME_METRICS:
                     v = logs.value(r[name])
                     if v is not None:
-                        w.add_scalar(f"chromosome/{name}", float(v), generation)
+                        chromosome.summary(generation, summary.scalar(f"chromosome/{name}", float(v)))
                 error = logs.value(r["error"])
-                w.add_text("chromosome/status", r["status"] + (f": {error}" if error else ""), generation)
-        self.writer.flush()
+                chromosome.summary(generation, summary.text("chromosome/status",
+                                                            r["status"] + (f": {error}" if error else "")))
+            finally:
+                chromosome.close()
+        self.events.file.flush()
 
     def close(self, finished: bool) -> None:
-        if self.writer is not None:
-            self.writer.close()
+        if self.events is not None:
+            self.events.close()
 
 
 @dataclass
@@ -187,6 +219,14 @@ class _MLflow:
         self.client.set_terminated(self.run, status="FINISHED" if finished else "KILLED")
 
 
+def _quietly(close: Any, *args: Any) -> None:
+    """Close a tracker whose failure, if any, is told already or is of no consequence: the logs hold it all."""
+    try:
+        close(*args)
+    except Exception:  # noqa: BLE001, S110
+        pass
+
+
 @dataclass
 class Tracker:
     """The run's trackers, each with the first generation it still lacks."""
@@ -214,17 +254,15 @@ class Tracker:
                           f"{' '.join(str(e).split())[:200]}); the run goes on, and --resume sends what it missed",
                           file=sys.stderr, flush=True)
                     del self.backends[name]
+                    _quietly(backend.close, False)
                     continue
                 backend.next = int(generation) + 1
                 self.progress[name] = int(generation)
             rundir.write(rundir.tracking_file(self.run_dir), json.dumps(self.progress, indent=1) + "\n")
 
     def close(self, finished: bool) -> None:
-        for name, backend in self.backends.items():
-            try:
-                backend.close(finished)
-            except Exception as e:  # noqa: BLE001
-                print(f"tracking: warning: {name} did not close ({type(e).__name__}: {e})", file=sys.stderr)
+        for backend in self.backends.values():
+            _quietly(backend.close, finished)
 
     def __enter__(self) -> Tracker:
         return self
