@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from neuroevo import config, data, genome, logs, ranking, rundir
+from neuroevo import config, data, genome, logs, ranking, rundir, tracking
 from neuroevo.state import RunState, StateError, load_checked
 from neuroevo.state import load as load_state
 from neuroevo.state import save as save_state
@@ -265,7 +265,8 @@ def _prepare(args: argparse.Namespace) -> Prepared:
     """All checks that need no Ray: config, run directory, search space, data."""
     try:
         cfg = _load_config(args)
-    except config.ConfigError as e:
+        tracking.check(cfg)
+    except (config.ConfigError, tracking.TrackingError) as e:
         raise InputError(str(e)) from None
     if args.resume:
         run_dir = Path(args.resume)
@@ -615,7 +616,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         return COMMANDS[args.command](args)
-    except (InputError, QueryError, rundir.ClaimError) as e:
+    except (InputError, QueryError, rundir.ClaimError, tracking.TrackingError) as e:
         print(f"neuroevo: error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except BrokenPipeError:  # e.g. `neuroevo query ... | head`: stop quietly, as other tools do

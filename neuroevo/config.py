@@ -8,6 +8,7 @@ names the key, before Ray starts or anything is written.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import difflib
 import math
@@ -244,6 +245,15 @@ class ResourcesConfig:
 
 
 @dataclass(frozen=True, config=STRICT)
+class TrackingConfig:
+    """What the run reports to experiment trackers besides its own logs (tracking.py); never the experiment."""
+
+    tensorboard: bool = True  # RUN_DIR/tensorboard/, for `tensorboard --logdir runs/`
+    mlflow: bool = False  # needs mlflow (pip install neuroevo[mlflow]); MLFLOW_TRACKING_URI or mlflow's default
+    mlflow_experiment: Annotated[str, Field(min_length=1)] | None = None  # null: "neuroevo"
+
+
+@dataclass(frozen=True, config=STRICT)
 class RunConfig:
     seed: int = 0
     out_dir: str = "runs"
@@ -255,6 +265,7 @@ class RunConfig:
     evolve: EvolveConfig = field(default_factory=EvolveConfig)
     resources: ResourcesConfig = field(default_factory=ResourcesConfig)
     quality: QualityConfig = field(default_factory=QualityConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
 
 
 _ADAPTER = TypeAdapter(RunConfig)
@@ -293,7 +304,7 @@ def flat(cfg: RunConfig) -> dict[str, Any]:
 # fast-path switches change a GPU's float rounding at most).
 RESUMABLE_CHANGES = ("out_dir", "run_id", "evolve.generations", "evolve.dispatch", "evolve.mode", "resources.",
                      "train.bf16", "train.channels_last", "train.data_on_gpu", "train.cudnn_benchmark", "train.compile",
-                     "quality.batch_size")
+                     "quality.batch_size", "tracking.")
 
 
 def experiment_differences(saved: RunConfig, requested: RunConfig) -> list[str]:
@@ -357,14 +368,18 @@ def loads_saved(text: str, where: str) -> RunConfig:
         more = f" and {len(damage) - 5} more" if len(damage) > 5 else ""
         raise ConfigError(f"{where}: incomplete, {len(damage)} keys missing ({', '.join(damage[:5])}{more})")
     for key in missing:  # what an older run ran with
-        section, name = key.rsplit(".", 1)
-        raw[section][name] = LATER_KEYS[key]
+        *sections, name = key.split(".")
+        node = raw
+        for section in sections:
+            node = node[section]
+        node[name] = copy.deepcopy(LATER_KEYS[key])
     return from_dict(raw)
 
 
-# Keys added after config.yaml began to be read strictly, with the value that keeps an older run's behaviour: a saved
-# config without them is not damaged, and resumes as it ran.
-LATER_KEYS: dict[str, Any] = {"train.max_loss": None}
+# Keys (or whole sections) added after config.yaml began to be read strictly, with the value that keeps an older run's
+# behaviour: a saved config without them is not damaged, and resumes as it ran.
+LATER_KEYS: dict[str, Any] = {"train.max_loss": None,
+                              "tracking": {"tensorboard": False, "mlflow": False, "mlflow_experiment": None}}
 
 
 def missing_keys(raw: dict[str, Any]) -> list[str]:
@@ -527,6 +542,9 @@ def check(cfg: RunConfig) -> None:
         raise ConfigError(f"data.subset: {cfg.data.subset} images is fewer than one batch (space.batch_size={s.batch_size})")
     _check_evolve(cfg.evolve, s)
     _check_quality(cfg.quality, cfg.fitness)
+    if cfg.tracking.mlflow_experiment is not None and not cfg.tracking.mlflow:
+        raise ConfigError(f"tracking.mlflow_experiment: {cfg.tracking.mlflow_experiment!r} is set, but tracking.mlflow "
+                          f"is false; set tracking.mlflow: true to log to MLflow")
 
 
 def _check_quality(q: QualityConfig, f: FitnessConfig) -> None:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import ray
 
-from neuroevo import data, dispatch, population, progress
+from neuroevo import data, dispatch, logs, population, progress, tracking
 from neuroevo.config import RunConfig
 from neuroevo.state import RunState
 from neuroevo.state import save as save_state
@@ -42,25 +42,29 @@ def evolve(cfg: RunConfig, run_id: str, run_dir: Path, images: np.ndarray | data
     reference_ref = ray.put(reference) if reference is not None else None  # once, like the images
     runner = (dispatch.SteadyState if cfg.evolve.mode == "steady_state" else dispatch.Generational)(
         cfg, run_id, run_dir, images_ref, images.shape[0], reference_ref)
-    if state is None:
-        state = RunState((population.initial_population(cfg),), completed=0)
-        save_state(run_dir, state, cfg.seed)
-    for generation in redo:
-        dispatch.run_generation(cfg, run_id, run_dir, generation, state.population(generation), images_ref,
-                                images.shape[0], reference_ref)
-    summary = []
-    for generation in range(state.completed, cfg.evolve.generations):
-        start = time.perf_counter()
-        trained = runner.run_generation(generation, state.population(generation))
-        nxt = population.next_population(cfg, generation + 1, [t.evaluated for t in trained])
-        state = state.advance(nxt)
-        save_state(run_dir, state, cfg.seed)
-        summary.append(_summary(generation, trained, time.perf_counter() - start))
-        progress.generation_done([t.row for t in trained], summary)
+    with tracking.open_trackers(cfg, run_id, run_dir, min((*redo, state.completed)) if state else 0) as track:
+        if state is None:
+            state = RunState((population.initial_population(cfg),), completed=0)
+            save_state(run_dir, state, cfg.seed)
+        for generation in redo:
+            dispatch.run_generation(cfg, run_id, run_dir, generation, state.population(generation), images_ref,
+                                    images.shape[0], reference_ref)
+        track.upto(state.completed)  # what the trackers lack of the logged generations, those trained again too
+        summary = []
+        for generation in range(state.completed, cfg.evolve.generations):
+            start = time.perf_counter()
+            trained = runner.run_generation(generation, state.population(generation))
+            nxt = population.next_population(cfg, generation + 1, [t.evaluated for t in trained])
+            state = state.advance(nxt)
+            save_state(run_dir, state, cfg.seed)
+            rows = [t.row for t in trained]
+            summary.append(_summary(generation, rows, time.perf_counter() - start))
+            track.upto(state.completed, {generation: summary[-1]["seconds"]})
+            progress.generation_done(rows, summary)
     return state
 
 
-def _summary(generation: int, trained: list[dispatch.Trained], seconds: float) -> dict:
-    fitness = [t.evaluation.fitness for t in trained]
-    return {"generation": generation, "best": max(fitness), "mean": float(np.mean(fitness)),
-            "failed": sum(t.evaluation.status != "ok" for t in trained), "seconds": seconds}
+def _summary(generation: int, rows: list[dict], seconds: float) -> dict:
+    s = logs.generation_summary(rows)
+    return {"generation": generation, "best": s["best_fitness"], "mean": s["mean_fitness"], "failed": s["failed"],
+            "seconds": seconds}

@@ -7,8 +7,10 @@ on read).
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import pyarrow as pa
@@ -172,6 +174,24 @@ def row(run_id: str, generation: int, member: Member, seed: int, report: TaskRep
         "seed_g_loss": [s.g_loss for s in seeds] if seeds else None,
         "seed_fid": [s.fid for s in seeds] if seeds and all(s.fid is not None for s in seeds) else None,
     }
+
+
+def value(v: Any) -> Any:
+    """A row's value as plain Python, None where missing: rows read back hold NaN, NaT and numpy values."""
+    if hasattr(v, "tolist"):
+        v = v.tolist()
+    return None if v is None or v is pd.NaT or (isinstance(v, float) and math.isnan(v)) else v
+
+
+def generation_summary(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """One generation's rows (as `row` builds them, or read back) in figures: best, mean and worst fitness, the
+    failures, and the lowest FID and KID where any was measured (None otherwise)."""
+    fitness = [float(r["fitness"]) for r in rows]
+    fid = [value(r["fid"]) for r in rows if value(r["fid"]) is not None]
+    kid = [value(r["kid"]) for r in rows if value(r["kid"]) is not None]
+    return {"best_fitness": max(fitness), "mean_fitness": sum(fitness) / len(fitness), "worst_fitness": min(fitness),
+            "failed": sum(r["status"] != "ok" for r in rows), "best_fid": min(fid, default=None),
+            "best_kid": min(kid, default=None)}
 
 
 # Key-value metadata of every generation file: the run keeps a copy of its resolved config in its logs, from

@@ -9,6 +9,8 @@
       weights/generation=NNNN/<chromosome_id>.pt   evolve.keep_weights: what the elites start NNNN from
       generators/generation=NNNN/<chromosome_id>.pt  train.keep all: every chromosome's trained G and D
       report/                                      neuroevo report's plots and page
+      tensorboard/                                 tracking.tensorboard: event files for `tensorboard --logdir`
+      tracking.json                                the last generation each tracker was sent; the MLflow run
       discarded/                                   damaged generation folders set aside by --resume
       .lock, .lock.json                            held by the one driver that trains the run: who, since when
       ray.log                                      Ray's own log lines, from every start and resume
@@ -109,6 +111,14 @@ def generator_file(run_dir: str | Path, generation: int, chromosome_id: str) -> 
 
 def report_dir(run_dir: str | Path) -> Path:
     return Path(run_dir) / "report"
+
+
+def tensorboard_dir(run_dir: str | Path) -> Path:
+    return Path(run_dir) / "tensorboard"
+
+
+def tracking_file(run_dir: str | Path) -> Path:
+    return Path(run_dir) / "tracking.json"
 
 
 def discarded_dir(run_dir: str | Path) -> Path:
