@@ -24,6 +24,7 @@ One driver at a time trains a run: `claim` locks the folder for the driver's lif
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -179,6 +180,27 @@ def holder(run_dir: str | Path) -> str:
         return f"pid {h['pid']} on {h['host']} since {h['started']}"
     except (OSError, ValueError, KeyError, TypeError):  # not written yet, or by a driver that died writing it
         return "its pid is not recorded yet"
+
+
+def claimed(run_dir: str | Path) -> bool:
+    """Whether a driver holds the run (`claim`), tested without writing anything and without keeping the lock: a
+    shared, non-blocking flock on a read-only descriptor fails exactly while claim's exclusive one is held (filelock
+    locks with flock), and goes with the descriptor. A .lock.json that a killed driver left says nothing here."""
+    import fcntl  # Unix, as the lock is; imported here so that the rest of this module imports anywhere
+
+    try:
+        fd = os.open(Path(run_dir) / LOCK, os.O_RDONLY)
+    except OSError:  # no driver has claimed it yet
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except OSError as e:
+        if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+            return True
+        raise
+    finally:
+        os.close(fd)
+    return False
 
 
 def _release(run_dir: Path, lock: filelock.FileLock) -> None:

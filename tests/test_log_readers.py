@@ -12,7 +12,7 @@ import pytest
 from neuroevo import genome, logs, query, rundir
 from neuroevo.fitness import Evaluation
 from neuroevo.population import Member
-from tests.conftest import tiny_config
+from tests.conftest import old_layout, tiny_config
 
 GENERATIONS, N = 3, 2
 
@@ -34,17 +34,6 @@ def run_dir(tmp_path):
     for g in range(GENERATIONS):
         _write(tmp_path, g)
     return tmp_path
-
-
-def _old_layout(run_dir):
-    """The run as neuroevo wrote it before schema 4: folders generation=NNNN, files without `generation`."""
-    for g in range(GENERATIONS):
-        new = rundir.generations_dir(run_dir) / f"{g:04d}"
-        table = pq.read_table(new / "part-0.parquet").drop_columns(["generation"])
-        table = table.set_column(0, "schema_version", pa.array([3] * N, pa.int16()))
-        old = new.with_name(f"generation={g:04d}")
-        new.rename(old)
-        pq.write_table(table.replace_schema_metadata({**table.schema.metadata, logs.VERSION_KEY: b"3"}), old / "part-0.parquet")
 
 
 def test_the_files_hold_generation_in_folders_no_reader_takes_for_a_partition(run_dir):
@@ -88,7 +77,7 @@ def test_polars_reads_generation_as_an_integer(run_dir):
 
 def test_a_run_of_the_older_layout_reads_checks_and_grows_in_it(run_dir):
     members = _members(0)
-    _old_layout(run_dir)
+    old_layout(run_dir)
     assert rundir.partitioned(run_dir) and rundir.logged_generations(run_dir) == [0, 1, 2]
     df = logs.read_generations(run_dir)
     assert df.generation.dtype == "int32" and df.generation.tolist() == [0, 0, 1, 1, 2, 2]
