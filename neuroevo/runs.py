@@ -16,6 +16,7 @@ from pathlib import Path
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.dataset as ds
 
 from neuroevo import config, logs, rundir, state
 
@@ -46,9 +47,9 @@ def find(out_dir: str | Path) -> list[Run]:
     if not out.is_dir():
         raise RunsError(f"{out}: {'not a directory' if out.exists() else 'no such directory'} (expected a folder of "
                         f"run directories, e.g. {config.RunConfig.out_dir})")
-    if _is_run(out):
-        return [summary(out)]
-    return [summary(d) for d in sorted(out.iterdir()) if d.is_dir() and not d.name.startswith(".")]
+    dirs = [out] if _is_run(out) else [d for d in sorted(out.iterdir()) if d.is_dir() and not d.name.startswith(".")]
+    best = _best(dirs)
+    return [summary(d, *best.get(str(d), (None, None, None))) for d in dirs]
 
 
 def _is_run(run_dir: Path) -> bool:
@@ -56,7 +57,8 @@ def _is_run(run_dir: Path) -> bool:
                                     rundir.generations_dir(run_dir)))
 
 
-def summary(run_dir: Path) -> Run:
+def summary(run_dir: Path, best_fitness: float | None, best_fid: float | None, started: datetime | None) -> Run:
+    """The run's line, given what its logs tell (`_best`)."""
     running = rundir.claimed(run_dir)
     if not running and not _is_run(run_dir):
         return Run(run_dir.name, EMPTY, None, None, None, None, None, None)
@@ -65,11 +67,6 @@ def summary(run_dir: Path) -> Run:
     done = state.completed(run_dir) if rundir.state_file(run_dir).is_file() else 0
     status = RUNNING if running else FINISHED if done is not None and total is not None and done >= total \
         else INTERRUPTED
-    rows = _rows(run_dir)
-    ok = pc.equal(rows["status"], "ok")
-    best_fitness = pc.max(pc.filter(rows["fitness"], ok)).as_py() if len(rows) else None
-    best_fid = pc.min(rows["fid"]).as_py() if len(rows) else None
-    started = pc.min(rows["started_at"]).as_py() if len(rows) else None
     if started is None and rundir.config_file(run_dir).is_file():
         started = datetime.fromtimestamp(rundir.config_file(run_dir).stat().st_mtime, timezone.utc)
     return Run(run_dir.name, status, done, total, best_fitness, best_fid, started, cfg.space.name if cfg else None)
@@ -87,15 +84,30 @@ def _config(run_dir: Path) -> config.RunConfig | None:
         return None
 
 
-def _rows(run_dir: Path) -> pa.Table:
-    """The columns `summary` reads, of every logged row; none where nothing is logged or a file is unreadable."""
-    schema = pa.schema([logs.SCHEMA.field(name) for name in _COLUMNS])
-    if rundir.generations_dir(run_dir).is_dir():
-        try:
-            return logs.dataset([(run_dir, None)], schema).to_table()
-        except (OSError, pa.ArrowException):
-            pass
-    return schema.empty_table()
+_SCHEMA = pa.schema([pa.field("run", pa.string()), *(logs.SCHEMA.field(name) for name in _COLUMNS)])
+
+
+def _best(run_dirs: list[Path]) -> dict[str, tuple[float | None, float | None, datetime | None]]:
+    """Per run (its path): the highest fitness of a row that trained, the lowest FID, the first training's start. All
+    runs' logs are one scan, which pyarrow reads in parallel; a run whose logs do not read is left out."""
+    logged = [d for d in run_dirs if rundir.generations_dir(d).is_dir()]
+    try:
+        table = _scan(logged)
+    except (OSError, pa.ArrowException):  # a damaged file: each run alone, so that only its own is left out
+        tables = []
+        for d in logged:
+            try:
+                tables.append(_scan([d]))
+            except (OSError, pa.ArrowException):
+                continue
+        table = pa.concat_tables(tables) if tables else _SCHEMA.empty_table()
+    table = table.append_column("trained", pc.if_else(pc.equal(table["status"], "ok"), table["fitness"], None))
+    per_run = table.group_by("run").aggregate([("trained", "max"), ("fid", "min"), ("started_at", "min")])
+    return {r["run"]: (r["trained_max"], r["fid_min"], r["started_at_min"]) for r in per_run.to_pylist()}
+
+
+def _scan(run_dirs: list[Path]) -> pa.Table:
+    return logs.dataset([(d, ds.field("run") == str(d)) for d in run_dirs], _SCHEMA).to_table()
 
 
 def render(runs: list[Run], fmt: str) -> str:

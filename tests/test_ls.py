@@ -34,7 +34,7 @@ def out(tmp_path_factory):
                              "--set", "run_id=stopped", "--quiet"], cwd=d, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 240
-    while time.monotonic() < deadline and proc.poll() is None and not (stopped / "generations" / "0000").exists():
+    while time.monotonic() < deadline and proc.poll() is None and not state.completed(stopped):  # generation 0 in
         time.sleep(0.01)
     proc.send_signal(signal.SIGINT)
     assert proc.wait(timeout=120) == 130, proc.stderr.read()

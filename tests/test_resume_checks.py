@@ -51,7 +51,7 @@ DAMAGE = {
                    "generations/0001 holds part-0 (1).parquet besides part-0.parquet; generation 1 will be trained again",
                    ["0001"]),
     "another generation's file": (lambda r: shutil.copy(rundir.generation_file(r, 2), rundir.generation_file(r, 1)),
-                                  "are not generation 1's population in state.json; generation 1 will be trained again",
+                                  "0001/part-0.parquet holds rows of generation ['2']; generation 1 will be trained again",
                                   ["0001"]),
     "no fitness column": (_drop_fitness, "has no column fitness (schema_version 4); generation 2 will be trained again",
                           ["0002"]),
