@@ -21,7 +21,6 @@ import pyarrow.dataset as ds
 from neuroevo import config, logs, rundir, state
 
 RUNNING, FINISHED, INTERRUPTED, EMPTY = "running", "finished", "interrupted", "empty"
-FORMATS = ("table", "csv", "json")
 _COLUMNS = ["status", "fitness", "fid", "started_at"]
 
 
