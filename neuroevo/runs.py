@@ -8,12 +8,13 @@ nothing). No Ray, no torch.
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
@@ -111,11 +112,15 @@ def _scan(run_dirs: list[Path]) -> pa.Table:
 
 def render(runs: list[Run], fmt: str) -> str:
     """The runs as an aligned table (one line each), CSV or a JSON array."""
+    records = [{**asdict(r), "started": r.started.isoformat() if r.started else None} for r in runs]
     if fmt == "json":
-        return json.dumps([{**asdict(r), "started": r.started.isoformat() if r.started else None} for r in runs])
+        return json.dumps(records)
     if fmt == "csv":
-        return pd.DataFrame([asdict(r) for r in runs], columns=list(Run.__dataclass_fields__)).to_csv(index=False) \
-            .rstrip("\n")
+        text = io.StringIO()
+        writer = csv.DictWriter(text, fieldnames=list(Run.__dataclass_fields__), lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(records)
+        return text.getvalue().rstrip("\n")
     if not runs:
         return "no runs"
     cells = [["run_id", "status", "generations", "best_fitness", "best_fid", "started", "space"]] + [
