@@ -53,7 +53,7 @@ def _ls(*args):
 
 
 def test_ls_tells_finished_interrupted_and_empty_runs(out):
-    (out / "old" / rundir.HOLDER).write_text('{"pid": 99999999, "host": "gone", "started": "then"}')  # a killed driver's
+    (out / "old" / rundir.HOLDER).write_text('{"pid": 99999999, "host": "gone", "started": "then"}')  # left by a kill
     runs = _ls(out)
     assert list(runs) == ["empty", "old", "stopped"]
     stopped, old = runs["stopped"], runs["old"]
