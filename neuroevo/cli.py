@@ -1,4 +1,4 @@
-"""`neuroevo run | prepare | query | best | report | sample | score`
+"""`neuroevo run | prepare | query | ls | best | report | sample | score`
 
 Everything that can be wrong with the input is found before Ray starts: the config, the data, and whether the
 search space yields chromosomes under max_params. Such errors, and a missing run directory or a query DuckDB
@@ -93,6 +93,11 @@ def _parser() -> argparse.ArgumentParser:
     q.add_argument("--format", choices=("table", "csv", "json"), default="table")
     q.add_argument("--sql", help="a whole query over the table `logs` instead of --where/--columns/--sort, "
                                  "e.g. 'SELECT generation, max(fitness) FROM logs GROUP BY ALL ORDER BY 1'")
+
+    ls = sub.add_parser("ls", help="the runs in a folder: status, generations done, best fitness and FID, start")
+    ls.add_argument("out_dir", nargs="?", default=config.RunConfig.out_dir, metavar="OUT_DIR",
+                    help=f"the folder of run directories (default: {config.RunConfig.out_dir})")
+    ls.add_argument("--format", choices=("table", "csv", "json"), default="table")
 
     b = sub.add_parser("best", help="the best chromosome of a run: genes, scores, samples")
     b.add_argument("run_dir", metavar="RUN_DIR")
@@ -496,6 +501,16 @@ def _json_value(v: object) -> object:
     raise TypeError(f"cannot write {type(v).__name__} as JSON")
 
 
+def cmd_ls(args: argparse.Namespace) -> int:
+    from neuroevo import runs
+
+    try:
+        print(runs.render(runs.find(args.out_dir), args.format))
+    except runs.RunsError as e:
+        raise InputError(str(e)) from None
+    return 0
+
+
 def _best(run_dir: str) -> tuple[pd.DataFrame, pd.Series]:
     """The run's logs and its fittest row."""
     from neuroevo import query, report
@@ -607,7 +622,7 @@ def cmd_score(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"run": cmd_run, "prepare": cmd_prepare, "query": cmd_query, "best": cmd_best, "report": cmd_report,
-            "sample": cmd_sample, "score": cmd_score}
+            "sample": cmd_sample, "score": cmd_score, "ls": cmd_ls}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -426,7 +426,7 @@ def _read_mapping(path: Path) -> dict[str, Any]:
 
 def parse_yaml(text: str, where: str) -> Any:
     """yaml.safe_load, refusing a document of more than MAX_NODES nodes once its aliases are expanded."""
-    loader = yaml.SafeLoader(text)
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)(text)  # libyaml's, where built: 4x faster (`ls` reads many)
     try:
         node = loader.get_single_node()
         if node is None:

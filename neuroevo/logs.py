@@ -1,8 +1,9 @@
 """The Parquet generation log: schema, a chromosome's row, write (one file per generation, atomically), read.
 
-Layout: <run_dir>/generations/generation=NNNN/part-0.parquet (rundir.generation_file), one row per chromosome.
-`generation` lives in the hive partition name only (a column of the same name in the files would clash with it
-on read).
+Layout: <run_dir>/generations/NNNN/part-0.parquet (rundir.generation_file), one row per chromosome, `generation` an
+int column of the file: no folder name is a hive partition, so pandas, pyarrow, DuckDB and polars all read the
+file's integer. Runs begun before schema_version 4 name their folders generation=NNNN and their files have no
+`generation` column; they keep both on resume (rundir.partitioned), and `dataset` reads both layouts alike.
 """
 
 from __future__ import annotations
@@ -26,11 +27,12 @@ if TYPE_CHECKING:  # the task module imports Ray, which must load only after the
     from neuroevo.quality import Quality
     from neuroevo.task import TaskReport
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 ADDED = {  # the columns each schema_version added to the one before
     2: ("parents", "operator", "space", "loss", "g_optimiser", "d_optimiser"),
     3: ("fid", "kid", "kid_std", "quality_samples", "quality_seconds", "pareto_rank", "seeds", "seed_d_loss",
         "seed_g_loss", "seed_fid"),
+    4: ("generation",),  # except in a run that rundir.partitioned: there it is the folder's name
 }
 HIDDEN = (".", "_")  # names that pyarrow's dataset discovery skips, e.g. rundir.write's temporary files
 
@@ -41,6 +43,7 @@ _time = pa.timestamp("us", tz="UTC")
 SCHEMA = pa.schema([
     ("schema_version", pa.int16()),
     ("run_id", pa.string()),
+    ("generation", pa.int32()),
     ("chromosome_id", pa.string()),
     ("born_generation", pa.int32()),
     ("is_elite", pa.bool_()),  # carried over unchanged from the previous generation
@@ -140,6 +143,7 @@ def row(run_id: str, generation: int, member: Member, seed: int, report: TaskRep
     params_g, params_d = (r.params_g, r.params_d) if r else architecture.param_counts(member.chromosome)
     return {
         "run_id": run_id,
+        "generation": generation,
         **gene_columns(member.chromosome),
         "born_generation": member.born_generation,
         "is_elite": member.born_generation < generation,
@@ -208,7 +212,11 @@ def write_generation(run_dir: Path, generation: int, rows: list[dict[str, Any]],
     for r in rows:
         if set(r) != set(SCHEMA.names) - {"schema_version"}:
             raise ValueError(f"log row columns differ from the schema: {sorted(set(r) ^ set(SCHEMA.names))}")
+        if r["generation"] != generation:
+            raise ValueError(f"a row of generation {r['generation']} written as generation {generation}'s")
     table = pa.Table.from_pylist([{"schema_version": SCHEMA_VERSION, **r} for r in rows], schema=SCHEMA)
+    if rundir.partitioned(run_dir):  # its folders' names hold it, as in the run's older files
+        table = table.drop_columns(["generation"])
     if config_yaml is not None:
         table = table.replace_schema_metadata({CONFIG_KEY: config_yaml.encode("utf-8"),
                                                VERSION_KEY: str(SCHEMA_VERSION).encode()})
@@ -259,6 +267,8 @@ def check_generation(run_dir: Path, generation: int, members: Sequence[Member]) 
         found = sorted(map(str, versions)) or "none"
         return f"{path} has schema_version {found}, expected one of 1-{SCHEMA_VERSION}"
     for field in schema_of(version):
+        if field.name == "generation" and rundir.partitioned(run_dir):
+            continue
         if field.name not in table.column_names:
             return f"{path} has no column {field.name} (schema_version {version})"
         if table.schema.field(field.name).type != field.type:
@@ -314,7 +324,7 @@ def saved_config(run_dir: str | Path) -> tuple[Path, str] | None:
 
     Files written before the copy was kept have none; damaged files are passed over (only their footer is read).
     """
-    files = sorted(rundir.generations_dir(run_dir).glob("generation=*/part-0.parquet"), reverse=True)
+    files = [rundir.generation_file(run_dir, g) for g in reversed(rundir.logged_generations(run_dir))]
     for path in files:
         try:
             metadata = pq.read_schema(path).metadata or {}
@@ -330,12 +340,34 @@ def read_generations(run_dir: str | Path, columns: list[str] | None = None,
     """A run's whole history, one row per chromosome per generation, with `generation` as an int column.
 
     `filter` is a pyarrow expression, e.g. `pyarrow.dataset.field("generation") >= 5`; on `generation` it
-    skips whole partitions unread. Files of an older schema_version read with nulls in the newer columns.
+    skips whole files unread. Files of an older schema_version read with nulls in the newer columns.
     """
-    partitioning = ds.partitioning(pa.schema([("generation", pa.int32())]), flavor="hive")
-    dataset = ds.dataset(rundir.generations_dir(run_dir), format="parquet", partitioning=partitioning,
-                         schema=SCHEMA.append(pa.field("generation", pa.int32())))
-    df = dataset.to_table(columns=columns, filter=filter).to_pandas()
+    df = dataset([(Path(run_dir), None)], SCHEMA).to_table(columns=columns, filter=filter).to_pandas()
     if "generation" in df.columns:
         df = df.sort_values("generation", kind="stable").reset_index(drop=True)
     return df
+
+
+_FORMAT = ds.ParquetFileFormat()
+
+
+def dataset(runs: Sequence[tuple[Path, ds.Expression | None]], schema: pa.Schema) -> ds.FileSystemDataset:
+    """Every generation file of the runs as one dataset with `schema`: (run directory, what else its rows hold,
+    e.g. `field("run_dir") == "runs/a"`, or None) each.
+
+    Each file's fragment carries `generation == G` (G from its folder's name, in either layout) and the run's
+    expression as its partition expression: pyarrow fills `generation` in files that lack it (before schema 4),
+    and skips a file unopened when a filter contradicts it. Files are found as pyarrow's discovery finds them
+    (hidden ones skipped), so whatever else a generation folder holds is read too, as pandas would read it.
+    """
+    fragments, filesystem = [], None
+    for run_dir, where in runs:
+        found = ds.dataset(rundir.generations_dir(run_dir), format=_FORMAT, schema=schema)
+        filesystem = found.filesystem
+        for f in found.get_fragments():
+            generation = rundir.generation_of(Path(f.path).parent)
+            expression = ds.scalar(True) if where is None else where
+            if generation is not None:
+                expression &= ds.field("generation") == generation
+            fragments.append(_FORMAT.make_fragment(f.path, filesystem, partition_expression=expression))
+    return ds.FileSystemDataset(fragments, schema, _FORMAT, filesystem)

@@ -1,12 +1,12 @@
 """Several runs' Parquet logs as one table, queried with SQL (DuckDB) over a pyarrow dataset.
 
-The dataset has every column of the current logs.SCHEMA, plus `generation` (int, from the hive partition
-name) and `run_dir` (the run directory as given). A file written with an older schema lacks some columns:
-they read as nulls, and its `schema_version` says which schema wrote it. Columns this version does not know
-are not read.
+The dataset has every column of the current logs.SCHEMA, `generation` (int) among them, plus `run_dir` (the run
+directory as given). A file written with an older schema lacks some columns: they read as nulls (`generation`, from
+its folder's name), and its `schema_version` says which schema wrote it. Columns this version does not know are not
+read.
 
 DuckDB pushes column selection and simple filters (comparisons, IN, AND) down into the pyarrow scan, so a
-filter on `generation` or `run_dir` skips other partitions' files unopened.
+filter on `generation` or `run_dir` skips other generations' and runs' files unopened.
 
 Only reading runs: a query must be exactly one SELECT statement (WITH, subqueries, SUMMARIZE and DESCRIBE
 included), load_runs' pieces must each stay inside their clause, and the connection can reach no file but the
@@ -27,14 +27,13 @@ import pyarrow.dataset as ds
 from neuroevo import logs, rundir
 
 TABLE = "logs"  # the dataset's name in `sql` queries
-SCHEMA = pa.schema([("run_dir", pa.string()), ("generation", pa.int32()), *logs.SCHEMA])
+SCHEMA = pa.schema([pa.field("run_dir", pa.string()), logs.SCHEMA.field("generation"),
+                    *(f for f in logs.SCHEMA if f.name != "generation")])
 DEFAULT_ORDER = "run_dir, generation, chromosome_id"
 # keywords that begin a clause of a SELECT: outside parentheses, a piece of load_runs' query may hold none
 _CLAUSES = {"FROM", "WHERE", "GROUP", "HAVING", "WINDOW", "QUALIFY", "ORDER", "LIMIT", "OFFSET", "UNION", "EXCEPT",
             "INTERSECT"}
 
-_PARTITIONING = ds.partitioning(pa.schema([SCHEMA.field("generation")]), flavor="hive")
-_FORMAT = ds.ParquetFileFormat()
 
 
 class QueryError(ValueError):
@@ -44,12 +43,12 @@ class QueryError(ValueError):
 def dataset(run_dirs: Sequence[str | Path]) -> ds.FileSystemDataset:
     """Every generation file of every run, as one dataset with SCHEMA.
 
-    Each file's fragment carries `generation == G and run_dir == R` as its partition expression: pyarrow
-    fills both columns from it, and skips the file when a filter contradicts it.
+    Each file's fragment carries `generation == G and run_dir == R` as its partition expression (logs.dataset):
+    pyarrow fills `run_dir` (and an older file's `generation`) from it, and skips the file when a filter
+    contradicts it.
     """
     if not run_dirs:
         raise QueryError("no run directory given")
-    fragments, filesystem = [], None
     for run_dir in run_dirs:
         run = Path(run_dir)
         if not run.is_dir():
@@ -57,12 +56,7 @@ def dataset(run_dirs: Sequence[str | Path]) -> ds.FileSystemDataset:
         generations = rundir.generations_dir(run)
         if not generations.is_dir():
             raise QueryError(f"{run}: no generations logged (expected {generations})")
-        found = ds.dataset(generations, format=_FORMAT, partitioning=_PARTITIONING, schema=SCHEMA)
-        filesystem = found.filesystem
-        for f in found.get_fragments():
-            where = f.partition_expression & (ds.field("run_dir") == str(run_dir))
-            fragments.append(_FORMAT.make_fragment(f.path, filesystem, partition_expression=where))
-    return ds.FileSystemDataset(fragments, SCHEMA, _FORMAT, filesystem)
+    return logs.dataset([(Path(d), ds.field("run_dir") == str(d)) for d in run_dirs], SCHEMA)
 
 
 def load_runs(run_dirs: Sequence[str | Path], columns: Sequence[str] | None = None, where: str | None = None,

@@ -4,7 +4,8 @@
       config.yaml                                  the resolved config
       data.json                                    the data cache's manifest and how tasks read it
       state.json                                   every generation's population, for --resume
-      generations/generation=NNNN/part-0.parquet   one row per chromosome
+      generations/NNNN/part-0.parquet              one row per chromosome (runs begun before logs' schema 4:
+                                                   generations/generation=NNNN/, see `partitioned`)
       best/generation=NNNN/                        weights.pt, samples.png, chromosome.json of the fittest
       weights/generation=NNNN/<chromosome_id>.pt   evolve.keep_weights: what the elites start NNNN from
       generators/generation=NNNN/<chromosome_id>.pt  train.keep all: every chromosome's trained G and D
@@ -25,6 +26,7 @@ One driver at a time trains a run: `claim` locks the folder for the driver's lif
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -60,22 +62,42 @@ def state_file(run_dir: str | Path) -> Path:
 
 
 def generations_dir(run_dir: str | Path) -> Path:
-    """The Parquet dataset: hive partitions generation=NNNN."""
+    """The Parquet dataset: a folder NNNN per generation, whose file holds `generation` as a column."""
     return Path(run_dir) / "generations"
 
 
+HIVE = "generation="  # the folders' prefix in runs begun before logs' schema_version 4
+
+
+def partitioned(run_dir: str | Path) -> bool:
+    """Whether the run names its generation folders generation=NNNN, as runs begun before logs' schema_version 4 do:
+    `generation` is then in the folder's name only, and such a run keeps that layout, on resume too, so that no
+    dataset mixes the two (a reader's hive partition would clash with the files' column)."""
+    try:
+        with os.scandir(generations_dir(run_dir)) as entries:
+            return any(e.name.startswith(HIVE) for e in entries)
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+
+
 def generation_dir(run_dir: str | Path, generation: int) -> Path:
-    return generations_dir(run_dir) / f"generation={generation:04d}"
+    return generations_dir(run_dir) / f"{HIVE if partitioned(run_dir) else ''}{generation:04d}"
 
 
 def generation_file(run_dir: str | Path, generation: int) -> Path:
     return generation_dir(run_dir, generation) / "part-0.parquet"
 
 
+def generation_of(folder: str | Path) -> int | None:
+    """The generation a folder of the dataset is for (NNNN, or generation=NNNN), None for any other folder."""
+    name = Path(folder).name.removeprefix(HIVE)
+    return int(name) if name.isdigit() and name.isascii() else None
+
+
 def logged_generations(run_dir: str | Path) -> list[int]:
     """The generations that have a folder in the dataset, whatever it holds."""
-    return sorted(int(p.name.split("=")[1]) for p in generations_dir(run_dir).glob("generation=*")
-                  if p.name.split("=")[1].isdigit())
+    folders = generations_dir(run_dir).glob("*")
+    return sorted(g for g in map(generation_of, folders) if g is not None)
 
 
 def best_dir(run_dir: str | Path, generation: int) -> Path:
@@ -168,6 +190,27 @@ def holder(run_dir: str | Path) -> str:
         return f"pid {h['pid']} on {h['host']} since {h['started']}"
     except (OSError, ValueError, KeyError, TypeError):  # not written yet, or by a driver that died writing it
         return "its pid is not recorded yet"
+
+
+def claimed(run_dir: str | Path) -> bool:
+    """Whether a driver holds the run (`claim`), tested without writing anything and without keeping the lock: a
+    shared, non-blocking flock on a read-only descriptor fails exactly while claim's exclusive one is held (filelock
+    locks with flock), and goes with the descriptor. A .lock.json that a killed driver left says nothing here."""
+    import fcntl  # Unix, as the lock is; imported here so that the rest of this module imports anywhere
+
+    try:
+        fd = os.open(Path(run_dir) / LOCK, os.O_RDONLY)
+    except OSError:  # no driver has claimed it yet
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except OSError as e:
+        if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+            return True
+        raise
+    finally:
+        os.close(fd)
+    return False
 
 
 def _release(run_dir: Path, lock: filelock.FileLock) -> None:

@@ -81,6 +81,16 @@ def load(run_dir: Path) -> RunState:
         raise StateError(f"{path}: unreadable ({type(e).__name__}: {e})") from None
 
 
+def completed(run_dir: Path) -> int | None:
+    """How many generations state.json says are logged, read without building its populations; None where there is
+    no state.json or it does not say (load_checked tells why, and repairs what the logs allow)."""
+    try:
+        done = json.loads(rundir.state_file(run_dir).read_text()).get("completed")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return done if isinstance(done, int) and not isinstance(done, bool) and done >= 0 else None
+
+
 def load_checked(run_dir: Path, population_size: int) -> tuple[RunState, list[str]]:
     """The saved state checked against the config's population size and the logged generations, for --resume.
 

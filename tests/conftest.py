@@ -106,6 +106,24 @@ def plain(*run_dirs) -> pd.DataFrame:
     return df.assign(generation=df["generation"].astype(int))
 
 
+def old_layout(run_dir: Path) -> None:
+    """Turn a run's logs into what neuroevo wrote before schema 4: folders generation=NNNN, files without
+    `generation`, schema_version 3 (metadata, the config's copy among it, kept)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from neuroevo import logs, rundir
+
+    for g in rundir.logged_generations(run_dir):
+        new = rundir.generations_dir(run_dir) / f"{g:04d}"
+        table = pq.read_table(new / "part-0.parquet").drop_columns(["generation"])
+        table = table.set_column(0, "schema_version", pa.array([3] * len(table), pa.int16()))
+        old = new.with_name(f"generation={g:04d}")
+        new.rename(old)
+        pq.write_table(table.replace_schema_metadata({**table.schema.metadata, logs.VERSION_KEY: b"3"}),
+                       old / "part-0.parquet")
+
+
 class Page(HTMLParser):
     """An HTML page's <img> attributes, linked resources, <td> texts and title."""
 

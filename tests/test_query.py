@@ -9,7 +9,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from neuroevo import data, evolve, logs, query
+from neuroevo import data, evolve, logs, query, rundir
 from tests.conftest import neuroevo, plain, tiny_config
 
 
@@ -66,14 +66,14 @@ def test_a_generation_filter_leaves_other_partitions_unread(runs, tmp_path):
     """Pushdown: with generation 0's file made unreadable, a query for later generations still works."""
     broken = tmp_path / "a"
     shutil.copytree(runs[0], broken)
-    (broken / "generations" / "generation=0000" / "part-0.parquet").write_bytes(b"not parquet")
+    rundir.generation_file(broken, 0).write_bytes(b"not parquet")
     later = query.load_runs([broken], columns=["generation", "chromosome_id", "fitness"], where="generation >= 1")
     intact = query.load_runs(runs[:1], columns=["generation", "chromosome_id", "fitness"], where="generation >= 1")
     pd.testing.assert_frame_equal(later, intact)
     # a filter on the run skips the broken run's files too
     only_b = query.load_runs([broken, runs[1]], where=f"run_dir = '{runs[1]}'")
     assert len(only_b) == 12
-    with pytest.raises(query.QueryError, match="generation=0000/part-0.parquet"):
+    with pytest.raises(query.QueryError, match="generations/0000/part-0.parquet"):
         query.load_runs([broken])
 
 

@@ -48,13 +48,13 @@ def _drop_fitness(run_dir):
 
 DAMAGE = {
     "extra file": (lambda r: shutil.copy(rundir.generation_file(r, 1), rundir.generation_dir(r, 1) / EXTRA),
-                   "generation=0001 holds part-0 (1).parquet besides part-0.parquet; generation 1 will be trained again",
-                   ["generation=0001"]),
+                   "generations/0001 holds part-0 (1).parquet besides part-0.parquet; generation 1 will be trained again",
+                   ["0001"]),
     "another generation's file": (lambda r: shutil.copy(rundir.generation_file(r, 2), rundir.generation_file(r, 1)),
-                                  "are not generation 1's population in state.json; generation 1 will be trained again",
-                                  ["generation=0001"]),
-    "no fitness column": (_drop_fitness, "has no column fitness (schema_version 3); generation 2 will be trained again",
-                          ["generation=0002"]),
+                                  "0001/part-0.parquet holds rows of generation ['2']; generation 1 will be trained again",
+                                  ["0001"]),
+    "no fitness column": (_drop_fitness, "has no column fitness (schema_version 4); generation 2 will be trained again",
+                          ["0002"]),
     "best deleted": (lambda r: shutil.rmtree(rundir.best_dir(r, 1)),
                      "best/generation=0001/weights.pt is missing; generation 1 will be trained again", []),
     "completed too large": (lambda r: _state(r, lambda d: d.update(completed=9)),
@@ -95,7 +95,7 @@ def _tree(run_dir):
 
 @pytest.mark.parametrize("damage, message", [
     (lambda r: (_state(r, lambda d: d["generations"][0]["population"].pop()), rundir.generation_file(r, 0).unlink()),
-     "state.json: generation 0's population has 3 members, expected 4, and {run}/generations/generation=0000/"
+     "state.json: generation 0's population has 3 members, expected 4, and {run}/generations/0000/"
      "part-0.parquet cannot rebuild it"),
     (lambda r: rundir.state_file(r).write_text('{"completed": 3, "generations": [{"popul'),
      "state.json: unreadable (JSONDecodeError"),

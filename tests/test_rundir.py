@@ -83,7 +83,7 @@ def test_the_run_files_are_written_atomically(tmp_path, monkeypatch):
 
 
 def test_paths_are_the_documented_layout(tmp_path):
-    assert rundir.generation_file(tmp_path, 3) == tmp_path / "generations" / "generation=0003" / "part-0.parquet"
+    assert rundir.generation_file(tmp_path, 3) == tmp_path / "generations" / "0003" / "part-0.parquet"
     assert rundir.best_weights(tmp_path, 12) == tmp_path / "best" / "generation=0012" / "weights.pt"
     assert rundir.weights_file(tmp_path, 1, "abc") == tmp_path / "weights" / "generation=0001" / "abc.pt"
     for g in (2, 0, 10):

@@ -304,7 +304,7 @@ def test_an_old_schema_generation_reads_with_nulls_in_the_new_columns(tmp_path):
     m = population.fresh_members(cfg, 0, 1)[0]
     row = logs.row("r", 1, m, 1, None, Evaluation("ok", "", 0.5))
     logs.write_generation(tmp_path, 1, [row])
-    new_columns = ["parents", "operator", "space", "loss", "g_optimiser", "d_optimiser"]
+    new_columns = ["parents", "operator", "space", "loss", "g_optimiser", "d_optimiser", "generation"]
     old = pa.Table.from_pylist([{**row, "schema_version": 1}], schema=logs.SCHEMA).drop_columns(new_columns)
     rundir.generation_dir(tmp_path, 0).mkdir(parents=True)
     pq.write_table(old, rundir.generation_dir(tmp_path, 0) / "part-0.parquet")
