@@ -131,7 +131,7 @@ def test_yaml_narrows_and_widens_any_choice_list_or_range(tmp_path):
 
 V2_ERRORS = [
     (["space.activations=[relu]"], "space.activations: unknown key (did you mean space.g_activations?)"),
-    (["space.norms=[batch, layer]"], "space.norms.1: input should be 'batch', 'instance' or 'none' (got 'layer')"),
+    (["space.norms=[batch, layer]"], "space.norms.1: expected 'batch', 'instance' or 'none', got 'layer'"),
     (["space.g_activations=[relu, gelu]"], "space.g_activations.1: input should be 'relu', 'leaky_relu', 'prelu',"),
     (["space.losses=[]"], "space.losses: tuple should have at least 1 item after validation, not 0"),
     (["space.strides=[1, 3]"], "space.strides.1: input should be 1 or 2"),
