@@ -45,6 +45,10 @@ def evolve(cfg: RunConfig, run_id: str, run_dir: Path, images: np.ndarray | data
     if state is None:
         state = RunState((population.initial_population(cfg),), completed=0)
         save_state(run_dir, state, cfg.seed)
+    todo = len(redo) + max(0, cfg.evolve.generations - state.completed)
+    if todo:
+        first = redo[0] if redo else state.completed
+        progress.before_training(cfg, state.population(first), todo, images.shape[0], resumed=first > 0)
     for generation in redo:
         dispatch.run_generation(cfg, run_id, run_dir, generation, state.population(generation), images_ref,
                                 images.shape[0], reference_ref)
@@ -57,6 +61,8 @@ def evolve(cfg: RunConfig, run_id: str, run_dir: Path, images: np.ndarray | data
         save_state(run_dir, state, cfg.seed)
         summary.append(_summary(generation, trained, time.perf_counter() - start))
         progress.generation_done([t.row for t in trained], summary)
+        if generation == 0:
+            progress.first_generation(cfg, [t.row for t in trained])
     return state
 
 
