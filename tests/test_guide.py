@@ -185,7 +185,7 @@ def test_run_help_lists_the_sections_and_where_each_key_is_documented():
     for section, patterns in config.DOCUMENTED:
         assert section in text and all(pattern in text for pattern in patterns)
     assert "--resume RUN_DIR continue a stopped run, OUT_DIR/RUN_ID" in text
-    helps = {"query": "RUN_DIR [RUN_DIR ...] one or more runs' directories, each OUT_DIR/RUN_ID"}
+    helps = {"query": "RUN_DIR one or more runs' directories, each OUT_DIR/RUN_ID"}
     for command in ("best", "report", "sample", "score", "query"):
         expected = helps.get(command, "RUN_DIR a run's directory, OUT_DIR/RUN_ID")
         assert expected in " ".join(neuroevo(command, "--help").stdout.split()), command
