@@ -557,7 +557,7 @@ def _key(loc: tuple) -> tuple[str, bool]:
         parts.append(str(p))
         fields = {f.name: f for f in dataclasses.fields(cls)}
         factory = fields[p].default_factory if p in fields else None
-        cls = factory if dataclasses.is_dataclass(factory) else SPACES["seed-v1"] if p == "space" else None
+        cls = factory if dataclasses.is_dataclass(factory) else None
     return ".".join(parts), union
 
 
