@@ -441,8 +441,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         shared = data.for_tasks(p.images, cfg.data)
         _print_data(p.images, shared)
         _init_ray(args)
-        from neuroevo import evolve, progress  # Ray loads only once the input is known to be good
+        from neuroevo import capacity, evolve, progress, task  # Ray loads only once the input is known to be good
 
+        print(task.describe_request(cfg, capacity.read()), flush=True)
         with rundir.claim(run_dir, new=not args.resume):
             cluster.keep_log(rundir.ray_log(run_dir))
             _write_run_files(p, shared, bool(args.resume))

@@ -53,15 +53,17 @@ class ConfigError(ValueError):
     """A bad configuration; its message is one line naming the key."""
 
 
-def _gpu_request(v: Any) -> float | str | None:
-    if v is None or v == "memory":
+def _gpu_request(v: Any) -> float | str:
+    if v is None:  # what configs saved before 'auto' say for it
+        return "auto"
+    if v in ("auto", "memory"):
         return v
     if isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0:
         return float(v)
-    raise PydanticCustomError("gpu_request", "expected a number >= 0, null or 'memory'")
+    raise PydanticCustomError("gpu_request", "expected a number >= 0, 'auto' or 'memory'")
 
 
-GpuRequest = Annotated[float | Literal["memory"] | None, PlainValidator(_gpu_request)]
+GpuRequest = Annotated[float | Literal["auto", "memory"], PlainValidator(_gpu_request)]
 
 
 _PLAIN_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,199}")
@@ -234,9 +236,9 @@ class EvolveConfig:
 
 @dataclass(frozen=True, config=STRICT)
 class ResourcesConfig:
-    # per task; None = 1 if the cluster has GPUs, else 0; "memory" = the share of one GPU (1/8, 1/4, 1/2 or 1)
-    # that fits the chromosome's estimated training memory, or 0 without GPUs
-    num_gpus: GpuRequest = None
+    # per task; auto = 1 if the cluster has GPUs or can launch nodes with GPUs, else 0; "memory" = the share of
+    # one GPU (1/8, 1/4, 1/2 or 1) that fits the chromosome's estimated training memory, or 0 likewise (capacity.py)
+    num_gpus: GpuRequest = "auto"
     num_cpus: Annotated[float, Field(gt=0)] = 1.0  # per task
     gpu_memory_gb: Annotated[float, Field(gt=0)] = 16.0  # of the cluster's smallest GPU, for num_gpus: memory
     max_retries: Annotated[int, Field(ge=0)] = 3  # re-runs of a task whose worker or node died; then "lost"

@@ -23,7 +23,8 @@ from typing import TYPE_CHECKING, Any
 
 import ray
 
-from neuroevo import architecture, data, fitness, logs, progress, ranking, rundir, schedule
+from neuroevo import architecture, capacity, data, fitness, logs, progress, ranking, rundir, schedule
+from neuroevo.capacity import Capacity
 from neuroevo.config import RunConfig, to_yaml
 from neuroevo.fitness import Evaluation
 from neuroevo.population import Evaluated, Member, early_members, elites, run_losses, task_seed
@@ -114,7 +115,7 @@ def _collect(cfg: RunConfig, run_id: str, ref: ray.ObjectRef, task: _Task) -> Tr
 
 
 def measure_top_k(cfg: RunConfig, trained: list[Trained], reference: ray.ObjectRef,
-                  total: dict[str, float]) -> list[Trained]:
+                  cap: Capacity) -> list[Trained]:
     """quality.evaluate top_k: the sample quality of the quality.top_k members fittest by the reference formula
     (ties by id), each measured by a quality task on the saved generator; those members evaluated again."""
     by_reference = dataclasses.replace(cfg.fitness, kind="reference")
@@ -123,17 +124,17 @@ def measure_top_k(cfg: RunConfig, trained: list[Trained], reference: ray.ObjectR
     ok = [i for i in ranking.order([e.fitness for e in screen], chromosome_id=[t.member.chromosome.id for t in trained])
           if screen[i].status == "ok"][:cfg.quality.top_k]
     refs = {i: quality_task.options(name=f"quality-g{trained[i].generation}-{trained[i].member.chromosome.id}",
-                                    **task_resources(cfg, trained[i].member.chromosome, total)).remote(
+                                    **task_resources(cfg, trained[i].member.chromosome, cap)).remote(
         trained[i].artifacts, cfg.quality, reference, trained[i].seed) for i in ok}
     measured = dict(zip(refs, ray.get(list(refs.values()))))
     return [t.evaluate(cfg, measured[i]) if i in measured else t for i, t in enumerate(trained)]
 
 
 def finish_generation(cfg: RunConfig, run_dir: Path, generation: int, trained: list[Trained],
-                      reference: ray.ObjectRef | None, total: dict[str, float]) -> list[Trained]:
+                      reference: ray.ObjectRef | None, cap: Capacity) -> list[Trained]:
     """A generation whose tasks are all in: measured (top_k), ranked (pareto) and logged; its final members."""
     if cfg.quality.evaluate == "top_k":
-        trained = measure_top_k(cfg, trained, reference, total)
+        trained = measure_top_k(cfg, trained, reference, cap)
     ranked = fitness.rank_generation([t.evaluation for t in trained], [t.quality for t in trained],
                                      [t.params for t in trained], cfg.fitness)
     trained = [dataclasses.replace(t, evaluation=e) for t, e in zip(trained, ranked)]
@@ -176,8 +177,8 @@ def run_generation(cfg: RunConfig, run_id: str, run_dir: Path, generation: int, 
     estimate); Ray starts queued tasks in that order as workers free up. Always logs exactly one row per
     member. On Ctrl-C nothing is written (the running tasks are left to Ray's shutdown).
     """
-    total = ray.cluster_resources()
-    pending = dict(_submit(cfg, run_dir, generation, m, images_ref, task_resources(cfg, m.chromosome, total),
+    cap = capacity.read()
+    pending = dict(_submit(cfg, run_dir, generation, m, images_ref, task_resources(cfg, m.chromosome, cap),
                            reference) for m in dispatch_order(cfg, population, n_images))
     finished: dict[Member, Trained] = {}
     bar = progress.GenerationBar(generation, len(population), name_loss=len(run_losses(cfg)) > 1)
@@ -189,7 +190,7 @@ def run_generation(cfg: RunConfig, run_id: str, run_dir: Path, generation: int, 
             bar.task_done(t.row)
     finally:  # on Ctrl-C the running tasks are left to Ray's shutdown (see evolve.py)
         bar.close()
-    return finish_generation(cfg, run_dir, generation, [finished[m] for m in population], reference, total)
+    return finish_generation(cfg, run_dir, generation, [finished[m] for m in population], reference, cap)
 
 
 @dataclass
@@ -233,10 +234,10 @@ class SteadyState(Generational):
         """Generation `generation`, whose population is now known: trained and logged as run_generation does."""
         self._settle(generation, population)
         finished = self.finished.setdefault(generation, {})
-        total = ray.cluster_resources()
+        cap = capacity.read()
         try:
             while len(finished) < len(population):
-                self._fill(generation, total)
+                self._fill(generation, cap)
                 [done], _ = ray.wait(list(self.running), num_returns=1)
                 task = self.running.pop(done)
                 t = _collect(self.cfg, self.run_id, done, task)
@@ -249,7 +250,7 @@ class SteadyState(Generational):
         self._bar(generation).close()
         del self.finished[generation], self.started[generation], self.bars[generation]
         return finish_generation(self.cfg, self.run_dir, generation, [finished[m] for m in population],
-                                 self.reference, total)
+                                 self.reference, cap)
 
     def _bar(self, generation: int) -> progress.GenerationBar:
         if generation not in self.bars:
@@ -281,10 +282,10 @@ class SteadyState(Generational):
                 self.started[generation].discard(m)
         self._queue(generation, population)
 
-    def _fill(self, generation: int, total: dict[str, float]) -> None:
-        """Start queued tasks, earliest generation first, while the cluster (`total`) has room for them; look
-        ahead when none is queued. Only what can run now is submitted, so a later elite never queues behind
-        them."""
+    def _fill(self, generation: int, cap: Capacity) -> None:
+        """Start queued tasks, earliest generation first, while the cluster has room for them (with the nodes
+        its autoscaler can still launch); look ahead when none is queued. Only what can run now (or once those
+        nodes are up) is submitted, so a later elite never queues behind them."""
         while True:
             if not self.queued:
                 ahead = self.horizon + 1
@@ -293,8 +294,8 @@ class SteadyState(Generational):
                 self._queue(ahead, early_members(self.cfg, ahead))
                 continue
             item = min(self.queued, key=lambda q: q[:2])
-            need = task_resources(self.cfg, item[2].chromosome, total)
-            if self.running and not has_room(total, [t.resources for t in self.running.values()], need):
+            need = task_resources(self.cfg, item[2].chromosome, cap)
+            if self.running and not has_room(cap.most, [t.resources for t in self.running.values()], need):
                 return
             self.queued.remove(item)
             ref, task = _submit(self.cfg, self.run_dir, item[0], item[2], self.images_ref, need, self.reference)

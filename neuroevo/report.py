@@ -1,24 +1,30 @@
 """A run as people read it: the best chromosome laid out, plots, one self-contained HTML page, new samples.
 
-Reads only what a run writes (the Parquet logs, best/generation=NNNN/, config.yaml), so it works on a
-finished run and on one still running. Plots use matplotlib's Figure API (the Agg canvas, no display).
+Reads only what a run writes (the Parquet logs, best/generation=NNNN/, config.yaml) and the run's training data
+(through data.load, as the run read it), so it works on a finished run and on one still running. Plots use
+matplotlib's Figure API (the Agg canvas, no display).
 """
 
 from __future__ import annotations
 
 import base64
+import dataclasses
 import html
 import io
 import math
+import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from matplotlib import colormaps
+from matplotlib.colors import BoundaryNorm
 from matplotlib.figure import Figure
-from matplotlib.ticker import MaxNLocator
+from matplotlib.ticker import EngFormatter, LogFormatterSciNotation, MaxNLocator
+from PIL import Image
 
-from neuroevo import architecture, query, ranking, rundir
+from neuroevo import architecture, config, data, query, ranking, rundir
 from neuroevo.architecture import Layer, Plan
 from neuroevo.genome import Genome, Optimiser, from_json
 from neuroevo.rundir import best_dir
@@ -172,101 +178,207 @@ def _existing(path: Path) -> str:
 # --- plots --------------------------------------------------------------------------------------------
 
 
-def _save(fig: Figure, path: Path) -> Path:
+LEGEND_GENERATIONS = 6  # up to this many generations are told apart in the legend; more, on a discrete colour bar
+
+
+class _CompactLog(LogFormatterSciNotation):
+    """Log-axis labels as 20k, 1.5M: matplotlib's choice of which ticks to label (minor ones only where the axis
+    spans less than a decade), in short text that does not crowd."""
+
+    _text = EngFormatter(sep="")
+
+    def __call__(self, x: float, pos: int | None = None) -> str:
+        return self._text(x) if super().__call__(x, pos) else ""
+
+
+def _figure(width: float, height: float) -> Figure:
+    """Constrained layout: labels, colour bars and the legend below the axes all fit inside the figure."""
+    return Figure(figsize=(width, height), dpi=100, layout="constrained")
+
+
+def save_png(fig: Figure, path: Path) -> Path:
     """A figure as a PNG, written atomically (rundir.write)."""
     png = io.BytesIO()
-    fig.savefig(png, format="png", bbox_inches="tight")
+    fig.savefig(png, format="png")
     return rundir.write(path, png.getvalue())
 
 
-def plot_fitness(df: pd.DataFrame, path: Path) -> Path:
+def _legend_below(fig: Figure) -> None:
+    """One legend for the whole figure, below its axes, where it covers no point."""
+    n = sum(len(ax.get_legend_handles_labels()[1]) for ax in fig.axes)
+    if n:
+        fig.legend(loc="outside lower center", ncols=min(n, 4), fontsize="small", frameon=False)
+
+
+def _note(ax, text: str) -> None:
+    """An axes with nothing to plot: the reason, and no ticks that would suggest a scale."""
+    ax.text(0.5, 0.5, text, ha="center", va="center", wrap=True, color="0.35", transform=ax.transAxes)
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def _generation_axis(ax, generations: pd.Series) -> None:
+    """x: whole generations, with half a generation of margin either side (one generation too)."""
+    ax.set_xlim(generations.min() - 0.5, generations.max() + 0.5)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
+    ax.set_xlabel("generation")
+
+
+def _size_axis(ax) -> None:
+    ax.set_xscale("log")
+    ax.xaxis.set_major_formatter(_CompactLog())
+    ax.xaxis.set_minor_formatter(_CompactLog(labelOnlyBase=False))
+    ax.set_xlabel("parameters (G + D)")
+
+
+def _by_generation(fig: Figure, ax, x: np.ndarray, y: np.ndarray, generations: pd.Series) -> None:
+    """Points coloured by generation, one colour each from viridis: named in the legend when there are few,
+    else on a colour bar of one band per generation with whole-number ticks."""
+    lo, hi = int(generations.min()), int(generations.max())
+    cmap = colormaps["viridis"].resampled(hi - lo + 1)
+    norm = BoundaryNorm(np.arange(lo - 0.5, hi + 1.5), cmap.N)
+    if generations.nunique() <= LEGEND_GENERATIONS:
+        for g in sorted(generations.unique()):
+            at = (generations == g).to_numpy()
+            ax.scatter(x[at], y[at], s=18, color=cmap(norm(g)), label=f"generation {g}")
+    else:
+        points = ax.scatter(x, y, c=generations, cmap=cmap, norm=norm, s=18)
+        fig.colorbar(points, ax=ax, label="generation", ticks=MaxNLocator(integer=True))
+
+
+def _front(ax, size: np.ndarray, value: np.ndarray) -> None:
+    """The Pareto front of size and value (both minimised): a step line through its points, circled."""
+    front = pareto_front(size, value)
+    order = np.argsort(size[front])
+    ax.step(size[front][order], value[front][order], where="post", color="C3", label="Pareto front")
+    ax.scatter(size[front], value[front], s=70, facecolors="none", edgecolors="C3")
+
+
+def fitness_figure(df: pd.DataFrame) -> Figure:
     per = df.groupby("generation")["fitness"].agg(["max", "mean", "min"])
-    fig = Figure(figsize=(7, 4), dpi=100)
+    fig = _figure(7, 4.2)
     ax = fig.add_subplot()
-    ax.scatter(df["generation"], df["fitness"], s=8, color="0.7", label="each chromosome")
+    ax.scatter(df["generation"], df["fitness"], s=8, color="0.65", label="each chromosome")
     ax.fill_between(per.index, per["min"], per["max"], color="C0", alpha=0.1)
-    for col, label, style in (("max", "best", "-o"), ("mean", "mean", "--"), ("min", "worst", ":")):
+    for col, label, style in (("max", "best", "-o"), ("mean", "mean", "--s"), ("min", "worst", ":v")):
         ax.plot(per.index, per[col], style, color="C0", label=label, markersize=4)
-    ax.set(xlabel="generation", ylabel="fitness", title="Fitness per generation (failed chromosomes included)")
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.legend(loc="best", fontsize="small")
-    return _save(fig, path)
+    ax.set(ylabel="fitness", title="Fitness per generation (failed chromosomes included)")
+    _generation_axis(ax, df["generation"])
+    _legend_below(fig)
+    return fig
 
 
-def plot_pareto(df: pd.DataFrame, path: Path) -> Path:
+def pareto_figure(df: pd.DataFrame) -> Figure:
     ok = df[(df["status"] == "ok") & (df["d_loss"] > 0) & (df["g_loss"] > 0)]
-    fig = Figure(figsize=(7, 4.5), dpi=100)
+    fig = _figure(7, 4.8)
     ax = fig.add_subplot()
-    ax.set(xlabel="parameters (G + D)", ylabel="loss  1 / (1/L_D + 1/L_G)",
-           title="Size against loss: lower left is better")
+    ax.set(ylabel="loss  1 / (1/L_D + 1/L_G)", title="Size against loss: lower left is better")
     if ok.empty:
-        ax.text(0.5, 0.5, "no chromosome has trained successfully yet", ha="center", transform=ax.transAxes)
-        return _save(fig, path)
+        _note(ax, "no chromosome has trained successfully yet")
+        return fig
     size = (ok["params_g"] + ok["params_d"]).to_numpy()
     loss = combined_loss(ok["d_loss"], ok["g_loss"]).to_numpy()
-    front = pareto_front(size, loss)
-    points = ax.scatter(size, loss, c=ok["generation"], cmap="viridis", s=16)
-    order = np.argsort(size[front])
-    ax.step(size[front][order], loss[front][order], where="post", color="C3", label="Pareto front")
-    ax.scatter(size[front], loss[front], s=60, facecolors="none", edgecolors="C3")
+    _by_generation(fig, ax, size, loss, ok["generation"])
+    _front(ax, size, loss)
     top = best(df)
     ax.scatter([top.params_g + top.params_d], [combined_loss(top.d_loss, top.g_loss)], marker="*", s=200,
-               color="C1", zorder=3, label=f"best fitness ({top.chromosome_id})")
-    ax.set_xscale("log")
-    fig.colorbar(points, ax=ax, label="generation", ticks=MaxNLocator(integer=True))
-    ax.legend(loc="best", fontsize="small")
-    return _save(fig, path)
+               color="C1", edgecolors="0.2", linewidths=0.5, zorder=3, label=f"best fitness ({top.chromosome_id})")
+    _size_axis(ax)
+    _legend_below(fig)
+    return fig
 
 
-def plot_quality(df: pd.DataFrame, path: Path) -> Path:
+def quality_figure(df: pd.DataFrame) -> Figure:
     """FID per generation (best and every measured chromosome), and FID against parameters with the Pareto front
     (no other chromosome both smaller and of lower FID)."""
     q = measured(df)
-    fig = Figure(figsize=(11, 4), dpi=100)
+    fig = _figure(11, 4.4 if len(q) else 2.4)
     per_gen, vs_size = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
-    per_gen.set(xlabel="generation", ylabel="FID (lower is better)", title="Sample quality per generation")
-    vs_size.set(xlabel="parameters (G + D)", ylabel="FID", title="FID against size: lower left is better")
+    per_gen.set(ylabel="FID (lower is better)", title="Sample quality per generation")
+    vs_size.set(ylabel="FID", title="FID against size: lower left is better")
     if q.empty:
         for ax in (per_gen, vs_size):
-            ax.text(0.5, 0.5, "no chromosome's sample quality was measured (quality.evaluate)", ha="center",
-                    transform=ax.transAxes, fontsize="small")
-        return _save(fig, path)
+            _note(ax, "no chromosome's sample quality was measured (quality.evaluate)")
+        return fig
     per_gen.scatter(q["generation"], q["fid"], s=10, color="0.6", label="each measured chromosome")
     best_fid = q.groupby("generation")["fid"].min()
-    per_gen.plot(best_fid.index, best_fid.to_numpy(), "-o", color="C0", markersize=4, label="best")
-    per_gen.xaxis.set_major_locator(MaxNLocator(integer=True))
-    per_gen.legend(loc="best", fontsize="small")
+    per_gen.plot(best_fid.index, best_fid.to_numpy(), "-o", color="C0", markersize=4, label="lowest FID")
+    _generation_axis(per_gen, df["generation"])
     size, fid = (q["params_g"] + q["params_d"]).to_numpy(), q["fid"].to_numpy()
-    front = pareto_front(size, fid)
-    points = vs_size.scatter(size, fid, c=q["generation"], cmap="viridis", s=16)
-    order = np.argsort(size[front])
-    vs_size.step(size[front][order], fid[front][order], where="post", color="C3", label="Pareto front")
-    vs_size.scatter(size[front], fid[front], s=60, facecolors="none", edgecolors="C3")
-    vs_size.set_xscale("log")
-    fig.colorbar(points, ax=vs_size, label="generation", ticks=MaxNLocator(integer=True))
-    vs_size.legend(loc="best", fontsize="small")
-    return _save(fig, path)
+    _by_generation(fig, vs_size, size, fid, q["generation"])
+    _front(vs_size, size, fid)
+    _size_axis(vs_size)
+    _legend_below(fig)
+    return fig
 
 
-def plot_elites(df: pd.DataFrame, path: Path) -> Path:
+def elites_figure(df: pd.DataFrame) -> Figure:
     lived = survival(df)
     kept = lived[lived["generations"] > 1]
     shown = kept.nlargest(ELITES_SHOWN, "generations").sort_values(["born", "generations"], ascending=[True, False])
-    fig = Figure(figsize=(7, 1.5 + 0.22 * max(len(shown), 4)), dpi=100)
+    fig = _figure(7, 1.5 + 0.22 * max(len(shown), 4))
     ax = fig.add_subplot()
+    title = f"{len(kept)} of {_count(len(lived), 'chromosome')} survived a selection"
+    if len(kept):
+        more = f"; the {len(shown)} longest-lived shown" if len(kept) > len(shown) else ""
+        title += f"\nthe longest lived {_count(int(kept['generations'].max()), 'generation')}{more}"
+    ax.set_title(title)
+    _generation_axis(ax, df["generation"])
+    if shown.empty:
+        _note(ax, "no chromosome has survived a selection yet")
+        return fig
     for y, (cid, r) in enumerate(shown.iterrows()):
         seen = np.sort(df.loc[df["chromosome_id"] == cid, "generation"].unique())
         ax.hlines(y, r.born, r["last"], color="C0")
         ax.plot(seen, [y] * len(seen), "o", color="C0", markersize=4)
     ax.set_yticks(range(len(shown)), shown.index, fontsize="small", family="monospace")
-    ax.invert_yaxis()
-    ax.set_xlim(df["generation"].min() - 0.5, df["generation"].max() + 0.5)
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    longest = int(kept["generations"].max()) if len(kept) else 1
-    more = f", the {len(shown)} longest-lived shown" if len(kept) > len(shown) else ""
-    ax.set(xlabel="generation", title=f"{len(kept)} of {len(lived)} chromosomes survived a selection{more}; "
-                                      f"the longest lived {longest} generations")
-    return _save(fig, path)
+    ax.set_ylim(len(shown) - 0.5, -0.5)  # the first born on top
+    return fig
+
+
+def _count(n: int, noun: str) -> str:
+    """e.g. 1 generation, 3 generations"""
+    return f"{n:,} {noun}{'' if n == 1 else 's'}"
+
+
+# --- images -------------------------------------------------------------------------------------------
+
+
+GRID_PX = 360  # grids are enlarged by a whole factor, nearest neighbour, to at least this many pixels a side
+REAL_SEED = 0  # the real images shown: the same pick in every report of a run
+
+
+def enlarged(png: bytes) -> bytes:
+    """A grid image enlarged by the smallest whole factor that makes its longer side at least GRID_PX, every pixel
+    a square of pixels: 16 px images stay sharp instead of blurred by the browser."""
+    with Image.open(io.BytesIO(png)) as img:
+        k = math.ceil(GRID_PX / max(img.size))
+        out = io.BytesIO()
+        img.resize((img.width * k, img.height * k), Image.Resampling.NEAREST).save(out, format="png")
+    return out.getvalue()
+
+
+def real_images(run_dir: Path) -> tuple[np.ndarray, str]:
+    """train.sample_grid of the run's training images, a fixed seeded pick (uint8 N x C x H x W), read as the run
+    read them (its config.yaml, data.load, never downloading), and the data's description. Raises
+    config.ConfigError or data.DataError saying why there are none."""
+    cfg = config.load_saved(rundir.config_file(run_dir))
+    images = data.load(dataclasses.replace(cfg.data, download=False), cfg.seed, progress=sys.stderr.isatty())
+    n = min(cfg.train.sample_grid, len(images.array))
+    pick = np.sort(np.random.default_rng(REAL_SEED).choice(len(images.array), n, replace=False))
+    return np.asarray(images.array[pick]), images.description
+
+
+def grid_png(images: np.ndarray) -> bytes:
+    """uint8 N x C x H x W as one PNG laid out as the run's sample grids (train.artifacts): rows of ceil(sqrt(N)),
+    torchvision's 2 px padding."""
+    import torch
+    import torchvision.utils as vutils
+
+    png = io.BytesIO()
+    vutils.save_image(torch.from_numpy(images).float() / 255, png, format="png",
+                      nrow=math.ceil(math.sqrt(len(images))))
+    return png.getvalue()
 
 
 # --- HTML ---------------------------------------------------------------------------------------------
@@ -281,59 +393,86 @@ def grid_generations(generations: list[int], max_grids: int) -> list[int]:
 
 
 def top_table(df: pd.DataFrame, n: int) -> pd.DataFrame:
-    """The n fittest chromosomes, each once (at its best generation)."""
+    """The n fittest chromosomes, each once (at its best generation); FID and KID where any was measured."""
     ok = ranked(df[df["status"] == "ok"])
     top = ok.drop_duplicates("chromosome_id").head(n)
     lived = survival(df)
     genes = [genes_short(architecture.plan(from_json(c))) for c in top["chromosome"]]
-    return pd.DataFrame({
+    table = pd.DataFrame({
         "chromosome": top["chromosome_id"],
         "generation": top["generation"],
         "born": top["born_generation"],
         "generations": lived.loc[top["chromosome_id"], "generations"].to_numpy(),
-        "fitness": top["fitness"].round(4),
-        "d_loss": top["d_loss"].round(4),
-        "g_loss": top["g_loss"].round(4),
-        "params": top["params_g"] + top["params_d"],
-        "fid": top["fid"].round(2),
-        "kid": top["kid"].round(4),
+        "fitness": top["fitness"].map("{:.4f}".format),
+        "d_loss": top["d_loss"].map("{:.4f}".format),
+        "g_loss": top["g_loss"].map("{:.4f}".format),
+        "params": (top["params_g"] + top["params_d"]).map("{:,}".format),
+        "fid": top["fid"].map(lambda v: "" if pd.isna(v) else f"{v:.2f}"),
+        "kid": top["kid"].map(lambda v: "" if pd.isna(v) else f"{v:.4f}"),
         "generator": [g for g, _ in genes],
         "discriminator": [d for _, d in genes],
         "g_lr": top["g_lr"].map("{:.2e}".format),
         "d_lr": top["d_lr"].map("{:.2e}".format),
     })
+    return table if top["fid"].notna().any() else table.drop(columns=["fid", "kid"])
 
 
 def _img(png: bytes, alt: str) -> str:
     return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{base64.b64encode(png).decode()}">'
 
 
+def _figure_html(png: bytes, alt: str, caption: str) -> str:
+    return f"<figure>{_img(png, alt)}<figcaption>{html.escape(caption)}</figcaption></figure>"
+
+
 _STYLE = """body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
-table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ccc;padding:3px 6px;text-align:left}
-.grids{display:flex;flex-wrap:wrap;gap:12px}figure{margin:0}figcaption{font-size:12px;color:#555}
-.grids img{image-rendering:pixelated;width:192px}pre{background:#f6f6f6;padding:1em;overflow:auto}"""
+img{max-width:100%}table{border-collapse:collapse;font-size:13px}
+td,th{border:1px solid #ccc;padding:3px 6px;text-align:left}
+.grids{display:flex;flex-wrap:wrap;gap:16px;align-items:flex-start}figure{margin:0}
+figcaption{font-size:12px;color:#555;max-width:340px}.grids img{image-rendering:pixelated}
+pre{background:#f6f6f6;padding:1em;overflow:auto}"""
 
 
 def write_report(run_dir: str | Path, out_dir: str | Path, top: int = 10, max_grids: int = 20) -> list[Path]:
-    """Three PNG plots and report.html (plots, sample grids and tables inlined, nothing linked) in out_dir."""
+    """Four PNG plots, the fittest chromosome's samples and real training images (enlarged), and report.html
+    (all of them, every generation's sample grid and the tables inlined, nothing linked) in out_dir."""
     run_dir, out_dir = Path(run_dir), Path(out_dir)
     df = query.load_runs([run_dir])
     out_dir.mkdir(parents=True, exist_ok=True)
     plots = [
-        ("Fitness per generation", plot_fitness(df, out_dir / "fitness.png")),
-        ("Parameters against loss", plot_pareto(df, out_dir / "pareto.png")),
-        ("How long elites survive", plot_elites(df, out_dir / "elites.png")),
-        ("Sample quality (FID)", plot_quality(df, out_dir / "quality.png")),
+        ("Fitness per generation", save_png(fitness_figure(df), out_dir / "fitness.png")),
+        ("Parameters against loss", save_png(pareto_figure(df), out_dir / "pareto.png")),
+        ("How long elites survive", save_png(elites_figure(df), out_dir / "elites.png")),
+        ("Sample quality (FID)", save_png(quality_figure(df), out_dir / "quality.png")),
     ]
+    written = [path for _, path in plots]
     generations = sorted(int(g) for g in df["generation"].unique())
+    b = best(df)
+
+    side_by_side = []
+    if b is not None and rundir.best_samples(run_dir, int(b.generation)).is_file():
+        png = enlarged(rundir.best_samples(run_dir, int(b.generation)).read_bytes())
+        written.append(rundir.write(out_dir / "best-samples.png", png))
+        side_by_side.append(_figure_html(png, "samples of the fittest chromosome",
+                                         f"samples of the fittest chromosome, {b.chromosome_id} (generation "
+                                         f"{b.generation})"))
+    try:
+        real, description = real_images(run_dir)
+    except (config.ConfigError, data.DataError) as e:
+        side_by_side.append(f"<p>No real images to show: {html.escape(str(e))}</p>")
+    else:
+        png = enlarged(grid_png(real))
+        written.append(rundir.write(out_dir / "real-images.png", png))
+        side_by_side.append(_figure_html(png, "real training images", f"{len(real)} real training images, a fixed "
+                                                                      f"random pick ({description})"))
     figures = []
     for g in grid_generations(generations, max_grids):
         png, r = rundir.best_samples(run_dir, g), best(df[df["generation"] == g])
         if png.is_file() and r is not None:
-            figures.append(f"<figure>{_img(png.read_bytes(), f'generation {g} samples')}<figcaption>generation {g}"
-                           f" · {html.escape(r.chromosome_id)} · fitness {r.fitness:.4f}</figcaption></figure>")
-    b = best(df)
-    summary = (f"{len(generations)} generations, {len(df)} chromosomes trained "
+            figures.append(_figure_html(enlarged(png.read_bytes()), f"generation {g} samples",
+                                        f"generation {g} · {r.chromosome_id} · fitness {r.fitness:.4f}"))
+
+    summary = (f"{_count(len(generations), 'generation')}, {_count(len(df), 'chromosome')} trained "
                f"({int((df['status'] != 'ok').sum())} failed or diverged). ")
     if b is not None:
         summary += (f"Best fitness {b.fitness:.4f}: chromosome {b.chromosome_id} in generation {b.generation}, "
@@ -345,7 +484,7 @@ def write_report(run_dir: str | Path, out_dir: str | Path, top: int = 10, max_gr
         summary += (f" Lowest FID {lowest.fid:.2f} (KID {lowest.kid:.4f}): chromosome {lowest.chromosome_id} in "
                     f"generation {lowest.generation}, {lowest.params_g + lowest.params_d:,} parameters; "
                     f"{len(q)} of {len(df)} chromosomes measured.")
-    config, table = rundir.config_file(run_dir), top_table(df, top)
+    config_path, table = rundir.config_file(run_dir), top_table(df, top)
     parts = [
         f"<!doctype html><html><head><meta charset='utf-8'><title>neuroevo · {html.escape(run_dir.name)}</title>"
         f"<style>{_STYLE}</style></head><body>",
@@ -353,16 +492,17 @@ def write_report(run_dir: str | Path, out_dir: str | Path, top: int = 10, max_gr
         f"<p>{html.escape(summary)}<br><small>{html.escape(str(run_dir.resolve()))} · report made "
         f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC</small></p>",
         *(f"<h2>{title}</h2>{_img(path.read_bytes(), title)}" for title, path in plots),
+        "<h2>Samples against real images</h2>",
+        f"<div class='grids'>{''.join(side_by_side)}</div>",
         "<h2>Best samples per generation</h2>",
         f"<div class='grids'>{''.join(figures)}</div>" if figures else "<p>No sample grids saved yet.</p>",
         f"<h2>The {len(table)} fittest chromosomes</h2>",
         table.to_html(index=False, escape=True, border=0),
     ]
-    if config.is_file():
-        parts.append(f"<h2>Config</h2><pre>{html.escape(config.read_text())}</pre>")
+    if config_path.is_file():
+        parts.append(f"<h2>Config</h2><pre>{html.escape(config_path.read_text())}</pre>")
     parts.append("</body></html>")
-    page = rundir.write(out_dir / "report.html", "\n".join(parts))
-    return [path for _, path in plots] + [page]
+    return written + [rundir.write(out_dir / "report.html", "\n".join(parts))]
 
 
 # --- sampling -----------------------------------------------------------------------------------------

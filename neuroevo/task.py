@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import ray
 
-from neuroevo import data, memory
+from neuroevo import capacity, data, memory
+from neuroevo.capacity import Capacity
 from neuroevo.config import QualityConfig, RunConfig, TrainConfig
 from neuroevo.genome import Genome
 
@@ -97,19 +98,38 @@ def quality_task(artifacts: Artifacts, quality_cfg: QualityConfig, reference: Re
     return quality.measure_generator(artifacts.weights, quality_cfg, reference, device, seed)
 
 
-def task_resources(cfg: RunConfig, ch: Genome | None = None,
-                   total: dict[str, float] | None = None) -> dict[str, float]:
-    """What one training task asks Ray for. `ch` is needed only for num_gpus: memory; `total` is the cluster's
-    resources (ray.cluster_resources(), asked here when not given)."""
+def task_resources(cfg: RunConfig, ch: Genome | None = None, cap: Capacity | None = None) -> dict[str, float]:
+    """What one training task asks Ray for. `ch` is needed only for num_gpus: memory; `cap` is the cluster's
+    capacity (capacity.read(), asked here when not given)."""
     num_gpus = cfg.resources.num_gpus
-    if num_gpus is None or num_gpus == "memory":
-        if (ray.cluster_resources() if total is None else total).get("GPU", 0) == 0:
+    if num_gpus in ("auto", "memory"):
+        if not (capacity.read() if cap is None else cap).has_gpus:
             num_gpus = 0.0
         elif num_gpus == "memory":
             num_gpus = memory.gpu_share(ch, cfg.resources.gpu_memory_gb)
         else:
             num_gpus = 1.0
     return {"num_cpus": cfg.resources.num_cpus, "num_gpus": num_gpus, "max_retries": cfg.resources.max_retries}
+
+
+def describe_request(cfg: RunConfig, cap: Capacity) -> str:
+    """One line: what each training task asks for, and why."""
+    r = cfg.resources
+    cpus = f"{r.num_cpus:g} CPU{'s' if r.num_cpus != 1 else ''}"
+    if isinstance(r.num_gpus, float):
+        gpus = f"{r.num_gpus:g}" if r.num_gpus else "no"
+        return f"resources: tasks ask for {gpus} GPU and {cpus} each (resources.num_gpus)"
+    if not cap.has_gpus:
+        return (f"resources: tasks ask for no GPU and {cpus} each, and train on CPUs: the cluster has no GPU and "
+                f"cannot launch nodes with GPUs (set resources.num_gpus to ask for GPUs anyway)")
+    gpus = ("1 GPU" if r.num_gpus == "auto" else
+            f"1/8, 1/4, 1/2 or 1 of a {r.gpu_memory_gb:g} GiB GPU by their estimated memory")
+    if cap.gpus > 0:
+        why = f"the cluster has {cap.gpus:g} GPU{'s' if cap.gpus != 1 else ''}"
+    else:
+        names = ", ".join(t.name for t in cap.gpu_types)
+        why = f"the cluster can launch nodes with GPUs (type {names}, in {cap.source})"
+    return f"resources: tasks ask for {gpus} and {cpus} each: {why}"
 
 
 def has_room(total: dict[str, float], running: list[dict[str, float]], need: dict[str, float]) -> bool:

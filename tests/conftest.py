@@ -129,15 +129,37 @@ class Page(HTMLParser):
             self.title += text
 
 
-REPORT_FILES = ["fitness.png", "pareto.png", "elites.png", "quality.png", "report.html"]
+PLOT_FILES = ["fitness.png", "pareto.png", "elites.png", "quality.png"]
+GRID_FILES = ["best-samples.png", "real-images.png"]  # the fittest chromosome's samples, real training images
+REPORT_FILES = PLOT_FILES + GRID_FILES + ["report.html"]
 
 
 def assert_report_written(p: subprocess.CompletedProcess, out: Path) -> None:
-    """`neuroevo report --out out` printed the paths of its files, and its plots are real PNGs of a readable size."""
+    """`neuroevo report --out out` printed the paths of its files, and its plots and grids are real PNGs of a
+    readable size."""
     from PIL import Image
 
+    from neuroevo import report
+
     assert p.stdout.split() == [str(out / n) for n in REPORT_FILES]
-    for name in REPORT_FILES[:-1]:
+    for name in PLOT_FILES + GRID_FILES:
         with Image.open(out / name) as img:
             img.verify()
-            assert img.format == "PNG" and img.size[0] > 400 and img.size[1] > 150
+            assert img.format == "PNG"
+            assert img.size[0] > 400 and img.size[1] > 150 if name in PLOT_FILES else max(img.size) >= report.GRID_PX
+
+
+def assert_enlarged(png: bytes, original: bytes) -> None:
+    """png is the grid image `original` enlarged by a whole factor, every pixel a square of pixels, to at least
+    report.GRID_PX a side."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    from neuroevo import report
+
+    with Image.open(io.BytesIO(png)) as big, Image.open(io.BytesIO(original)) as small:
+        k = big.width // small.width
+        assert k >= 1 and big.size == (k * small.width, k * small.height) and max(big.size) >= report.GRID_PX
+        assert np.array_equal(np.asarray(big)[::k, ::k], np.asarray(small))

@@ -1,5 +1,7 @@
 """`neuroevo run` as a user runs it: a subprocess, its exit code, its output, its files."""
 
+import re
+
 import pandas as pd
 import pytest
 import yaml
@@ -13,6 +15,8 @@ def test_run_writes_logs_and_reports_the_best(tmp_path):
     p = neuroevo("run", str(cfg), "--set", f"out_dir={tmp_path}/runs", "--set", "run_id=smoke", cwd=tmp_path)
     assert p.returncode == 0, p.stderr
     assert "seed: 0" in p.stdout and "population: 4" in p.stdout  # the resolved config, printed at start
+    assert re.search(r"^resources: tasks ask for (no GPU and 1 CPU each, and train on CPUs: the cluster has no GPU|"
+                     r"1 GPU and 1 CPU each: the cluster has \d+ GPUs?$)", p.stdout, re.MULTILINE)  # said at start
     assert p.stdout.count("gen 0 [") == 4 and p.stdout.count("gen 1 [") == 4
     assert "best chromosome" in p.stdout and "generation=" in p.stdout
     assert "estimate: about " in p.stdout and "warning:" not in p.stderr  # its fitness ranks: nothing to warn of

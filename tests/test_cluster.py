@@ -1,13 +1,15 @@
-"""Clusters: `ray job submit` to a head started with `ray start`, GPU pinning and node loss on a fake multi-node
-cluster with logical GPUs, the cluster-launcher YAMLs and the Dockerfile.
+"""Clusters: `ray job submit` to a head started with `ray start`, a GPU worker launched by the autoscaler for the
+first generation, GPU pinning and node loss on a fake multi-node cluster with logical GPUs, the node types a
+driver reads, the cluster-launcher YAMLs and the Dockerfile.
 
-The `ray job submit` test comes first: its head is stopped before the fake cluster starts, so the two never
-share the machine's two cores.
+The `ray job submit` and autoscaling tests come first: each head is stopped before the next cluster starts, so
+no two share the machine's two cores.
 """
 
 from __future__ import annotations
 
 import collections
+import math
 import os
 import re
 import secrets
@@ -26,11 +28,11 @@ import pandas as pd
 import pytest
 import ray
 import yaml
-from packaging.requirements import Requirement
+from packaging.specifiers import SpecifierSet
 from ray._private import ray_constants
 from ray.cluster_utils import Cluster
 
-from neuroevo import data, dispatch, logs, memory, population, task
+from neuroevo import capacity, data, dispatch, logs, memory, population, task
 from tests.conftest import REPO, tiny_config, tiny_dict
 
 RAY_CLI = [sys.executable, "-m", "ray.scripts.scripts"]
@@ -124,6 +126,100 @@ def test_ray_job_submit_runs_neuroevo_and_its_parquet_logs_read_back(head_node, 
     assert all(len(ids) == 1 and ids[0] in ("0", "1") for ids in df.gpu_ids)  # one of the head's two GPUs each
     assert df.node.notna().all()
     assert (run_dir / "config.yaml").is_file()
+
+
+# --- an autoscaling cluster whose GPU workers start from zero ------------------------------------------------
+
+
+def autoscaling_config(gcs_port: int) -> dict:
+    """A cluster-launcher config for Ray's fake multi-node provider, which launches a node as processes on this
+    machine: a head of 1 CPU and no GPU, and up to one `gpu_worker` of 2 logical GPUs, none at the start."""
+    return {
+        "cluster_name": "autoscaling", "max_workers": 1, "upscaling_speed": 1.0, "idle_timeout_minutes": 5,
+        "provider": {"type": "fake_multinode", "use_node_id_as_ip": True, "disable_node_updaters": True,
+                     "disable_launch_config_check": True, "gcs_address": f"127.0.0.1:{gcs_port}"},
+        "available_node_types": {
+            "head": {"resources": {"CPU": 1, "GPU": 0}, "node_config": {}, "max_workers": 0},
+            "gpu_worker": {"resources": {"CPU": 2, "GPU": 2}, "node_config": {}, "min_workers": 0, "max_workers": 1},
+        },
+        "head_node_type": "head", "auth": {}, "docker": {}, "file_mounts": {}, "cluster_synced_files": [],
+        "file_mounts_sync_continuously": False, "rsync_exclude": [], "rsync_filter": [],
+        **{k: [] for k in ("initialization_commands", "setup_commands", "head_setup_commands",
+                           "worker_setup_commands", "head_start_ray_commands", "worker_start_ray_commands")},
+    }
+
+
+@pytest.fixture
+def autoscaling_head(tmp_path):
+    """`ray start --head --block` with the autoscaler on autoscaling_config, which lies where the cluster launcher
+    puts it on a head, ~/ray_bootstrap_config.yaml (HOME is a private folder). Yields the GCS address and the
+    environment of a driver on the head. Every process it started, the launched node's too, is killed after."""
+    import psutil  # Ray's own copy
+
+    gcs, client, agent, agent_grpc, runtime_env, metrics, node_manager = free_ports(7)
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "ray_bootstrap_config.yaml").write_text(yaml.safe_dump(autoscaling_config(gcs)))
+    env = {**os.environ, "HOME": str(home), "RAY_FAKE_CLUSTER": "1", "AUTOSCALER_UPDATE_INTERVAL_S": "1",
+           "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+    temp_dir = tempfile.mkdtemp(prefix="ray-", dir="/tmp")
+    log_path = tmp_path / "head.log"
+    with open(log_path, "w") as log:
+        head = subprocess.Popen(
+            [*RAY_CLI, "start", "--head", "--block", "--node-ip-address=127.0.0.1", f"--port={gcs}",
+             "--include-dashboard=false", f"--ray-client-server-port={client}",
+             f"--dashboard-agent-listen-port={agent}", f"--dashboard-agent-grpc-port={agent_grpc}",
+             f"--runtime-env-agent-port={runtime_env}", f"--metrics-export-port={metrics}",
+             f"--node-manager-port={node_manager}", "--num-cpus=1", "--num-gpus=0",
+             f"--autoscaling-config={home / 'ray_bootstrap_config.yaml'}", f"--temp-dir={temp_dir}",
+             "--disable-usage-stats"],
+            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        def gcs_up() -> bool:
+            assert head.poll() is None, f"ray start exited with {head.returncode}:\n{log_path.read_text()[-3000:]}"
+            try:
+                socket.create_connection(("127.0.0.1", gcs), timeout=5).close()
+                return True
+            except OSError:
+                return False
+
+        wait_until(gcs_up, "the autoscaling head's GCS")
+        yield f"127.0.0.1:{gcs}", env
+    finally:
+        started = set(psutil.Process(head.pid).children(recursive=True))
+        head.terminate()
+        try:
+            head.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            head.kill()
+            head.wait()
+        for p in started:  # the launched node's processes are the autoscaler's, not the head's, to stop
+            try:
+                p.kill()
+            except psutil.Error:
+                pass
+        psutil.wait_procs(list(started), timeout=30)
+        shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+@pytest.mark.slow
+def test_first_generation_launches_a_gpu_worker_and_trains_there(autoscaling_head, tmp_path):
+    """The head has no GPU and no GPU worker is up: with num_gpus auto, the tasks still ask for one GPU each
+    (the autoscaler's config has a GPU node type), so the autoscaler launches a GPU worker and they run there."""
+    address, env = autoscaling_head
+    cfg = tiny_dict(evolve={"population": 2, "generations": 1})
+    cfg.update(out_dir=str(tmp_path / "runs"), run_id="scaled")
+    (tmp_path / "run.yaml").write_text(yaml.safe_dump(cfg))
+    run = subprocess.run([sys.executable, "-m", "neuroevo", "run", str(tmp_path / "run.yaml"), "--address", address,
+                          "--connect-timeout", "120"], env=env, cwd=tmp_path, capture_output=True, text=True,
+                         timeout=2 * TIMEOUT)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    assert ("resources: tasks ask for 1 GPU and 1 CPU each: the cluster can launch nodes with GPUs "
+            "(type gpu_worker, in ~/ray_bootstrap_config.yaml)") in run.stdout
+    df = logs.read_generations(tmp_path / "runs" / "scaled")
+    assert len(df) == 2 and (df.status == "ok").all()
+    assert all(len(ids) == 1 and ids[0] in ("0", "1") for ids in df.gpu_ids)  # only the launched worker has GPUs
+    assert df.node.nunique() == 1
 
 
 # --- a fake multi-node cluster with logical GPUs -------------------------------------------------------------
@@ -283,6 +379,36 @@ def test_node_lost_mid_generation_loses_no_chromosome(cluster, tmp_path):
     assert (df.started_at > removed_at).all()  # the lost node's tasks were rerun after it went away
 
 
+# --- the node types a driver reads: the launcher's config on the head, or the config reported to the GCS -----
+
+
+def test_capacity_reads_the_launcher_config_on_the_head(cluster, tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert capacity.read() == capacity.Capacity(ray.cluster_resources())  # the nodes up, no config beside them
+    (tmp_path / "ray_bootstrap_config.yaml").write_text((REPO / "cluster" / "aws.yaml").read_text())
+    cap = capacity.read()
+    assert cap.gpus == 4 and cap.source == "~/ray_bootstrap_config.yaml"
+    assert cap.gpu_types == (capacity.NodeType("gpu_worker", {"CPU": 48.0, "GPU": 4.0}, 4),)
+
+
+def test_capacity_prefers_the_cluster_config_reported_to_the_gcs(cluster):
+    from ray.core.generated import autoscaler_pb2
+
+    reported = autoscaler_pb2.ClusterConfig(node_group_configs=[
+        autoscaler_pb2.NodeGroupConfig(name="head", resources={"CPU": 2}, min_count=1, max_count=1),
+        autoscaler_pb2.NodeGroupConfig(name="a100", resources={"CPU": 8, "GPU": 1}, min_count=0, max_count=-1)])
+    gcs = ray._private.worker.global_worker.gcs_client
+    gcs.report_cluster_config(reported.SerializeToString())  # what an autoscaler that reports its config sends
+    try:
+        cap = capacity.read()
+        assert cap.launchable == (capacity.NodeType("a100", {"CPU": 8.0, "GPU": 1.0}, math.inf),)
+        assert cap.source == "the cluster config in Ray's GCS"
+    finally:
+        gcs.internal_kv_del(ray._raylet.GCS_AUTOSCALER_CLUSTER_CONFIG_KEY.encode(), False,
+                            ray._raylet.GCS_AUTOSCALER_STATE_NAMESPACE.encode())
+    assert capacity.read().source != "the cluster config in Ray's GCS"
+
+
 # --- cluster-launcher YAMLs and the Dockerfile ---------------------------------------------------------------
 
 CLUSTER_YAMLS = sorted((REPO / "cluster").glob("*.yaml"))
@@ -313,18 +439,26 @@ def test_cluster_yaml_passes_rays_schema_and_runs_the_project_image(path):
     assert "--dashboard-host=127.0.0.1" in " ".join(raw["head_start_ray_commands"])  # job API via SSH tunnel only
 
 
-def test_image_version_and_pins_match_the_package():
+def test_image_version_matches_the_package():
     tomllib = pytest.importorskip("tomllib")  # Python 3.11+
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
     assert dockerfile_label("org.opencontainers.image.version") == project["version"]
     assert dockerfile_label("org.opencontainers.image.ref.name").endswith(f":{project['version']}")
-    ranges = {Requirement(d).name: Requirement(d).specifier for d in project["dependencies"]}
-    pins = [Requirement(line) for line in (REPO / "docker" / "requirements.txt").read_text().splitlines()
-            if line.strip() and not line.startswith("#")]
-    assert {p.name for p in pins} == set(ranges)
-    for pin in pins:
-        (version,) = [s.version for s in pin.specifier if s.operator == "=="]
-        assert version in ranges[pin.name], f"docker/requirements.txt: {pin} is outside pyproject's {ranges[pin.name]}"
+
+
+def test_image_installs_the_project_as_ci_does_on_the_same_python():
+    """No pins of its own: the image resolves pyproject.toml's ranges as CI's `pip install` does, on CI's Python."""
+    dockerfile, ci = DOCKERFILE.read_text(), (REPO / ".ci" / "run").read_text()
+    (image_python,) = re.findall(r"^FROM python:(\d+\.\d+)[-\s]", dockerfile, re.MULTILINE)
+    (ci_python,) = re.findall(r"^python(\d+\.\d+) -m venv \.venv$", ci, re.MULTILINE)
+    assert image_python == ci_python
+    tomllib = pytest.importorskip("tomllib")
+    assert SpecifierSet(tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["requires-python"]).contains(
+        image_python + ".0")
+    installs = re.findall(r"pip install ([^\n\\&]+)", dockerfile)
+    assert [i.strip() for i in installs] == ["/home/neuroevo/src"]  # the copied source, with its dependencies
+    assert 'pip install --quiet -e ".[dev]"' in ci
+    assert not (REPO / "docker" / "requirements.txt").exists()
 
 
 def hadolint() -> str:

@@ -30,7 +30,7 @@ from PIL import Image
 
 from neuroevo import architecture, config, genome, model, report
 from neuroevo.spaces import v2
-from tests.conftest import REPORT_FILES, Page, assert_report_written, neuroevo, plain
+from tests.conftest import GRID_FILES, PLOT_FILES, Page, assert_enlarged, assert_report_written, neuroevo, plain
 
 SIDE = 16  # image side of every run here
 N_SAMPLES = 9  # train.sample_grid of every run, and the n of `neuroevo sample`: the grids are comparable
@@ -225,14 +225,16 @@ def test_report_writes_valid_plots_and_a_page_with_the_fittest_first(run, histor
     page.feed((out / "report.html").read_text(encoding="utf-8"))
     assert not page.links
     srcs = [img["src"] for img in page.images]
-    assert len(srcs) == 4 + 2 and all(s.startswith("data:image/png;base64,") for s in srcs)  # plots, 2 grids
+    # the plots, the fittest's samples beside real images, then each generation's best samples
+    assert len(srcs) == 4 + 2 + 2 and all(s.startswith("data:image/png;base64,") for s in srcs)
     pngs = [base64.b64decode(s.split(",", 1)[1]) for s in srcs]
     for png in pngs:
         with Image.open(io.BytesIO(png)) as img:
             assert img.format == "PNG"
             img.verify()
-    assert pngs[:4] == [(out / n).read_bytes() for n in REPORT_FILES[:4]]
-    assert pngs[4:] == [(report.best_dir(run_dir, g) / "samples.png").read_bytes() for g in (0, 1)]
+    assert pngs[:6] == [(out / n).read_bytes() for n in PLOT_FILES + GRID_FILES]
+    for png, g in zip(pngs[6:], (0, 1)):
+        assert_enlarged(png, (report.best_dir(run_dir, g) / "samples.png").read_bytes())
 
     # the top table: every distinct chromosome that trained, the run's fittest first
     ok = history[history.status == "ok"].sort_values(["fitness", "generation", "chromosome_id"],

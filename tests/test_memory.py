@@ -69,7 +69,7 @@ def test_reference_chromosomes_spread_over_shares_of_a_24gb_gpu():
 
 def test_num_gpus_memory_is_a_config_value():
     assert tiny_config(resources={"num_gpus": "memory", "gpu_memory_gb": 24}).resources.num_gpus == "memory"
-    with pytest.raises(config.ConfigError, match=r"^resources\.num_gpus: expected a number >= 0, null or 'memory'"):
+    with pytest.raises(config.ConfigError, match=r"^resources\.num_gpus: expected a number >= 0, 'auto' or 'memory'"):
         tiny_config(resources={"num_gpus": "mem"})
     with pytest.raises(config.ConfigError, match=r"^resources\.gpu_memory_gb"):
         tiny_config(resources={"gpu_memory_gb": 0})

@@ -4,14 +4,16 @@ import base64
 import io
 import json
 import re
+import shutil
 
 import numpy as np
 import pytest
 import yaml
+from matplotlib.colors import BoundaryNorm
 from PIL import Image
 
-from neuroevo import progress, query, report, rundir
-from tests.conftest import Page, assert_report_written, neuroevo, tiny_dict
+from neuroevo import data, progress, query, report, rundir
+from tests.conftest import GRID_FILES, PLOT_FILES, Page, assert_enlarged, assert_report_written, neuroevo, tiny_dict
 
 GENERATIONS = 3
 
@@ -92,9 +94,15 @@ def test_best_lays_out_the_fittest_chromosome(run_dir, history):
     assert Image.open(samples).format == "PNG"
 
 
-def test_report_writes_valid_plots_and_a_self_contained_page(run_dir, history, tmp_path):
-    out = tmp_path / "rep"
-    p = neuroevo("report", run_dir, "--out", out, "--top", 3)
+@pytest.fixture(scope="module")
+def report_out(run_dir, tmp_path_factory):
+    """`neuroevo report` of the run: its output folder, and the process."""
+    out = tmp_path_factory.mktemp("report") / "rep"
+    return out, neuroevo("report", run_dir, "--out", out, "--top", 3)
+
+
+def test_report_writes_valid_plots_and_a_self_contained_page(run_dir, history, report_out):
+    out, p = report_out
     assert p.returncode == 0, p.stderr
     assert_report_written(p, out)
 
@@ -106,15 +114,69 @@ def test_report_writes_valid_plots_and_a_self_contained_page(run_dir, history, t
     pngs = [base64.b64decode(s.split(",", 1)[1]) for s in srcs]
     for png in pngs:
         Image.open(io.BytesIO(png)).verify()
-    assert pngs[0] == (out / "fitness.png").read_bytes()
-    # then one sample grid per generation, each the saved best's grid
-    assert pngs[4:] == [(run_dir / "best" / f"generation={g:04d}" / "samples.png").read_bytes()
-                        for g in range(GENERATIONS)]
+    assert pngs[:6] == [(out / n).read_bytes() for n in PLOT_FILES + GRID_FILES]
+    top = report.best(history)
+    assert_enlarged(pngs[4], rundir.best_samples(run_dir, int(top.generation)).read_bytes())
+    # then one sample grid per generation, each the saved best's grid enlarged
+    assert len(pngs) == 6 + GENERATIONS
+    for png, g in zip(pngs[6:], range(GENERATIONS)):
+        assert_enlarged(png, rundir.best_samples(run_dir, g).read_bytes())
     # the top table: the 3 fittest distinct chromosomes, best first
     ok = history[history.status == "ok"].sort_values(["fitness", "generation"], ascending=[False, True])
     top3 = ok.drop_duplicates("chromosome_id").head(3)
     ids = [c for c in page.cells if re.fullmatch(r"[0-9a-f]{12}", c)]
     assert ids == top3["chromosome_id"].tolist()
+
+
+def test_real_images_are_the_runs_own_data_laid_out_as_its_sample_grids(run_dir, report_out):
+    out, _ = report_out
+    real = out / "real-images.png"
+    side = 12 + 2  # TINY's 12 px images with torchvision's 2 px padding, 16 of them in rows of 4
+    with Image.open(real) as img:
+        k = img.size[0] // (4 * side + 2)
+        assert k > 1 and img.size == (k * (4 * side + 2),) * 2 and max(img.size) >= report.GRID_PX
+        pixels = np.asarray(img)[::k, ::k]
+    with Image.open(out / "best-samples.png") as samples:
+        assert samples.size == img.size  # beside the samples at the same scale
+    demo = {im.tobytes() for im in data.demo(128, 12, 3, 0).array.transpose(0, 2, 3, 1)}  # the run's data (TINY)
+    tiles = [pixels[2 + r * side:(r + 1) * side, 2 + c * side:(c + 1) * side] for r in range(4) for c in range(4)]
+    assert all(t.tobytes() in demo for t in tiles) and len({t.tobytes() for t in tiles}) == 16
+    picked, _ = report.real_images(run_dir)  # the same pick every time, in the grid's order
+    assert [t.tobytes() for t in tiles] == [im.tobytes() for im in picked.transpose(0, 2, 3, 1)]
+
+
+def test_a_run_whose_data_is_gone_still_gets_a_report_that_says_so(run_dir, tmp_path):
+    moved = tmp_path / "r"
+    shutil.copytree(run_dir, moved, ignore=shutil.ignore_patterns("report", "weights.pt"))
+    cfg = yaml.safe_load(rundir.config_file(moved).read_text())
+    cfg["data"].update(source="folder", root=str(tmp_path / "gone"))
+    rundir.config_file(moved).write_text(yaml.safe_dump(cfg))
+    written = report.write_report(moved, tmp_path / "rep")
+    assert [p.name for p in written] == PLOT_FILES + ["best-samples.png", "report.html"]
+    page = (tmp_path / "rep" / "report.html").read_text(encoding="utf-8")
+    assert f"No real images to show: data.root: {tmp_path / 'gone'} is not a directory" in page
+
+
+def test_generations_are_discrete_colours_and_legends_cover_no_data(history):
+    few = report.pareto_figure(history)
+    (ax,) = few.axes  # no colour bar: each generation named in the legend
+    labels = [t.get_text() for t in few.legends[0].get_texts()]
+    assert [x for x in labels if x.startswith("generation")] == [f"generation {g}" for g in range(GENERATIONS)]
+
+    many = report.pareto_figure(history.assign(generation=np.arange(len(history)) % 10))
+    (bar,) = [c.colorbar for c in many.axes[0].collections if c.colorbar is not None]
+    assert isinstance(bar.norm, BoundaryNorm) and bar.cmap.N == 10  # one band per generation, 0 to 9
+    assert np.array_equal(bar.norm.boundaries, np.arange(-0.5, 10))
+    ticks = [t for t in bar.get_ticks() if -0.5 <= t <= 9.5]  # those drawn: the locator may add ones beyond
+    assert len(ticks) >= 3 and set(ticks) <= set(range(10))  # whole generations
+
+    for fig in (report.fitness_figure(history), few, many, report.quality_figure(history)):
+        fig.draw_without_rendering()
+        for legend in fig.legends:
+            assert not any(legend.get_window_extent().overlaps(a.get_window_extent()) for a in fig.axes)
+    one = report.fitness_figure(history[history.generation == 0])
+    lo, hi = one.axes[0].get_xlim()
+    assert [t for t in one.axes[0].get_xticks() if lo <= t <= hi] == [0]  # whole generations, also for one
 
 
 def test_every_file_of_a_run_is_a_path_of_rundir_and_none_is_left_half_written(run_dir):

@@ -49,7 +49,7 @@ BAD_CONFIGS = [
     (["--set", "data.subset=10"], "data.subset: 10 images is fewer than one batch (space.batch_size=64)"),
     (["--set", "train.epochs=0"], "train.epochs: input should be greater than or equal to 1"),
     (["--set", "train.timeout_s=0"], "train.timeout_s: input should be greater than 0"),
-    (["--set", "resources.num_gpus=-1"], "resources.num_gpus: expected a number >= 0, null or 'memory' (got -1)"),
+    (["--set", "resources.num_gpus=-1"], "resources.num_gpus: expected a number >= 0, 'auto' or 'memory' (got -1)"),
     (["--set", "resources.max_retries=-1"], "resources.max_retries: input should be greater than or equal to 0"),
     (["--set", "foo.bar=1"], "foo: unknown key"),
     (["--set", "evolve"], "--set evolve: expected key=value"),

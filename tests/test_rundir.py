@@ -61,7 +61,7 @@ def test_the_run_files_are_written_atomically(tmp_path, monkeypatch):
     state.save(tmp_path, old_state, 0)
     logs.write_generation(tmp_path, 0, [_row(m, 0.5) for m in members])
     df = pd.DataFrame([{**_row(m, 0.5), "generation": 0} for m in members])
-    report.plot_fitness(df, tmp_path / "fitness.png")
+    report.save_png(report.fitness_figure(df), tmp_path / "fitness.png")
     before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
     assert rundir.state_file(tmp_path) in before and rundir.generation_file(tmp_path, 0) in before
 
@@ -71,7 +71,7 @@ def test_the_run_files_are_written_atomically(tmp_path, monkeypatch):
     with pytest.raises(Crash):
         logs.write_generation(tmp_path, 0, [_row(m, 0.9) for m in members])
     with pytest.raises(Crash):
-        report.plot_fitness(df.assign(fitness=0.9), tmp_path / "fitness.png")
+        report.save_png(report.fitness_figure(df.assign(fitness=0.9)), tmp_path / "fitness.png")
     with pytest.raises(Crash):
         report.write_report(tmp_path, tmp_path / "report")
     monkeypatch.undo()
