@@ -83,14 +83,17 @@ def warn(text: str | None) -> None:
 def before_training(cfg: RunConfig, members: tuple[Member, ...], generations: int, n_images: int,
                     resumed: bool = False) -> None:
     """The estimate of what the `generations` left will cost, read off `members`, the first generation to train,
-    on the resources of the cluster Ray has joined; a warning where fitness.scale saturates the size term for a
-    sample of the space. Before any task starts."""
-    import ray
-
+    on the resources of the cluster Ray has joined (its nodes up now; where the tasks ask for GPUs and none is up
+    yet, one node of a GPU type the autoscaler can launch); a warning where fitness.scale saturates the size term
+    for a sample of the space. Before any task starts."""
+    from neuroevo import capacity
     from neuroevo.task import task_resources
 
-    total = ray.cluster_resources()
-    tasks = [estimate.task(m.chromosome, cfg, n_images, task_resources(cfg, m.chromosome, total)) for m in members]
+    cap = capacity.read()
+    tasks = [estimate.task(m.chromosome, cfg, n_images, task_resources(cfg, m.chromosome, cap)) for m in members]
+    total = dict(cap.total)
+    if any(t.gpus for t in tasks) and not cap.gpus and cap.gpu_types:
+        total["GPU"] = cap.gpu_types[0].resources["GPU"]
     for line in estimate.lines(estimate.estimate(tasks, total, generations), cfg, n_images, resumed):
         print(line)
     drawn = [*population.space_sample(cfg), *(m.chromosome for m in members)]

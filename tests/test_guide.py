@@ -14,6 +14,7 @@ import yaml
 from PIL import Image
 
 from neuroevo import cli, config, data, estimate, fitness, genome, population, progress
+from neuroevo.capacity import Capacity
 from neuroevo.state import RunState
 from neuroevo.state import save as save_state
 from neuroevo.task import task_resources
@@ -46,7 +47,8 @@ def _estimate_lines(preset: str, total: dict[str, float], overrides: tuple[str, 
     cfg = config.load(preset, list(overrides))
     n_images = 2048 if cfg.data.source == "demo" else 50_000
     members = population.initial_population(cfg)
-    tasks = [estimate.task(m.chromosome, cfg, n_images, task_resources(cfg, m.chromosome, total)) for m in members]
+    cap = Capacity(total)
+    tasks = [estimate.task(m.chromosome, cfg, n_images, task_resources(cfg, m.chromosome, cap)) for m in members]
     return estimate.lines(estimate.estimate(tasks, total, cfg.evolve.generations), cfg, n_images)
 
 
