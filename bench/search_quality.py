@@ -65,7 +65,7 @@ def neuroevo(*args: str) -> str:
 def arm_overrides(args: argparse.Namespace, train_dir: Path, cache: Path) -> list[str]:
     """What every run shares: the data, the budget per chromosome, sample quality in every task."""
     epochs = 3
-    return [f"data.source=folder", f"data.root={train_dir}", f"data.image_size={args.size}", f"data.cache_dir={cache}",
+    return ["data.source=folder", f"data.root={train_dir}", f"data.image_size={args.size}", f"data.cache_dir={cache}",
             f"train.epochs={epochs}", f"train.steps_per_epoch={args.steps // epochs}", "train.sample_grid=36",
             f"train.timeout_s={args.timeout}", "quality.evaluate=all", f"quality.samples={args.samples}",
             f"quality.kid_subset_size={min(100, args.samples // 2)}", "quality.kid_subsets=50",
@@ -145,7 +145,7 @@ def score(run_dir: Path, row: pd.Series, held_out: Path, samples: int) -> dict:
 def noise_floor(held_out: Path, args: argparse.Namespace, cache: Path) -> dict:
     from neuroevo import data
 
-    cfg = config.load("demo", [f"data.source=folder", f"data.root={held_out}", f"data.image_size={args.size}",
+    cfg = config.load("demo", ["data.source=folder", f"data.root={held_out}", f"data.image_size={args.size}",
                                f"data.cache_dir={cache}", "data.subset=null"])  # the held-out cache `score` made
     ref = quality.reference(data.load(cfg.data), max_images=args.reference_images, batch_size=100, directory=cache)
     rng = np.random.default_rng(0)

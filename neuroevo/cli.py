@@ -11,6 +11,7 @@ import argparse
 import errno
 import json
 import os
+import shlex
 import signal
 import sys
 from dataclasses import dataclass
@@ -20,12 +21,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from neuroevo import config, data, genome, logs, ranking, rundir, tracking
+from neuroevo import __version__, config, data, genome, logs, ranking, rundir, tracking
 from neuroevo.state import RunState, StateError, load_checked
 from neuroevo.state import load as load_state
 from neuroevo.state import save as save_state
 
 EXIT_BAD_INPUT = 2
+RUN_DIR = "OUT_DIR/RUN_ID (e.g. runs/20261202-143000-seed0)"  # what a RUN_DIR argument names
 QUERY_COLUMNS = ("run_id, generation, chromosome_id, is_elite, params_g + params_d AS params, d_loss, g_loss, fitness, "
                  "status")
 
@@ -57,9 +59,12 @@ def _file_system_fault(e: OSError) -> str | None:
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="neuroevo", description="Evolve GAN architectures by neuroevolution on Ray.")
+    p = argparse.ArgumentParser(prog="neuroevo", description="Evolve GAN architectures by neuroevolution on Ray.",
+                                epilog="start with: neuroevo run (the demo, about a minute); neuroevo COMMAND --help")
+    p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
-    run = sub.add_parser("run", help="run an evolution experiment")
+    run = sub.add_parser("run", help="run an evolution experiment", epilog=config.keys_help(),
+                         formatter_class=argparse.RawDescriptionHelpFormatter)
     run.add_argument("config", nargs="?", default=None,
                      help=f"a YAML config file or a preset: {', '.join(config.PRESETS)} (default: demo, or the "
                           "run's own config with --resume)")
@@ -73,7 +78,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--verbose", action="store_true",
                      help="show Ray's own log lines and the workers' output (default: in RUN_DIR/ray.log)")
     run.add_argument("--resume", metavar="RUN_DIR", default=None,
-                     help="continue a stopped run from its last logged generation; re-train damaged generations")
+                     help=f"continue a stopped run, {RUN_DIR}, from its last logged generation; re-train damaged "
+                          "generations")
     run.add_argument("--quiet", action="store_true",
                      help="print one line per generation (no progress bar, no line per chromosome)")
 
@@ -83,7 +89,8 @@ def _parser() -> argparse.ArgumentParser:
                          help="override a config key, e.g. --set data.root=imagenet/train (repeatable)")
 
     q = sub.add_parser("query", help="select rows from one or more runs' logs (DuckDB SQL)")
-    q.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
+    q.add_argument("run_dirs", nargs="+", metavar="RUN_DIR",
+                   help=f"one or more runs' directories, each {RUN_DIR}; read as one table")
     q.add_argument("--where", help="a SQL boolean expression, e.g. \"generation >= 2 AND status = 'ok'\"")
     q.add_argument("--columns", default=QUERY_COLUMNS,
                    help=f"a SQL select list; '*' for every column (default: {QUERY_COLUMNS})")
@@ -100,24 +107,24 @@ def _parser() -> argparse.ArgumentParser:
     ls.add_argument("--format", choices=("table", "csv", "json"), default="table")
 
     b = sub.add_parser("best", help="the best chromosome of a run: genes, scores, samples")
-    b.add_argument("run_dir", metavar="RUN_DIR")
+    b.add_argument("run_dir", metavar="RUN_DIR", help=f"a run's directory, {RUN_DIR}")
 
     r = sub.add_parser("report", help="plots and a self-contained HTML page for a run")
-    r.add_argument("run_dir", metavar="RUN_DIR")
+    r.add_argument("run_dir", metavar="RUN_DIR", help=f"a run's directory, {RUN_DIR}")
     r.add_argument("--out", help="output folder (default: RUN_DIR/report)")
     r.add_argument("--top", type=_count, default=10, help="chromosomes in the top table (default: 10)")
     r.add_argument("--max-grids", type=_count, default=20,
                    help="sample grids at most, from evenly spread generations (default: 20)")
 
     s = sub.add_parser("sample", help="draw images from a saved generator into one grid image")
-    s.add_argument("run_dir", metavar="RUN_DIR")
+    s.add_argument("run_dir", metavar="RUN_DIR", help=f"a run's directory, {RUN_DIR}")
     s.add_argument("--generation", type=int, help="whose best generator (default: the run's best chromosome's)")
     s.add_argument("--n", type=_count, default=64, help="images (default: 64)")
     s.add_argument("--seed", type=int, default=0, help="noise seed (default: 0)")
     s.add_argument("--out", required=True, help="image file to write, e.g. grid.png")
 
     sc = sub.add_parser("score", help="FID and KID of a saved generator against the run's images or a folder")
-    sc.add_argument("run_dir", metavar="RUN_DIR")
+    sc.add_argument("run_dir", metavar="RUN_DIR", help=f"a run's directory, {RUN_DIR}")
     sc.add_argument("--generation", type=int, help="whose generator (default: the run's best chromosome's)")
     sc.add_argument("--chromosome", metavar="ID",
                     help="a chromosome of that generation other than its best (needs train.keep: all)")
@@ -369,12 +376,17 @@ def _interrupted(run_dir: Path | None, e: KeyboardInterrupt) -> int:
         print(f"\ninterrupted before the run started: nothing of it is logged; run the same command again{left}",
               file=sys.stderr, flush=True)
     else:
-        completed = load_state(run_dir).completed if rundir.state_file(run_dir).exists() else 0
-        logged = ("no generation is logged yet" if not completed else "generation 0 is logged" if completed == 1
-                  else f"generations 0-{completed - 1} are logged")
-        print(f"\ninterrupted: {logged} in {run_dir}; the running one was stopped."
+        print(f"\ninterrupted: {_logged(run_dir)} in {run_dir}; the running one was stopped."
               f"\ncontinue with: neuroevo run --resume {run_dir}", file=sys.stderr, flush=True)
     return 128 + (_received[0] if _received else getattr(e, "signum", signal.SIGINT))
+
+
+def _logged(run_dir: Path) -> str:
+    """What of a stopped run is logged: 'no generation is logged yet', 'generation 0 is logged', 'generations 0-3
+    are logged'."""
+    completed = load_state(run_dir).completed if rundir.state_file(run_dir).exists() else 0
+    return ("no generation is logged yet" if not completed else "generation 0 is logged" if completed == 1
+            else f"generations 0-{completed - 1} are logged")
 
 
 def _stopped_by(run_dir: Path, error: OSError) -> int:
@@ -382,9 +394,7 @@ def _stopped_by(run_dir: Path, error: OSError) -> int:
     is gone (rundir.claim removed it): nothing to resume."""
     print(f"neuroevo: error: {_file_system_fault(error)}", file=sys.stderr)
     if run_dir.is_dir():
-        completed = load_state(run_dir).completed if rundir.state_file(run_dir).exists() else 0
-        logged = f"generations 0-{completed - 1} are logged" if completed else "no generation is logged yet"
-        print(f"stopped: {logged} in {run_dir}; once the file system is fixed, continue with: "
+        print(f"stopped: {_logged(run_dir)} in {run_dir}; once the file system is fixed, continue with: "
               f"neuroevo run --resume {run_dir}", file=sys.stderr)
     return EXIT_BAD_INPUT
 
@@ -404,6 +414,13 @@ def _print_summary(run_dir: Path) -> int:
     print(f"  {best.chromosome}")
     print(f"logs:    {rundir.generations_dir(run_dir)}  (pandas.read_parquet)")
     print(f"samples: {rundir.best_samples(run_dir, int(best.generation))}")
+    d = shlex.quote(str(run_dir))
+    commands = ((f"neuroevo best {d}", "its genes, layers and scores"), (f"neuroevo report {d}", "plots, one HTML page"),
+                (f"neuroevo query {d} --sort 'fitness DESC' --limit 5", "the fittest rows"),
+                (f"neuroevo sample {d} --out grid.png", "64 images from its generator"))
+    width = max(len(c) for c, _ in commands)
+    for i, (c, what) in enumerate(commands):
+        print(f"{'next:' if i == 0 else '':<9}{c:<{width}}  # {what}")
     return 0
 
 
@@ -626,7 +643,11 @@ COMMANDS = {"run": cmd_run, "prepare": cmd_prepare, "query": cmd_query, "best": 
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    if not (sys.argv[1:] if argv is None else argv):  # a bare `neuroevo` asks what it can do: the help, exit 0
+        parser.print_help()
+        return 0
+    args = parser.parse_args(argv)
     from neuroevo.query import QueryError
 
     try:

@@ -13,6 +13,7 @@ import dataclasses
 import difflib
 import math
 import re
+import textwrap
 from dataclasses import field
 from importlib import resources
 from pathlib import Path
@@ -314,6 +315,50 @@ def experiment_differences(saved: RunConfig, requested: RunConfig) -> list[str]:
             if a.get(k) != b.get(k) and not k.startswith(RESUMABLE_CHANGES)]
 
 
+# The README.md section that documents each key: (section, keys); "data.*" is a whole section of the config, and
+# "space.* of space.name X" the keys of space X. `neuroevo run --help` prints it; a test holds every key to it.
+DOCUMENTED = (
+    ("Running", ("seed", "out_dir", "run_id")),
+    ("Data", ("data.*",)),
+    ("The search space `seed-v1`", ("space.* of space.name seed-v1 (the default)",)),
+    ("Search space v2", ("space.* of space.name v2", "evolve.seed_chromosomes")),
+    ("Training and fitness", ("train.epochs", "train.steps_per_epoch", "train.sample_grid", "fitness.lam",
+                              "fitness.gamma", "fitness.scale", "fitness.failed", "evolve.population",
+                              "evolve.generations")),
+    ("Selection strategies", ("evolve.elite_fraction", "evolve.strategy", "evolve.tournament_size",
+                              "evolve.keep_weights")),
+    ("Sample quality (FID and KID)", ("quality.*", "fitness.kind", "fitness.quality_metric", "fitness.fid_scale",
+                                      "fitness.kid_scale", "evolve.seeds_per_chromosome", "train.keep")),
+    ("Failures, interrupts and resuming", ("train.timeout_s", "train.max_loss")),
+    ("Clusters", ("resources.*",)),
+    ("Performance", ("evolve.dispatch", "evolve.mode", "train.bf16", "train.channels_last", "train.data_on_gpu",
+                     "train.cudnn_benchmark", "train.compile")),
+)
+
+
+def documented_in(key: str, space: str = "seed-v1") -> list[str]:
+    """The README sections that DOCUMENTED names for `key` (of search space `space`, for space.* keys)."""
+    found = []
+    for section, patterns in DOCUMENTED:
+        for pattern in patterns:
+            glob, _, name = pattern.partition(" of space.name ")
+            whole = glob.endswith(".*") and key.startswith(glob[:-1])
+            if (key == glob or whole) and (not name or name.split()[0] == space):
+                found.append(section)
+    return found
+
+
+def keys_help() -> str:
+    """DOCUMENTED as `neuroevo run --help` shows it."""
+    width = max(len(section) for section, _ in DOCUMENTED) + 4
+    rows = [textwrap.fill(", ".join(keys), 110, initial_indent=f"  {section:<{width - 2}}",
+                          subsequent_indent=" " * width) for section, keys in DOCUMENTED]
+    sections = ", ".join(f.name for f in dataclasses.fields(RunConfig) if dataclasses.is_dataclass(f.default_factory))
+    return (f"config: the keys seed, out_dir, run_id and the sections {sections}\n"
+            "where README.md documents each key (--set KEY=VALUE):\n" + "\n".join(rows) +
+            "\nevery key's default and a comment: neuroevo/config.py; the presets: neuroevo/presets/*.yaml")
+
+
 def preset_path(name: str) -> Path:
     return Path(str(resources.files("neuroevo") / "presets" / f"{name}.yaml"))
 
@@ -468,7 +513,7 @@ def from_dict(raw: dict[str, Any]) -> RunConfig:
     try:
         cfg = _ADAPTER.validate_python(raw)
     except ValidationError as e:
-        raise ConfigError(_describe(e.errors()[0])) from None
+        raise ConfigError(_describe(e.errors())) from None
     check(cfg)
     return cfg
 
@@ -510,12 +555,61 @@ def _known_keys(loc: tuple) -> list[str]:
     return [f.name for f in dataclasses.fields(cls)]
 
 
-def _describe(err: dict[str, Any]) -> str:
+def _key(loc: tuple) -> tuple[str, bool]:
+    """The key the user wrote for pydantic's location, and whether the location names a member of a union (as in
+    `data.in_memory.literal['auto']`): the space's tag and union members are pydantic's, not the user's."""
+    parts: list[str] = []
+    cls: Any = RunConfig
+    union = False
+    for i, p in enumerate(loc):
+        if cls is None:  # inside a leaf key: list indices are the user's, other names union members
+            if isinstance(p, int):
+                parts.append(str(p))
+            else:
+                union = True
+            continue
+        if i == 1 and loc[0] == "space" and p in SPACES:
+            cls = SPACES[p]
+            continue
+        parts.append(str(p))
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        factory = fields[p].default_factory if p in fields else None
+        cls = factory if dataclasses.is_dataclass(factory) else None
+    return ".".join(parts), union
+
+
+def _shown(v: Any) -> str:
+    """A value as YAML writes it: true, null, 'text'."""
+    return "true" if v is True else "false" if v is False else "null" if v is None else repr(v)
+
+
+def _allowed(err: dict[str, Any], member: str) -> list[str]:
+    """What one error says the value may be, as items of 'expected A, B or C'."""
+    kind = "a whole number" if "int" in member else "a number"
+    bounds = {"greater_than_equal": ">=", "greater_than": ">", "less_than_equal": "<=", "less_than": "<"}
+    if err["type"] == "literal_error":
+        return re.split(r", | or ", err["ctx"]["expected"])
+    if err["type"].startswith("bool"):
+        return ["true", "false"]
+    if err["type"] in bounds:
+        return [f"{kind} {bounds[err['type']]} {next(iter(err['ctx'].values()))}"]
+    if err["type"].startswith(("int_", "float_")):
+        return [kind]
+    return [err["msg"][0].lower() + err["msg"][1:]]
+
+
+def _one_of(items: list[str]) -> str:
+    return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} or {items[-1]}"
+
+
+def _describe(errors: list[dict[str, Any]]) -> str:
+    """One line for pydantic's first error; a value that matches no member of a union, or no name of a Literal,
+    says every value the key allows."""
+    err = errors[0]
     loc = tuple(err["loc"])
     if err["type"] == "union_tag_invalid":
         return f"{'.'.join(map(str, loc))}.name: expected one of {', '.join(SPACES)} (got {err['input'].get('name')!r})"
-    # the space's tag is part of pydantic's location, not of the key the user wrote
-    key = ".".join(str(p) for i, p in enumerate(loc) if not (i == 1 and loc[0] == "space" and p in SPACES))
+    key, union = _key(loc)
     if err["type"] == "unexpected_keyword_argument":
         close = difflib.get_close_matches(str(loc[-1]), _known_keys(loc), n=1)
         prefix = key.rpartition(".")[0]
@@ -523,6 +617,13 @@ def _describe(err: dict[str, Any]) -> str:
         return f"{key}: unknown key{hint}"
     if err["type"] == "dataclass_type":
         return f"{key}: expected a section of keys, got {err['input']!r}"
+    if union:  # every member's error, literals last: "expected true, false or 'auto'"
+        members = [(e, str(e["loc"][-1])) for e in errors if _key(tuple(e["loc"])) == (key, True)]
+        members.sort(key=lambda m: m[0]["type"] == "literal_error")
+        items = [item for e, member in members for item in _allowed(e, member)]
+        return f"{key}: expected {_one_of(list(dict.fromkeys(items)))}, got {_shown(err['input'])}"
+    if err["type"] == "literal_error":
+        return f"{key}: expected {err['ctx']['expected']}, got {_shown(err['input'])}"
     return f"{key}: {err['msg'][0].lower()}{err['msg'][1:]} (got {err['input']!r})"
 
 

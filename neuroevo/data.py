@@ -109,6 +109,7 @@ def record(images: Images, shared: np.ndarray | Cache) -> dict[str, Any]:
     """The run's data.json: the cache's manifest and how the tasks read it."""
     return {**(images.manifest or {"source": "demo", "images": len(images.array), "shape": list(images.array.shape),
                                    "skipped": 0, "warnings": []}),
+            "warnings": list(images.warnings),
             "cache": images.cache.path if images.cache else None,
             "tasks_read": "memory map" if isinstance(shared, Cache) else "object store"}
 
@@ -180,7 +181,8 @@ class _Scan:
     root: Path
     fingerprint: str
     open: Callable[[], _Items]
-    notes: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()  # found while preparing; kept in the manifest
+    layout: tuple[str, ...] = ()  # about the folder tree, found at every scan
 
 
 def _scan_folder(cfg: DataConfig) -> _Scan:
@@ -228,7 +230,22 @@ def _scan_folder(cfg: DataConfig) -> _Scan:
         return _Items(tuple(classes), files, lambda f: _decode_file(f, cfg.image_size, cfg.channels),
                       lambda f: os.path.relpath(f, root))
 
-    return _Scan(root, digest.hexdigest(), open_, tuple(notes))
+    return _Scan(root, digest.hexdigest(), open_, tuple(notes), _nested(root, class_dirs))
+
+
+def _nested(root: Path, class_dirs: list[Path]) -> tuple[str, ...]:
+    """A root whose one class folder holds no images of its own but class folders: likely the parent of the
+    ImageFolder meant (root/train/<class>/<image>), which would read as a single class."""
+    if len(class_dirs) != 1:
+        return ()
+    inner = sorted(d.name for d in class_dirs[0].iterdir() if d.is_dir() and not d.name.startswith("."))
+    own = any(f.is_file() and f.name.lower().endswith(IMAGE_EXTENSIONS) for f in class_dirs[0].iterdir())
+    if len(inner) < 2 or own:
+        return ()
+    shown = ", ".join(inner[:3]) + (", ..." if len(inner) > 3 else "")
+    return (f"data.root: {root} holds one class folder, {class_dirs[0].name}, which holds {len(inner)} folders "
+            f"({shown}) and no images of its own, so it reads as 1 class; if those are the classes, set "
+            f"data.root={class_dirs[0]}",)
 
 
 def _scan_cifar(cfg: DataConfig) -> _Scan:
@@ -308,7 +325,7 @@ def _cached(cfg: DataConfig, seed: int, scan: _Scan, progress: bool) -> Images:
     description = (f"{origin}: {len(array)} images in {len(manifest['classes'])} classes at {cfg.image_size}px "
                    f"({manifest['skipped']} skipped); cache {path} ({how})")
     return Images(array, tuple(manifest["classes"]), manifest["skipped"], description,
-                  tuple(manifest["warnings"]), Cache(str(path), array.shape), {**manifest, "reused": reused})
+                  scan.layout + tuple(manifest["warnings"]), Cache(str(path), array.shape), {**manifest, "reused": reused})
 
 
 def _trusted_manifest(directory: Path, key: str, fingerprint: str) -> dict[str, Any] | None:

@@ -27,7 +27,7 @@ from neuroevo import architecture, capacity, data, fitness, logs, progress, rank
 from neuroevo.capacity import Capacity
 from neuroevo.config import RunConfig, to_yaml
 from neuroevo.fitness import Evaluation
-from neuroevo.population import Evaluated, Member, early_members, elites, task_seed
+from neuroevo.population import Evaluated, Member, early_members, elites, run_losses, task_seed
 from neuroevo.task import TaskReport, has_room, outcome, quality_task, task_resources, train_task
 
 if TYPE_CHECKING:
@@ -181,7 +181,7 @@ def run_generation(cfg: RunConfig, run_id: str, run_dir: Path, generation: int, 
     pending = dict(_submit(cfg, run_dir, generation, m, images_ref, task_resources(cfg, m.chromosome, cap),
                            reference) for m in dispatch_order(cfg, population, n_images))
     finished: dict[Member, Trained] = {}
-    bar = progress.GenerationBar(generation, len(population))
+    bar = progress.GenerationBar(generation, len(population), name_loss=len(run_losses(cfg)) > 1)
     try:
         while pending:
             [done], _ = ray.wait(list(pending), num_returns=1)
@@ -254,7 +254,8 @@ class SteadyState(Generational):
 
     def _bar(self, generation: int) -> progress.GenerationBar:
         if generation not in self.bars:
-            self.bars[generation] = progress.GenerationBar(generation, self.cfg.evolve.population)
+            self.bars[generation] = progress.GenerationBar(generation, self.cfg.evolve.population,
+                                                           name_loss=len(run_losses(self.cfg)) > 1)
         return self.bars[generation]
 
     def _queue(self, generation: int, members: tuple[Member, ...]) -> None:

@@ -46,6 +46,10 @@ def evolve(cfg: RunConfig, run_id: str, run_dir: Path, images: np.ndarray | data
         if state is None:
             state = RunState((population.initial_population(cfg),), completed=0)
             save_state(run_dir, state, cfg.seed)
+        todo = len(redo) + max(0, cfg.evolve.generations - state.completed)
+        if todo:
+            first = redo[0] if redo else state.completed
+            progress.before_training(cfg, state.population(first), todo, images.shape[0], resumed=first > 0)
         for generation in redo:
             dispatch.run_generation(cfg, run_id, run_dir, generation, state.population(generation), images_ref,
                                     images.shape[0], reference_ref)
@@ -61,6 +65,8 @@ def evolve(cfg: RunConfig, run_id: str, run_dir: Path, images: np.ndarray | data
             summary.append(_summary(generation, rows, time.perf_counter() - start))
             track.upto(state.completed, {generation: summary[-1]["seconds"]})
             progress.generation_done(rows, summary)
+            if generation == 0:
+                progress.first_generation(cfg, rows)
     return state
 
 

@@ -39,7 +39,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Sequence
 
 from neuroevo.config import FitnessConfig
 
@@ -67,6 +67,52 @@ def size_term(params_g: int, params_d: int, scale: float) -> float:
 
 def fitness(d_loss: float, g_loss: float, params_g: int, params_d: int, cfg: FitnessConfig, loss: str = "bce") -> float:
     return cfg.lam * loss_term(d_loss, g_loss, loss) + cfg.gamma * size_term(params_g, params_d, cfg.scale)
+
+
+SATURATED = 0.999  # a size term above this for every chromosome: tanh(P) no longer tells their sizes apart
+
+
+def _round(x: float) -> float:
+    """x to one significant digit, a value to suggest."""
+    return float(f"{x:.0e}")
+
+
+def _value(x: float) -> str:
+    return f"{x:.0f}" if x >= 1 else f"{x:g}"
+
+
+def scale_warning(params: Sequence[int], cfg: FitnessConfig) -> str | None:
+    """Why fitness.scale cannot rank the chromosomes by size, or None: tanh(P) saturates (P >> 1) for every
+    one of `params` (G + D parameter counts of a sample of what the space draws within space.max_params). The
+    fix puts P = 1 at the median one. fitness.kind pareto ranks by parameters themselves, not by this term."""
+    if not params or cfg.gamma == 0 or cfg.kind == "pareto":
+        return None
+    largest = max(params)
+    if size_term(largest, 0, cfg.scale) <= SATURATED:
+        return None
+    return (f"fitness.scale {cfg.scale:g} saturates the size term: tanh(S / params) > {SATURATED} for every "
+            f"chromosome the space draws (at most {largest:,} parameters), so size cannot rank them; set "
+            f"fitness.scale={_value(_round(float(np.median(params))))} (P = 1 at the median chromosome)")
+
+
+def loss_warning(trained: Sequence[tuple[float, float, str, int]], cfg: FitnessConfig) -> str | None:
+    """Why the reference fitness ranked a generation by size alone, or None: for every chromosome that trained,
+    (d_loss, g_loss, loss, params) in `trained`, the loss term's share lam * loss_term is below a hundredth of
+    the size term's gamma * size_term. The fix makes the two shares equal at the median chromosome."""
+    if cfg.kind != "reference" or cfg.lam == 0 or cfg.gamma == 0 or not trained:
+        return None
+    shares = [(cfg.lam * loss_term(d, g, loss), cfg.gamma * size_term(p, 0, cfg.scale)) for d, g, loss, p in trained]
+    if any(lo >= size / 100 for lo, size in shares):
+        return None
+    worst = max(lo for lo, _ in shares)
+    low = float(np.median([lo for lo, _ in shares]))
+    head = (f"in generation 0 the loss term ({cfg.lam:g} x tanh(0.01 x sum 1/loss), at most {worst:.2g}) is below a "
+            f"hundredth of the size term ({cfg.gamma:g} x tanh(P), at least "
+            f"{min(size for _, size in shares):.2g}) for all {len(shares)} chromosomes that trained: size alone ranks them")
+    if low <= 0:
+        return f"{head}; set fitness.kind=quality (with quality.evaluate=all) to rank by samples"
+    fix = float(np.median([p for *_, p in trained])) * math.atanh(low / cfg.gamma)
+    return f"{head}; set fitness.scale={_value(_round(fix))} to weigh the two alike"
 
 
 def quality_metric(quality: Quality | None, cfg: FitnessConfig) -> float | None:

@@ -112,6 +112,13 @@ def sample_one(space, image_size: int, image_channels: int, rng: np.random.Gener
     return spaces.of(space.name).sample(space, image_size, image_channels, rng)
 
 
+def losses(space) -> tuple[str, ...]:
+    """The losses the space's chromosomes can have."""
+    from neuroevo import spaces
+
+    return spaces.of(space.name).losses(space)
+
+
 def sample(space, image_size: int, image_channels: int, rng: np.random.Generator,
            max_tries: int = 10_000) -> tuple[Genome, int]:
     """A chromosome within space.max_params, and how many larger ones were drawn and rejected first."""

@@ -18,6 +18,7 @@ from neuroevo.genome import Genome
 
 _SAMPLE_STREAM = 1  # keeps the sampler's random stream apart from any other drawn from the run seed
 _BREED_STREAM = 2  # the random stream of mutation, crossover and tournaments
+_LOOK_STREAM = 3  # space_sample's, so that looking changes no member
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,20 @@ def initial_population(cfg: RunConfig) -> tuple[Member, ...]:
     seeds = tuple(Member(genome.seed(name, cfg.data.image_size, cfg.data.channels, cfg.space.batch_size), 0, 0,
                          operator="seed") for name in cfg.evolve.seed_chromosomes)
     return seeds + fresh_members(cfg, 0, cfg.evolve.population - len(seeds))
+
+
+def run_losses(cfg: RunConfig) -> set[str]:
+    """Every loss a run's chromosomes can have: the space's, and its seed chromosomes' (taken as they are)."""
+    seeds = {genome.seed(name, cfg.data.image_size, cfg.data.channels, cfg.space.batch_size).loss
+             for name in cfg.evolve.seed_chromosomes}
+    return seeds | set(genome.losses(cfg.space))
+
+
+def space_sample(cfg: RunConfig, count: int = 64) -> tuple[Genome, ...]:
+    """`count` chromosomes of the space within max_params, from a stream of the run seed that no generation
+    draws from: a cheap look at what the space yields, before any training."""
+    rng = np.random.default_rng([cfg.seed, _LOOK_STREAM])
+    return tuple(genome.sample(cfg.space, cfg.data.image_size, cfg.data.channels, rng)[0] for _ in range(count))
 
 
 def bred_members(cfg: RunConfig, generation: int, evaluated: Sequence[Evaluated]) -> tuple[Member, ...]:

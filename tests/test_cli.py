@@ -19,6 +19,7 @@ def test_run_writes_logs_and_reports_the_best(tmp_path):
                      r"1 GPU and 1 CPU each: the cluster has \d+ GPUs?$)", p.stdout, re.MULTILINE)  # said at start
     assert p.stdout.count("gen 0 [") == 4 and p.stdout.count("gen 1 [") == 4
     assert "best chromosome" in p.stdout and "generation=" in p.stdout
+    assert "estimate: about " in p.stdout and "warning:" not in p.stderr  # its fitness ranks: nothing to warn of
     run_dir = tmp_path / "runs" / "smoke"
     df = pd.read_parquet(run_dir / "generations")
     assert len(df) == 8

@@ -1,7 +1,6 @@
 """Config files that are not what they should be: not text, too big, an alias bomb, unreadable, a run_id that leaves
 out_dir, and a run's own config.yaml damaged before --resume (refused, or restored from the copy in the logs)."""
 
-import os
 import shutil
 import subprocess
 import sys

@@ -9,7 +9,6 @@ import pytest
 from PIL import Image
 
 from neuroevo import data, dispatch, evolve, genome, logs, population
-from neuroevo.spaces.seed_v1 import Chromosome
 from tests.conftest import tiny_config
 
 
@@ -125,7 +124,7 @@ def test_a_failing_task_is_logged_and_the_generation_goes_on(ray_local, tmp_path
 def test_the_driver_never_imports_torch():
     """torch loads in the training tasks only: the driver's modules import without it."""
     modules = ("neuroevo.cli, neuroevo.evolve, neuroevo.dispatch, neuroevo.task, neuroevo.capacity, neuroevo.population, "
-               "neuroevo.logs")
+               "neuroevo.logs, neuroevo.progress, neuroevo.estimate")
     code = f"import sys, {modules}; assert 'torch' not in sys.modules, 'torch was imported'"
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert p.returncode == 0, p.stderr

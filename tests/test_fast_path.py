@@ -42,7 +42,7 @@ def test_a_gpu_gets_what_it_supports():
 def test_switches_read_on_off_from_yaml_and_reject_anything_else():
     cfg = config.from_dict({"train": {"bf16": False, "compile": True, "data_on_gpu": "auto"}})
     assert (cfg.train.bf16, cfg.train.compile, cfg.train.data_on_gpu) == ("off", "on", "auto")
-    with pytest.raises(config.ConfigError, match=r"^train.channels_last: input should be 'auto', 'on' or 'off'"):
+    with pytest.raises(config.ConfigError, match=r"^train.channels_last: expected 'auto', 'on' or 'off', got"):
         config.from_dict({"train": {"channels_last": "fast"}})
 
 

@@ -5,10 +5,8 @@ images, to 16 features of their mean colours): it and FID over 16 features cost 
 takes 0.2 s an image and FID over its 2048 features seconds. tests/test_quality.py runs the real Inception.
 """
 
-import math
 
 import numpy as np
-import pandas as pd
 import pytest
 import torch
 from torch import nn

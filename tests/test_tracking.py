@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from neuroevo import config, data, evolve, logs, rundir, tracking
+from neuroevo import config, data, evolve, logs, rundir
 from neuroevo.state import load as load_state
 from tests.conftest import tiny_config
 

@@ -1,6 +1,6 @@
 """The search spaces, one module each. A space module holds its chromosome type and everything that knows its
 genes: `from_json`, `check` (validity of its config keys, as one-line ConfigErrors), `sample`, `plan` (the layer
-plan, architecture.Plan), `moves` (mutation), `GROUPS` (crossover) and `SIZE_KEYS`.
+plan, architecture.Plan), `moves` (mutation), `GROUPS` (crossover), `losses` (the losses it draws) and `SIZE_KEYS`.
 
 A new space is one new module here, its entry in SPACES, and its config class in config.py (tagged by `name`).
 """

@@ -24,6 +24,11 @@ NAME = "seed-v1"
 SIZE_KEYS = "space.channels / space.d_hidden"  # what to narrow when max_params rejects nearly everything
 
 
+def losses(space: SpaceConfig) -> tuple[str, ...]:
+    """The losses its chromosomes train with: the reference's BCE only."""
+    return ("bce",)
+
+
 @dataclass(frozen=True)
 class Block:
     """Conv (D) or ConvTranspose (G) with stride 1 and padding 0, then BatchNorm, then per-channel PReLU."""

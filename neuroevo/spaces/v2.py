@@ -24,6 +24,11 @@ NAME = "v2"
 SIZE_KEYS = "space.channels / space.fc_units"  # what to narrow when max_params rejects nearly everything
 
 
+def losses(space: SpaceV2) -> tuple[str, ...]:
+    """The losses its chromosomes draw from (mutation too)."""
+    return space.losses
+
+
 @dataclass(frozen=True)
 class Conv:
     """Conv (D) or ConvTranspose (G), then normalisation, activation, an optional residual, an optional pooling.

@@ -1,0 +1,217 @@
+"""What `neuroevo run` tells a user before, during and after a run: the estimated cost, the warnings where the
+fitness cannot rank, a data root one level too high, the loss on each line, the help, the next commands."""
+
+from __future__ import annotations
+
+import dataclasses
+import errno
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+from PIL import Image
+
+from neuroevo import cli, config, data, estimate, fitness, genome, population, progress
+from neuroevo.capacity import Capacity
+from neuroevo.state import RunState
+from neuroevo.state import save as save_state
+from neuroevo.task import task_resources
+from tests.conftest import REPO, neuroevo, tiny_config, tiny_dict
+
+
+# --- the estimate ---------------------------------------------------------------------------------------------
+
+
+def test_a_generation_takes_its_longest_task_or_its_work_over_the_workers():
+    even = [estimate.Task(1e9, 10.0, 1.0, 0.0)] * 4
+    assert estimate.estimate(even, {"CPU": 2.0}, 3).seconds == pytest.approx(60.0)  # 4 x 10 s on 2 CPUs, x 3
+    assert estimate.estimate(even, {"CPU": 8.0}, 3).seconds == pytest.approx(30.0)  # one task each: the longest
+    skewed = [estimate.Task(1e9, 100.0, 1.0, 0.0)] + [estimate.Task(1e9, 1.0, 1.0, 0.0)] * 3
+    assert estimate.estimate(skewed, {"CPU": 2.0}, 1).seconds == pytest.approx(100.0)
+    halves = [estimate.Task(1e9, 10.0, 1.0, 0.5)] * 4  # two to a GPU, on 1 GPU: the GPU is the bound
+    e = estimate.estimate(halves, {"CPU": 16.0, "GPU": 1.0}, 2)
+    assert e.on_gpu and e.seconds == pytest.approx(40.0) and e.flops == pytest.approx(8e9)
+
+
+def test_cpu_throughput_is_the_measured_points_and_grows_with_the_layers():
+    for step, rate in estimate.CPU_FLOPS:
+        assert estimate.cpu_flops(step) == pytest.approx(rate)
+    rates = [estimate.cpu_flops(10.0 ** k) for k in range(6, 14)]
+    assert rates == sorted(rates)
+    assert rates[0] == pytest.approx(estimate.CPU_FLOPS[0][1]) and rates[-1] == pytest.approx(estimate.CPU_FLOPS[-1][1])
+
+
+def _estimate_lines(preset: str, total: dict[str, float], overrides: tuple[str, ...] = ()) -> list[str]:
+    cfg = config.load(preset, list(overrides))
+    n_images = 2048 if cfg.data.source == "demo" else 50_000
+    members = population.initial_population(cfg)
+    cap = Capacity(total)
+    tasks = [estimate.task(m.chromosome, cfg, n_images, task_resources(cfg, m.chromosome, cap)) for m in members]
+    return estimate.lines(estimate.estimate(tasks, total, cfg.evolve.generations), cfg, n_images)
+
+
+def test_the_demo_takes_minutes_and_cifar10_on_two_cpus_says_it_takes_hours_and_how_to_shrink_it():
+    demo = _estimate_lines("demo", {"CPU": 2.0})
+    assert len(demo) == 2 and "generation 0's 8 chromosomes" in demo[0] and "x 4 generations" in demo[0]
+    assert re.search(r"about \d+ (s|min) on 2 CPUs \(rough: 10-120 GFLOP/s a CPU", demo[1]), demo
+    cifar = _estimate_lines("cifar10", {"CPU": 2.0})
+    assert re.search(r"about \d+ days on 2 CPUs", cifar[1]), cifar
+    for key in ("evolve.population", "evolve.generations", "train.epochs", "data.subset", "train.steps_per_epoch",
+                "data.image_size"):
+        assert key in cifar[2]
+    gpus = _estimate_lines("cifar10", {"CPU": 64.0, "GPU": 8.0})
+    assert "on 8 GPUs (rough: 10 TFLOP/s a GPU, assumed" in gpus[1]
+    shrunk = _estimate_lines("cifar10", {"CPU": 64.0, "GPU": 8.0}, ("train.steps_per_epoch=5", "evolve.generations=2"))
+    assert len(shrunk) == 2  # no longer hours
+
+
+# --- the warnings ---------------------------------------------------------------------------------------------
+
+
+def _params(cfg: config.RunConfig) -> list[int]:
+    return [sum(genome.param_counts(ch)) for ch in population.space_sample(cfg)]
+
+
+@pytest.mark.parametrize("preset", config.PRESETS)
+def test_no_preset_saturates_its_size_term(preset):
+    cfg = config.load(preset)
+    assert fitness.scale_warning(_params(cfg), cfg.fitness) is None
+
+
+def test_a_scale_that_saturates_every_chromosome_warns_with_a_value_that_fixes_it():
+    cfg = config.load("demo", ["fitness.scale=1e9"])
+    params = _params(cfg)
+    text = fitness.scale_warning(params, cfg.fitness)
+    assert text.startswith("fitness.scale 1e+09 saturates the size term") and f"{max(params):,}" in text
+    fix = float(re.search(r"set fitness.scale=(\d+)", text).group(1))
+    assert fitness.scale_warning(params, dataclasses.replace(cfg.fitness, scale=fix)) is None
+    assert fitness.scale_warning(params, dataclasses.replace(cfg.fitness, kind="pareto")) is None  # ranks by params
+
+
+CHANCE = [(1.39, 0.69, "bce", 20_000), (1.35, 0.72, "bce", 60_000), (1.42, 0.66, "bce", 9_000)]
+
+
+def test_losses_that_count_for_nothing_against_size_warn_with_a_value_that_fixes_it():
+    ok = tiny_config().fitness
+    assert fitness.loss_warning(CHANCE, ok) is None  # bce near chance: 0.016 against at most 0.25
+    drowned = dataclasses.replace(ok, lam=0.001, gamma=0.999)
+    text = fitness.loss_warning(CHANCE, drowned)
+    assert text.startswith("in generation 0 the loss term") and "for all 3 chromosomes that trained" in text
+    fix = float(re.search(r"set fitness.scale=([\d.]+)", text).group(1))
+    assert fitness.loss_warning(CHANCE, dataclasses.replace(drowned, scale=fix)) is None
+    critics = [(60.0, -3.0, "wgan-gp", 2_000_000), (45.0, 2.0, "wgan-gp", 4_000_000)]  # |L_D| far from 0
+    assert "set fitness.scale=" in fitness.loss_warning(critics, config.load("v2").fitness)
+    assert fitness.loss_warning(CHANCE, dataclasses.replace(drowned, kind="quality")) is None  # no loss term
+
+
+# --- data, losses, wording ------------------------------------------------------------------------------------
+
+
+def _images(folder: Path, n: int = 2) -> None:
+    folder.mkdir(parents=True)
+    for i in range(n):
+        Image.new("RGB", (8, 8), (40 * i, 80, 120)).save(folder / f"{i}.png")
+
+
+def test_a_root_one_level_above_the_image_folder_warns_and_names_the_likely_root(tmp_path):
+    for c in ("cat", "dog", "owl"):
+        _images(tmp_path / "data" / "train" / c)
+    cfg = config.DataConfig(source="folder", root=str(tmp_path / "data"), image_size=8, cache_dir=str(tmp_path / "c"))
+    images = data.load(cfg, progress=False)
+    assert len(images.classes) == 1 and len(images.array) == 6
+    [warning] = images.warnings
+    assert "holds one class folder, train, which holds 3 folders (cat, dog, owl)" in warning
+    assert warning.endswith(f"set data.root={tmp_path / 'data' / 'train'}")
+    assert data.load(cfg, progress=False).warnings == images.warnings  # again from the cache
+    right = data.load(dataclasses.replace(cfg, root=str(tmp_path / "data" / "train")), progress=False)
+    assert len(right.classes) == 3 and right.warnings == ()
+    _images(tmp_path / "one" / "faces" / "2025")  # a single class with sub-folders and images of its own
+    _images(tmp_path / "one" / "faces" / "2026")
+    _images(tmp_path / "one" / "faces" / "top")
+    (tmp_path / "one" / "faces" / "top" / "0.png").rename(tmp_path / "one" / "faces" / "own.png")
+    assert data.load(dataclasses.replace(cfg, root=str(tmp_path / "one")), progress=False).warnings == ()
+
+
+def test_each_line_names_its_loss_where_the_run_mixes_losses():
+    assert population.run_losses(config.load("v2")) == {"bce", "wgan-gp", "hinge"}
+    assert population.run_losses(config.load("demo")) == {"bce"}
+    assert population.run_losses(config.load("v2", ["space.losses=[hinge]", "space.label_smoothing=[false]"])) == \
+        {"hinge"}
+    assert population.run_losses(config.load("dcgan", ["space.losses=[hinge]", "space.label_smoothing=[false]"])) \
+        == {"hinge", "bce"}  # the DCGAN seed trains with bce
+    row = {"chromosome_id": "abc", "loss": "hinge", "status": "ok", "fitness": 0.5, "d_loss": 1.0, "g_loss": 0.5,
+           "params_g": 10, "params_d": 20, "train_seconds": 1.0, "images_per_second": 100.0, "device": "cpu"}
+    assert progress.task_line(0, 1, 4, row, name_loss=True).startswith("gen 0 [1/4] abc hinge fitness 0.5000")
+    assert progress.task_line(0, 1, 4, row).startswith("gen 0 [1/4] abc fitness 0.5000")
+
+
+@pytest.mark.parametrize("completed, logged", [(0, "no generation is logged yet"), (1, "generation 0 is logged"),
+                                               (3, "generations 0-2 are logged")])
+def test_a_stopped_run_says_what_is_logged_in_one_wording(tmp_path, capsys, completed, logged):
+    cfg = tiny_config()
+    pop = population.initial_population(cfg)
+    save_state(tmp_path, RunState((pop,) * (completed + 1), completed=completed), cfg.seed)
+    assert cli._stopped_by(tmp_path, OSError(errno.ENOSPC, "No space", str(tmp_path / "f"))) == 2
+    assert f"stopped: {logged} in {tmp_path};" in capsys.readouterr().err
+
+
+def test_every_config_key_is_where_run_help_says_readme_documents_it():
+    readme = (REPO / "README.md").read_text()
+    sections = {s.splitlines()[0][3:]: s for s in re.split(r"\n(?=## )", readme)[1:]}
+    keys = [(k, "seed-v1") for k in config.flat(config.RunConfig())]
+    keys += [(f"space.{f.name}", "v2") for f in dataclasses.fields(config.SpaceV2)]
+    for key, space in keys:
+        where = config.documented_in(key, space)
+        assert len(where) == 1, (key, where)
+        text, name = sections[where[0]], key.rpartition(".")[2]
+        assert any(form in text for form in (key, f"`{name}`", f"{name}:")), (key, where[0])
+
+
+# --- the CLI, as a user runs it -------------------------------------------------------------------------------
+
+
+def test_bare_neuroevo_prints_the_help_and_version_prints_the_version():
+    bare = neuroevo()
+    assert bare.returncode == 0 and bare.stdout.startswith("usage: neuroevo") and "run an evolution" in bare.stdout
+    version = neuroevo("--version")
+    assert version.returncode == 0 and re.fullmatch(r"neuroevo \d+\.\d+\.\d+\n", version.stdout)
+
+
+def test_run_help_lists_the_sections_and_where_each_key_is_documented():
+    p = neuroevo("run", "--help")
+    assert p.returncode == 0
+    text = " ".join(p.stdout.split())
+    assert "the sections data, space, train, fitness, evolve, resources, quality" in text
+    for section, patterns in config.DOCUMENTED:
+        assert section in text and all(pattern in text for pattern in patterns)
+    assert "--resume RUN_DIR continue a stopped run, OUT_DIR/RUN_ID" in text
+    helps = {"query": "RUN_DIR one or more runs' directories, each OUT_DIR/RUN_ID"}
+    for command in ("best", "report", "sample", "score", "query"):
+        expected = helps.get(command, "RUN_DIR a run's directory, OUT_DIR/RUN_ID")
+        assert expected in " ".join(neuroevo(command, "--help").stdout.split()), command
+
+
+def test_an_enum_value_that_is_not_allowed_is_one_line_naming_the_allowed_values(tmp_path):
+    p = neuroevo("run", "--set", "data.in_memory=maybe", "--set", f"out_dir={tmp_path}/runs", cwd=tmp_path)
+    assert p.returncode == 2 and p.stdout == ""
+    assert p.stderr == "neuroevo: error: data.in_memory: expected true, false or 'auto', got 'maybe'\n"
+
+
+def test_a_tiny_run_warns_before_and_after_generation_0_and_prints_the_next_commands(tmp_path):
+    cfg = tmp_path / "tiny.yaml"
+    cfg.write_text(yaml.safe_dump(tiny_dict(fitness={"scale": 1e9, "lam": 0.001, "gamma": 0.999},
+                                            evolve={"population": 2, "generations": 1, "elite_fraction": 0.5})))
+    p = neuroevo("run", cfg, "--quiet", "--set", f"out_dir={tmp_path}/runs", "--set", "run_id=w", cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    warnings = [line for line in p.stderr.splitlines() if line.startswith("warning: ")]
+    assert len(warnings) == 2, p.stderr
+    assert warnings[0].startswith("warning: fitness.scale 1e+09 saturates the size term")
+    assert warnings[1].startswith("warning: in generation 0 the loss term") and "set fitness.scale=" in warnings[1]
+    out = p.stdout
+    assert out.index("estimate: ") < out.index("gen 0: best")  # before the first task's result
+    assert "estimate: about " in out and "generation 0's 2 chromosomes" in out
+    run_dir = tmp_path / "runs" / "w"
+    for command in (f"neuroevo best {run_dir}", f"neuroevo report {run_dir}", f"neuroevo query {run_dir}",
+                    f"neuroevo sample {run_dir} --out grid.png"):
+        assert command in out
