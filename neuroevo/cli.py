@@ -207,13 +207,9 @@ def _json_value(v: object) -> object:
 
 def _best(run_dir: str) -> tuple[pd.DataFrame, pd.Series]:
     """The run's logs and its fittest row."""
-    from neuroevo import query, report
+    from neuroevo import api
 
-    df = query.load_runs([run_dir])
-    row = report.best(df)
-    if row is None:
-        raise InputError(f"{run_dir}: none of its {len(df)} chromosomes has trained successfully yet")
-    return df, row
+    return api.best_of(run_dir)
 
 
 def cmd_best(args: argparse.Namespace) -> int:
@@ -234,30 +230,11 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
-    from PIL import Image
+    from neuroevo import api
 
-    from neuroevo import report
-    from neuroevo.train import WeightsError
-
-    if args.n > report.MAX_SAMPLES:
-        raise InputError(f"--n: {args.n:,} images is more than one grid holds (at most {report.MAX_SAMPLES:,})")
-    out = Path(args.out)
-    if out.suffix.lower() not in Image.registered_extensions():
-        raise InputError(f"--out: {out} has no image file extension (e.g. .png, .jpg)")
-    generation = args.generation if args.generation is not None else int(_best(args.run_dir)[1].generation)
-    weights = rundir.best_weights(args.run_dir, generation)
-    if not weights.is_file():
-        saved = rundir.best_generations(args.run_dir)
-        raise InputError(f"--generation: {weights} does not exist (saved: {', '.join(map(str, saved)) or 'none'})")
-    out.parent.mkdir(parents=True, exist_ok=True)  # a missing folder is made; one that cannot be fails here
-    if not os.access(out.parent, os.W_OK):  # before the images are drawn (also a read-only mount, for root)
-        raise InputError(f"--out: {out.parent} is not writable (read-only file system or no permission)")
-    try:
-        ch = report.sample(weights, args.n, args.seed, out)
-    except WeightsError as e:
-        raise InputError(str(e)) from None
-    print(f"{out}: {args.n} samples of {ch.image_channels}x{ch.image_size}x{ch.image_size} from chromosome {ch.id} "
-          f"(generation {generation}, seed {args.seed})")
+    ch, generation, _ = api.Result(Path(args.run_dir)).draw(args.n, args.seed, args.out, args.generation)
+    print(f"{Path(args.out)}: {args.n} samples of {ch.image_channels}x{ch.image_size}x{ch.image_size} from chromosome "
+          f"{ch.id} (generation {generation}, seed {args.seed})")
     return 0
 
 

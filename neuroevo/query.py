@@ -51,18 +51,23 @@ def dataset(run_dirs: Sequence[str | Path]) -> ds.FileSystemDataset:
         raise QueryError("no run directory given")
     fragments, filesystem = [], None
     for run_dir in run_dirs:
-        run = Path(run_dir)
-        if not run.is_dir():
-            raise QueryError(f"{run}: no such run directory")
-        generations = rundir.generations_dir(run)
-        if not generations.is_dir():
-            raise QueryError(f"{run}: no generations logged (expected {generations})")
-        found = ds.dataset(generations, format=_FORMAT, partitioning=_PARTITIONING, schema=SCHEMA)
+        found = ds.dataset(logged_run(run_dir), format=_FORMAT, partitioning=_PARTITIONING, schema=SCHEMA)
         filesystem = found.filesystem
         for f in found.get_fragments():
             where = f.partition_expression & (ds.field("run_dir") == str(run_dir))
             fragments.append(_FORMAT.make_fragment(f.path, filesystem, partition_expression=where))
     return ds.FileSystemDataset(fragments, SCHEMA, _FORMAT, filesystem)
+
+
+def logged_run(run_dir: str | Path) -> Path:
+    """The run's generations folder; QueryError for a missing run directory, or one that has logged nothing."""
+    run = Path(run_dir)
+    if not run.is_dir():
+        raise QueryError(f"{run}: no such run directory")
+    generations = rundir.generations_dir(run)
+    if not generations.is_dir():
+        raise QueryError(f"{run}: no generations logged (expected {generations})")
+    return generations
 
 
 def load_runs(run_dirs: Sequence[str | Path], columns: Sequence[str] | None = None, where: str | None = None,
