@@ -14,10 +14,11 @@ import signal
 import socket
 import sys
 import tempfile
+import threading
 from pathlib import Path
 
 RETRY_GCS_WAIT_S = 120  # the second start's wait for the GCS port (Ray's default: 30 s)
-_log: dict = {}  # the capture in force: "path" and the "terminal" fd
+_log: dict = {}  # the capture in force: "path", the "terminal" fd and the "stderr" it replaced
 
 
 class ClusterError(Exception):
@@ -39,8 +40,9 @@ def capture_log() -> Path:
     terminal = os.dup(2)
     os.dup2(fd, 2)
     os.close(fd)
-    sys.stderr = os.fdopen(terminal, "w", buffering=1, closefd=False)
-    _log.update(path=Path(path), terminal=terminal)
+    _log.update(path=Path(path), terminal=terminal, stderr=sys.stderr)
+    if _is_fd_2(sys.stderr):  # a notebook's sys.stderr is no file descriptor, and stays as it is
+        sys.stderr = os.fdopen(terminal, "w", buffering=1, closefd=False)
     return Path(path)
 
 
@@ -62,10 +64,25 @@ def release_log() -> None:
         sys.stderr.flush()
         os.dup2(_log["terminal"], 2)
         os.close(_log["terminal"])
-        sys.stderr = sys.__stderr__
+        sys.stderr = _log["stderr"]
         if _log["path"].name.startswith("neuroevo-ray-") and not _log.get("named"):
             _log["path"].unlink(missing_ok=True)
         _log.clear()
+
+
+def _is_fd_2(stream: object) -> bool:
+    try:
+        return stream.fileno() == 2
+    except (AttributeError, OSError, ValueError):
+        return False
+
+
+def on_signals(handler: object, *signums: int) -> None:
+    """SIGINT's and SIGTERM's handler (or those of `signums`); only the main thread may set one, elsewhere nothing
+    changes."""
+    if threading.current_thread() is threading.main_thread():
+        for signum in signums or (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, handler)
 
 
 def _quiet_ray_loggers() -> None:
@@ -167,8 +184,7 @@ def stop() -> None:
 
     SIGINT and SIGTERM are ignored from here on: a second Ctrl-C must not cut the shutdown short.
     """
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    on_signals(signal.SIG_IGN)
     if "ray" not in sys.modules:
         return
     import ray

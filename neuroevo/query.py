@@ -50,13 +50,19 @@ def dataset(run_dirs: Sequence[str | Path]) -> ds.FileSystemDataset:
     if not run_dirs:
         raise QueryError("no run directory given")
     for run_dir in run_dirs:
-        run = Path(run_dir)
-        if not run.is_dir():
-            raise QueryError(f"{run}: no such run directory")
-        generations = rundir.generations_dir(run)
-        if not generations.is_dir():
-            raise QueryError(f"{run}: no generations logged (expected {generations})")
+        logged_run(run_dir)
     return logs.dataset([(Path(d), ds.field("run_dir") == str(d)) for d in run_dirs], SCHEMA)
+
+
+def logged_run(run_dir: str | Path) -> Path:
+    """The run's generations folder; QueryError for a missing run directory, or one that has logged nothing."""
+    run = Path(run_dir)
+    if not run.is_dir():
+        raise QueryError(f"{run}: no such run directory")
+    generations = rundir.generations_dir(run)
+    if not generations.is_dir():
+        raise QueryError(f"{run}: no generations logged (expected {generations})")
+    return generations
 
 
 def load_runs(run_dirs: Sequence[str | Path], columns: Sequence[str] | None = None, where: str | None = None,

@@ -15,6 +15,7 @@ import math
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -28,6 +29,9 @@ from neuroevo import architecture, config, data, query, ranking, rundir
 from neuroevo.architecture import Layer, Plan
 from neuroevo.genome import Genome, Optimiser, from_json
 from neuroevo.rundir import best_dir
+
+if TYPE_CHECKING:
+    import torch
 
 ELITES_SHOWN = 40
 
@@ -512,13 +516,11 @@ MAX_SAMPLES = 10_000  # images in one `sample` grid: 100 x 100, 6602 px square a
 SAMPLE_BATCH = 256  # images through G at once: the activations of one batch, not of all n, are in memory
 
 
-def sample(weights: Path, n: int, seed: int, out: Path) -> Genome:
-    """n images from a saved generator, as one grid image (rows of ceil(sqrt(n)), 2 px padding, torchvision's
-    save_image), G drawing SAMPLE_BATCH images at a time. Raises train.WeightsError for a file that is not a
-    neuroevo generator's weights."""
+def draw(weights: Path, n: int, seed: int) -> tuple[Genome, torch.Tensor]:
+    """n images from a saved generator, n x C x H x W in G's output range (architecture.plan(ch).output_range), G
+    drawing SAMPLE_BATCH images at a time. Raises train.WeightsError for a file that is not a neuroevo generator's
+    weights."""
     import torch
-    import torchvision.utils as vutils
-    from PIL import Image
 
     from neuroevo.model import noise
     from neuroevo.train import load_generator
@@ -526,10 +528,24 @@ def sample(weights: Path, n: int, seed: int, out: Path) -> Genome:
     ch, G = load_generator(Path(weights))
     z = noise(ch, n, generator=torch.Generator().manual_seed(seed))  # all at once: the same noise at any batch size
     with torch.no_grad():  # a batch at a time: only one batch's activations in memory
-        images = torch.cat([G(z[i:i + SAMPLE_BATCH]) for i in range(0, n, SAMPLE_BATCH)])  # n x C x H x W
+        return ch, torch.cat([G(z[i:i + SAMPLE_BATCH]) for i in range(0, n, SAMPLE_BATCH)])
 
-    image = io.BytesIO()  # then written atomically: a full disk leaves no half an image
+
+def save_grid(ch: Genome, images: torch.Tensor, out: Path) -> None:
+    """The images as one grid image (rows of ceil(sqrt(n)), 2 px padding, torchvision's save_image), written
+    atomically: a full disk leaves no half an image."""
+    import torchvision.utils as vutils
+    from PIL import Image
+
+    image = io.BytesIO()
     vutils.save_image(images, image, format=Image.registered_extensions()[out.suffix.lower()],
-                      nrow=math.ceil(math.sqrt(n)), normalize=True, value_range=architecture.plan(ch).output_range)
+                      nrow=math.ceil(math.sqrt(len(images))), normalize=True,
+                      value_range=architecture.plan(ch).output_range)
     rundir.write(out, image.getvalue())
+
+
+def sample(weights: Path, n: int, seed: int, out: Path) -> Genome:
+    """n images from a saved generator (draw), as one grid image (save_grid)."""
+    ch, images = draw(weights, n, seed)
+    save_grid(ch, images, Path(out))
     return ch

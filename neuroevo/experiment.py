@@ -1,0 +1,387 @@
+"""One experiment from start to end: the checks that need no Ray, the run on Ray, and Ray stopped whatever happens.
+
+Everything that can be wrong with the input is found before Ray starts: the config, the run directory, the data, and
+whether the search space yields chromosomes under max_params; each raises InputError, whose message is the one line
+that `neuroevo run` prints. `neuroevo run` (cli.py) and `neuroevo.run` (api.py) both run through `run`.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import signal
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+
+from neuroevo import cluster, config, data, genome, logs, rundir, tracking
+from neuroevo.state import RunState, StateError, load_checked
+from neuroevo.state import load as load_state
+from neuroevo.state import save as save_state
+
+
+def _say(line: str) -> None:
+    print(line, flush=True)  # each line as it happens, also into a pipe or a job's log
+
+
+class InputError(ValueError):
+    """Bad input, found before anything is trained or written: its message is one line naming the key, file, run
+    directory or cluster, and what was expected."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM stopped the run; raised once Ray is stopped. Every logged generation is kept.
+
+    signum: which signal; run_dir: the run's directory (None: stopped before it was known); logged: how many
+    generations are logged there (None: stopped before the run started, so nothing of it is)."""
+
+    def __init__(self, signum: int, run_dir: Path | None, logged: int | None):
+        super().__init__(signum)
+        self.signum, self.run_dir, self.logged = signum, run_dir, logged
+
+    def __str__(self) -> str:
+        if self.logged is None:
+            return "interrupted before the run started: nothing of it is logged"
+        return f"interrupted: {logged_text(self.logged)} in {self.run_dir}; the running one was stopped"
+
+
+def logged_text(completed: int) -> str:
+    """What of a stopped run is logged: 'no generation is logged yet', 'generation 0 is logged', 'generations 0-3
+    are logged'."""
+    return ("no generation is logged yet" if not completed else "generation 0 is logged" if completed == 1
+            else f"generations 0-{completed - 1} are logged")
+
+
+class FileSystemFault(Exception):
+    """A file-system fault of the machine (a full disk, a read-only mount, a path in the way) stopped the run; raised
+    once Ray is stopped, from the OSError. Its message is `PATH: what is wrong`; run_dir is None where nothing of the
+    run is left (a new run that had trained nothing is removed), else `logged` generations are logged there."""
+
+    def __init__(self, message: str, run_dir: Path | None, logged: int):
+        super().__init__(message)
+        self.run_dir, self.logged = run_dir, logged
+
+
+# A file-system error that the machine, not neuroevo, causes: a full disk, a read-only mount, a path in the way.
+FILE_SYSTEM_FAULTS = {
+    errno.ENOSPC: "no space left on the device",
+    errno.EDQUOT: "disk quota exceeded",
+    errno.EROFS: "the file system is read-only",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "operation not permitted",
+    errno.ENOTDIR: "a part of the path is a file, not a folder",
+    errno.EISDIR: "is a folder, not a file",
+    errno.EEXIST: "is in the way: a file where a folder should be",
+    errno.ENAMETOOLONG: "the name is too long",
+    errno.EFBIG: "the file is too large for the file system",
+}
+
+
+def file_system_fault(e: OSError) -> str | None:
+    """`PATH: what is wrong` for an environment's file-system fault; None for any other OSError (a bug: traceback)."""
+    if e.errno not in FILE_SYSTEM_FAULTS or not e.filename:
+        return None
+    return f"{e.filename}: {FILE_SYSTEM_FAULTS[e.errno]}"
+
+
+@dataclass(frozen=True)
+class Request:
+    """What to run, and where: `neuroevo run`'s arguments."""
+    config: str | None = None  # a YAML file or a preset; None: demo, or with resume the run's own config
+    overrides: tuple[str, ...] = ()  # "key=value", the value read as YAML
+    resume: str | None = None  # a run directory to continue
+    address: str | None = None  # a Ray cluster to join (else $RAY_ADDRESS, else a private local one)
+    dashboard: bool = False
+    connect_timeout: float = 30.0
+    verbose: bool = False  # Ray's own output on the terminal, not in RUN_DIR/ray.log
+    quiet: bool = False  # one line per generation (progress.py)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    run_dir: Path
+    trained: bool  # False: every generation was logged already (a finished run resumed), nothing ran
+
+
+@dataclass(frozen=True)
+class Prepared:
+    cfg: config.RunConfig
+    run_id: str
+    run_dir: Path
+    images: data.Images
+    state: RunState | None  # None: a new run
+    redo: tuple[int, ...]  # logged generations to train again (damaged files)
+    reference: object | None  # quality.Reference of the images, with quality.evaluate on
+
+
+def run(request: Request, say: Callable[[str], None] = _say) -> Outcome:
+    """Check the input, then train every generation not yet logged, on the cluster joined or a private one.
+
+    `say` takes the lines printed at start (the run, its resolved config, its data). Raises InputError (before Ray
+    starts), Interrupted (Ctrl-C or SIGTERM, from the start on; Ray stopped first), FileSystemFault, or
+    rundir.ClaimError's message as InputError. On return or raise, SIGINT and SIGTERM are ignored (a second Ctrl-C
+    must not cut the stopping short): a caller that goes on restores its own handlers.
+    """
+    _received.clear()
+    cluster.on_signals(_interrupt)
+    try:
+        p = _prepare(request, say)
+    except KeyboardInterrupt as e:
+        raise _interrupted(None, e) from None
+    cfg, run_dir = p.cfg, p.run_dir
+    if p.state is not None and p.state.completed >= cfg.evolve.generations and not p.redo:
+        say(f"{run_dir}: all {cfg.evolve.generations} generations are already logged")
+        return Outcome(run_dir, trained=False)
+    if not request.verbose:
+        cluster.capture_log()
+    interrupted, fault, claim = None, None, None
+    try:
+        verb = f"resuming at generation {p.state.completed if p.state else 0}" if request.resume else "run"
+        say(f"neuroevo {verb} {p.run_id} (seed {cfg.seed})")
+        say(config.to_yaml(cfg).removesuffix("\n"))
+        shared = data.for_tasks(p.images, cfg.data)
+        print_data(p.images, shared, say)
+        _init_ray(request)
+        from neuroevo import capacity, evolve, progress, task  # Ray loads only once the input is known to be good
+
+        say(task.describe_request(cfg, capacity.read()))
+
+        with rundir.claim(run_dir, new=not request.resume):
+            cluster.keep_log(rundir.ray_log(run_dir))
+            _write_run_files(p, shared, bool(request.resume))
+            progress.set_quiet(request.quiet)
+            evolve.evolve(cfg, p.run_id, run_dir, shared, p.state, p.redo, p.reference)
+    except KeyboardInterrupt as e:
+        interrupted = e
+    except rundir.ClaimError as e:
+        claim = e
+    except OSError as e:
+        if file_system_fault(e) is None:
+            raise
+        fault = e
+    finally:
+        cluster.stop()
+        cluster.release_log()
+    if interrupted is not None:
+        raise _interrupted(run_dir, interrupted) from None
+    if claim is not None:
+        raise InputError(str(claim)) from None
+    if fault is not None:
+        logged = load_state(run_dir).completed if rundir.state_file(run_dir).exists() else 0
+        raise FileSystemFault(file_system_fault(fault), run_dir if run_dir.is_dir() else None, logged) from fault
+    return Outcome(run_dir, trained=True)
+
+
+def load_config(request: Request) -> config.RunConfig:
+    if not request.resume:
+        return config.load(request.config, request.overrides)
+    saved = saved_config(Path(request.resume), restore=True)
+    # the run's own config, not its file through load's defaults: a key added since keeps the value the run had
+    requested = (config.load(request.config, request.overrides) if request.config
+                 else config.override(saved, request.overrides))
+    diffs = config.experiment_differences(saved, requested)
+    if diffs:
+        raise InputError(f"--resume: the config would change the experiment: {'; '.join(diffs)}")
+    return requested
+def saved_config(run_dir: Path, restore: bool) -> config.RunConfig:
+    """A run's config.yaml, read strictly and checked against the copy in its newest generation file.
+
+    A damaged config.yaml (missing, cut, empty, a key missing or unknown) is never completed from defaults: it is
+    replaced by the copy (restore: rewritten from it; else only used), or refused where the logs keep none. An
+    intact one that differs from the copy in a key that changes the experiment was edited by hand: refused.
+    """
+    path, who = rundir.config_file(run_dir), "--resume: " if restore else ""
+    copy = logs.saved_config(run_dir)
+    if not path.exists() and copy is None:
+        raise InputError(f"{who}{path} not found; is {run_dir} a neuroevo run directory?")
+    try:
+        saved = config.load_saved(path)
+    except config.ConfigError as e:
+        damage = e
+    else:
+        if copy is not None:
+            diffs = config.experiment_differences(_copy_config(copy, who), saved)
+            if diffs:
+                raise InputError(f"{who}{path} differs from the run's own copy in {copy[0]}: {'; '.join(diffs)}; "
+                                 f"undo the edit, or delete {path.name} to restore it from the copy")
+        return saved
+    if copy is None:
+        if not rundir.state_file(run_dir).exists() and not any(rundir.generations_dir(run_dir).glob("*/*.parquet")):
+            raise InputError(f"{who}{damage}; no generation is logged yet, so nothing was trained: start a new run "
+                             f"(delete {run_dir} to use its run_id again)")
+        raise InputError(f"{who}{damage}; the run's logs keep no copy of its config (written by an older "
+                         f"neuroevo): repair {path.name} by hand with the values the run used")
+    cfg = _copy_config(copy, who)
+    if restore:
+        try:
+            rundir.write(path, copy[1])
+        except OSError as e:
+            raise InputError(f"{who}{path}: cannot be restored ({e.strerror or type(e).__name__})") from None
+    print(f"{'resume' if restore else 'score'}: {damage}; {'restored it from' if restore else 'using'} the copy kept in "
+          f"{copy[0]}", file=sys.stderr)
+    return cfg
+
+
+def _copy_config(copy: tuple[Path, str], who: str) -> config.RunConfig:
+    try:
+        return config.loads_saved(copy[1], f"the config copy in {copy[0]}")
+    except config.ConfigError as e:
+        raise InputError(f"{who}{e}") from None
+
+
+def _resume_plan(run_dir: Path, cfg: config.RunConfig) -> tuple[RunState | None, tuple[int, ...]]:
+    """The saved state, checked against the config and the logs, and the logged generations to train again: those
+    whose data file is damaged or does not hold their population, or whose best's files or elites' weights are
+    missing (training is deterministic, so the same rows and files come out again).
+
+    A run stopped before its first state was saved has trained nothing: it starts again from generation 0. A state
+    that the logs repair (state.load_checked) replaces state.json at once, the old one kept in discarded/.
+    """
+    if not rundir.state_file(run_dir).exists() and not rundir.generations_dir(run_dir).exists():
+        return None, ()
+    try:
+        state, repairs = load_checked(run_dir, cfg.evolve.population)
+    except StateError as e:
+        raise InputError(str(e)) from None
+    for repair in repairs:
+        print(f"resume: {repair}", file=sys.stderr)
+    if repairs:
+        saved = rundir.state_file(run_dir)
+        rundir.write(rundir.discarded_dir(run_dir) / f"{saved.name}-{datetime.now():%Y%m%d-%H%M%S}", saved.read_bytes())
+        save_state(run_dir, state, cfg.seed)
+    redo = []
+    for g in range(state.completed):
+        kept = [m.chromosome.id for m in state.population(g + 1) if m.born_generation <= g]
+        problem = logs.check_generation(run_dir, g, state.population(g)) or \
+            logs.check_saved(run_dir, g, kept if cfg.evolve.keep_weights else ())
+        if problem:
+            print(f"resume: {problem}; generation {g} will be trained again", file=sys.stderr)
+            redo.append(g)
+    return state, tuple(redo)
+
+
+def _set_aside(run_dir: Path, generations: tuple[int, ...]) -> None:
+    """Move what is damaged out of the dataset, into run_dir/discarded/, for inspection: the folder of each logged
+    generation to train again whose data is damaged (else its best's folder, when wrong), and the folder of a
+    generation still to train that holds more than its data file."""
+    if not rundir.state_file(run_dir).exists():
+        return
+    state = load_state(run_dir)
+    damaged = []
+    for g in generations:
+        if logs.check_generation(run_dir, g, state.population(g)):
+            damaged.append((rundir.generation_dir(run_dir, g), rundir.generation_dir(run_dir, g).name))
+        elif rundir.best_dir(run_dir, g).exists() and logs.check_saved(run_dir, g):
+            damaged.append((rundir.best_dir(run_dir, g), f"best-{rundir.best_dir(run_dir, g).name}"))
+    later = range(state.completed, max([state.completed, *rundir.logged_generations(run_dir)]) + 1)
+    damaged += [(rundir.generation_dir(run_dir, g), rundir.generation_dir(run_dir, g).name) for g in later
+                if logs.extra_files(run_dir, g)]
+    for folder, name in damaged:
+        aside = rundir.discarded_dir(run_dir) / f"{name}-{datetime.now():%Y%m%d-%H%M%S}"
+        aside.parent.mkdir(exist_ok=True)
+        folder.rename(aside)
+
+
+def _prepare(request: Request, say: Callable[[str], None]) -> Prepared:
+    """All checks that need no Ray: config, run directory, search space, data."""
+    try:
+        cfg = load_config(request)
+        tracking.check(cfg)
+    except (config.ConfigError, tracking.TrackingError) as e:
+        raise InputError(str(e)) from None
+    if request.resume:
+        run_dir = Path(request.resume)
+        run_id = run_dir.name
+    else:
+        run_id = cfg.run_id or f"{datetime.now():%Y%m%d-%H%M%S}-seed{cfg.seed}"
+        run_dir = Path(cfg.out_dir) / run_id
+        if run_dir.exists():
+            raise InputError(f"run_id: {run_dir} already exists; choose another run_id or out_dir, or --resume it")
+    try:
+        genome.sample(cfg.space, cfg.data.image_size, cfg.data.channels, np.random.default_rng(cfg.seed))
+    except genome.SpaceTooTight as e:
+        raise InputError(str(e)) from None
+    state, redo = _resume_plan(run_dir, cfg) if request.resume else (None, ())
+    images = load_data(cfg)
+    ref = reference(cfg, images, say) if cfg.quality.evaluate != "off" else None
+    return Prepared(cfg, run_id, run_dir, images, state, redo, ref)
+
+
+def reference(cfg: config.RunConfig, images: data.Images, say: Callable[[str], None] = _say) -> object:
+    """The real images' reference statistics for FID and KID: from beside the data cache, or computed there first
+    (once per cache; on this machine's GPU if it has one). Loads the Inception weights, so a missing or corrupt
+    file stops the run here."""
+    from neuroevo import quality
+
+    try:
+        ref = quality.reference(images, max_images=cfg.quality.reference_images, batch_size=cfg.quality.batch_size,
+                                device=quality.local_device(), weights=cfg.quality.extractor_weights,
+                                directory=data.cache_dir(cfg.data), progress=sys.stderr.isatty())
+    except quality.QualityError as e:
+        raise InputError(str(e)) from None
+    say(f"quality: reference statistics of {ref.count:,} real images ({ref.path or 'in memory'})")
+    sys.stdout.flush()
+    return ref
+
+
+def load_data(cfg: config.RunConfig) -> data.Images:
+    """The images from the data cache, prepared first (with a progress bar) if missing or stale."""
+    try:
+        images = data.load(cfg.data, cfg.seed, progress=sys.stderr.isatty())
+    except data.DataError as e:
+        raise InputError(str(e)) from None
+    if len(images.array) < cfg.space.batch_size:
+        raise InputError(f"data: {len(images.array)} images is fewer than one batch (space.batch_size={cfg.space.batch_size})")
+    return images
+
+
+def print_data(images: data.Images, shared: np.ndarray | data.Cache | None = None,
+               say: Callable[[str], None] = _say) -> None:
+    say(f"data: {images.description}")
+    for warning in images.warnings:
+        say(f"data: warning: {warning}")
+    if shared is not None:
+        say(f"data: tasks read the images from {data.record(images, shared)['tasks_read']}")
+        sys.stdout.flush()
+
+
+def _init_ray(request: Request) -> None:
+    """Join the cluster at --address or $RAY_ADDRESS, else start a private one (cluster.py); Ctrl-C and SIGTERM
+    stop the run from here on, as KeyboardInterrupt."""
+    try:
+        cluster.start(request.address, request.dashboard, request.connect_timeout, request.verbose)
+    except cluster.ClusterError as e:
+        raise InputError(str(e)) from None
+    cluster.on_signals(_interrupt, signal.SIGTERM)  # again: ray.init installs a handler of its own
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    cluster.on_signals(signal.SIG_IGN)  # a second Ctrl-C must not cut the stopping short
+    _received.append(signum)  # out of ray.get/ray.wait, Ray may raise a KeyboardInterrupt of its own instead
+    raise cluster.Interrupted(signum)  # SIGTERM (e.g. `ray job stop`) stops a run the way Ctrl-C does
+
+
+_received: list[int] = []
+
+
+def _write_run_files(p: Prepared, shared: np.ndarray | data.Cache | None, resume: bool) -> None:
+    """config.yaml (written once; on resume again only where an allowed change changed it), data.json; damaged
+    generations moved aside."""
+    path, text = rundir.config_file(p.run_dir), config.to_yaml(p.cfg)
+    if not (resume and path.is_file() and path.read_bytes() == text.encode("utf-8")):
+        rundir.write(path, text)
+    rundir.write(rundir.data_file(p.run_dir), json.dumps(data.record(p.images, shared), indent=1) + "\n")
+    _set_aside(p.run_dir, p.redo)
+
+
+def _interrupted(run_dir: Path | None, e: KeyboardInterrupt) -> Interrupted:
+    """What the interrupt stopped: the signal (Ctrl-C's SIGINT unless told otherwise), and what is logged."""
+    cluster.on_signals(signal.SIG_IGN)
+    signum = _received[0] if _received else getattr(e, "signum", signal.SIGINT)
+    if run_dir is None or not rundir.config_file(run_dir).is_file():
+        return Interrupted(signum, run_dir, None)
+    return Interrupted(signum, run_dir, load_state(run_dir).completed if rundir.state_file(run_dir).exists() else 0)
