@@ -330,6 +330,7 @@ DOCUMENTED = (
     ("Sample quality (FID and KID)", ("quality.*", "fitness.kind", "fitness.quality_metric", "fitness.fid_scale",
                                       "fitness.kid_scale", "evolve.seeds_per_chromosome", "train.keep")),
     ("Failures, interrupts and resuming", ("train.timeout_s", "train.max_loss")),
+    ("Querying and reporting", ("tracking.*",)),
     ("Clusters", ("resources.*",)),
     ("Performance", ("evolve.dispatch", "evolve.mode", "train.bf16", "train.channels_last", "train.data_on_gpu",
                      "train.cudnn_benchmark", "train.compile")),

@@ -4,7 +4,6 @@ fitness cannot rank, a data root one level too high, the loss on each line, the 
 from __future__ import annotations
 
 import dataclasses
-import errno
 import re
 from pathlib import Path
 
@@ -12,10 +11,8 @@ import pytest
 import yaml
 from PIL import Image
 
-from neuroevo import cli, config, data, estimate, fitness, genome, population, progress
+from neuroevo import cli, config, data, estimate, experiment, fitness, genome, population, progress
 from neuroevo.capacity import Capacity
-from neuroevo.state import RunState
-from neuroevo.state import save as save_state
 from neuroevo.task import task_resources
 from tests.conftest import REPO, neuroevo, tiny_config, tiny_dict
 
@@ -149,11 +146,12 @@ def test_each_line_names_its_loss_where_the_run_mixes_losses():
 @pytest.mark.parametrize("completed, logged", [(0, "no generation is logged yet"), (1, "generation 0 is logged"),
                                                (3, "generations 0-2 are logged")])
 def test_a_stopped_run_says_what_is_logged_in_one_wording(tmp_path, capsys, completed, logged):
-    cfg = tiny_config()
-    pop = population.initial_population(cfg)
-    save_state(tmp_path, RunState((pop,) * (completed + 1), completed=completed), cfg.seed)
-    assert cli._stopped_by(tmp_path, OSError(errno.ENOSPC, "No space", str(tmp_path / "f"))) == 2
+    fault = experiment.FileSystemFault(f"{tmp_path / 'f'}: no space left on the device", tmp_path, completed)
+    assert cli._stopped_by(fault) == 2
     assert f"stopped: {logged} in {tmp_path};" in capsys.readouterr().err
+    interrupted = experiment.Interrupted(2, tmp_path, completed)
+    assert cli._interrupted(interrupted) == 130
+    assert f"interrupted: {logged} in {tmp_path};" in capsys.readouterr().err
 
 
 def test_every_config_key_is_where_run_help_says_readme_documents_it():
