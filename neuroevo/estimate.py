@@ -103,8 +103,8 @@ def lines(e: Estimate, cfg: RunConfig, n_images: int | None, resumed: bool = Fal
     out.append(f"estimate: about {duration(e.seconds)} on {where} (rough: {rate}; training only)")
     if e.seconds >= LONG_SECONDS:
         images = f"{n_images:,} images" if n_images is not None else "all"
-        out.append(f"estimate: that takes hours ({duration(e.seconds)}) here; each of these cuts it about in "
-                   f"proportion: evolve.generations "
+        out.append(f"estimate: {duration(e.seconds)} is a long run; each of these cuts it about in proportion: "
+                   f"evolve.generations "
                    f"(now {cfg.evolve.generations}), train.epochs ({cfg.train.epochs}), train.steps_per_epoch "
                    f"({cfg.train.steps_per_epoch or 'null'}) or data.subset ({images}), evolve.population "
                    f"({cfg.evolve.population}); data.image_size ({cfg.data.image_size}) about with its square")
