@@ -285,9 +285,14 @@ def pareto_figure(df: pd.DataFrame) -> Figure:
     _by_generation(fig, ax, size, loss, ok["generation"])
     _front(ax, size, loss)
     top = best(df)
-    ax.scatter([top.params_g + top.params_d], [combined_loss(top.d_loss, top.g_loss)], marker="*", s=200,
-               color="C1", edgecolors="0.2", linewidths=0.5, zorder=3, label=f"best fitness ({top.chromosome_id})")
+    if top.d_loss > 0 and top.g_loss > 0:
+        ax.scatter([top.params_g + top.params_d], [combined_loss(top.d_loss, top.g_loss)], marker="*", s=200,
+                   color="C1", edgecolors="0.2", linewidths=0.5, zorder=3, label=f"best fitness ({top.chromosome_id})")
+    left_out = int((df["status"] == "ok").sum()) - len(ok)
     _size_axis(ax)
+    if left_out:  # hinge and wgan-gp losses can be negative: their combination is no loss to plot
+        ax.set_xlabel(f"{ax.get_xlabel()}\n({left_out} of {left_out + len(ok)} trained chromosomes not shown: "
+                      f"a loss <= 0)")
     _legend_below(fig)
     return fig
 

@@ -179,6 +179,16 @@ def test_generations_are_discrete_colours_and_legends_cover_no_data(history):
     assert [t for t in one.axes[0].get_xticks() if lo <= t <= hi] == [0]  # whole generations, also for one
 
 
+def test_pareto_leaves_out_and_counts_chromosomes_whose_loss_is_not_positive(history):
+    ok = history[history.status == "ok"]
+    assert (ok.d_loss > 0).all() and (ok.g_loss > 0).all()  # bce
+    assert "not shown" not in report.pareto_figure(history).axes[0].get_xlabel()
+    negative = history.copy()
+    negative.loc[ok.index[0], "g_loss"] = -0.3  # as a hinge loss can be
+    (ax,) = report.pareto_figure(negative).axes[:1]
+    assert f"(1 of {len(ok)} trained chromosomes not shown: a loss <= 0)" in ax.get_xlabel()
+
+
 def test_every_file_of_a_run_is_a_path_of_rundir_and_none_is_left_half_written(run_dir):
     written = report.write_report(run_dir, rundir.report_dir(run_dir))
     expected = {rundir.config_file(run_dir), rundir.data_file(run_dir), rundir.state_file(run_dir),
