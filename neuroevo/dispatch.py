@@ -19,7 +19,7 @@ import dataclasses
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Iterator, Mapping
 
 import ray
 
@@ -81,6 +81,24 @@ class _Task:
     seed: int
     artifacts: ray.ObjectRef
     resources: dict[str, float]
+
+
+WAIT_SECONDS = 0.2  # how long finished() waits for more tasks before handing out those in: the progress lag
+
+
+def finished(pending: Mapping[ray.ObjectRef, Any], timeout: float = WAIT_SECONDS) -> Iterator[ray.ObjectRef]:
+    """The refs of `pending` as their tasks finish, until `pending` is empty; those that finished by the same
+    wait in the order of `pending`. The caller removes each ref it is given, and may add new ones meanwhile.
+
+    One ray.wait over all the refs hands out every one finished by then (waiting up to `timeout` for the rest),
+    so the driver's work is one pass over `pending` per wait, not per finished task."""
+    while pending:
+        refs = list(pending)
+        ready, _ = ray.wait(refs, num_returns=len(refs), timeout=timeout, fetch_local=False)
+        done = set(ready)
+        for ref in refs:
+            if ref in done and ref in pending:
+                yield ref
 
 
 def dispatch_order(cfg: RunConfig, population: tuple[Member, ...], n_images: int | None) -> list[Member]:
@@ -180,17 +198,16 @@ def run_generation(cfg: RunConfig, run_id: str, run_dir: Path, generation: int, 
     cap = capacity.read()
     pending = dict(_submit(cfg, run_dir, generation, m, images_ref, task_resources(cfg, m.chromosome, cap),
                            reference) for m in dispatch_order(cfg, population, n_images))
-    finished: dict[Member, Trained] = {}
+    trained: dict[Member, Trained] = {}
     bar = progress.GenerationBar(generation, len(population), name_loss=len(run_losses(cfg)) > 1)
     try:
-        while pending:
-            [done], _ = ray.wait(list(pending), num_returns=1)
+        for done in finished(pending):
             t = _collect(cfg, run_id, done, pending.pop(done))
-            finished[t.member] = t
+            trained[t.member] = t
             bar.task_done(t.row)
     finally:  # on Ctrl-C the running tasks are left to Ray's shutdown (see evolve.py)
         bar.close()
-    return finish_generation(cfg, run_dir, generation, [finished[m] for m in population], reference, cap)
+    return finish_generation(cfg, run_dir, generation, [trained[m] for m in population], reference, cap)
 
 
 @dataclass
@@ -233,23 +250,26 @@ class SteadyState(Generational):
     def run_generation(self, generation: int, population: tuple[Member, ...]) -> list[Trained]:
         """Generation `generation`, whose population is now known: trained and logged as run_generation does."""
         self._settle(generation, population)
-        finished = self.finished.setdefault(generation, {})
+        done_here = self.finished.setdefault(generation, {})
         cap = capacity.read()
         try:
-            while len(finished) < len(population):
+            if len(done_here) < len(population):
                 self._fill(generation, cap)
-                [done], _ = ray.wait(list(self.running), num_returns=1)
-                task = self.running.pop(done)
-                t = _collect(self.cfg, self.run_id, done, task)
-                self.finished.setdefault(task.generation, {})[t.member] = t
-                self._bar(task.generation).task_done(t.row)
+                for ref in finished(self.running):
+                    task = self.running.pop(ref)
+                    t = _collect(self.cfg, self.run_id, ref, task)
+                    self.finished.setdefault(task.generation, {})[t.member] = t
+                    self._bar(task.generation).task_done(t.row)
+                    if len(done_here) == len(population):
+                        break
+                    self._fill(generation, cap)
         except KeyboardInterrupt:
             for bar in self.bars.values():
                 bar.close()
             raise
         self._bar(generation).close()
         del self.finished[generation], self.started[generation], self.bars[generation]
-        return finish_generation(self.cfg, self.run_dir, generation, [finished[m] for m in population],
+        return finish_generation(self.cfg, self.run_dir, generation, [done_here[m] for m in population],
                                  self.reference, cap)
 
     def _bar(self, generation: int) -> progress.GenerationBar:
