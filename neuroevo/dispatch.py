@@ -16,6 +16,8 @@ generator are written.
 from __future__ import annotations
 
 import dataclasses
+import heapq
+import itertools
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -241,7 +243,10 @@ class SteadyState(Generational):
     """
 
     running: dict[ray.ObjectRef, _Task] = field(default_factory=dict)
-    queued: list[tuple[int, int, Member]] = field(default_factory=list)  # (generation, place in dispatch order, member)
+    # a heap of (generation, place in dispatch order, when queued, member): earliest generation first, then
+    # cfg.evolve.dispatch, then queue order
+    queued: list[tuple[int, int, int, Member]] = field(default_factory=list)
+    serial: Iterator[int] = field(default_factory=itertools.count)  # "when queued"
     started: dict[int, set[Member]] = field(default_factory=dict)  # queued, running or finished
     finished: dict[int, dict[Member, Trained]] = field(default_factory=dict)
     horizon: int = -1  # the last generation whose known members are queued
@@ -283,7 +288,7 @@ class SteadyState(Generational):
         for place, m in enumerate(dispatch_order(self.cfg, members, self.n_images)):
             if m not in started:
                 started.add(m)
-                self.queued.append((generation, place, m))
+                heapq.heappush(self.queued, (generation, place, next(self.serial), m))
         self.horizon = max(self.horizon, generation)
 
     def _settle(self, generation: int, population: tuple[Member, ...]) -> None:
@@ -292,7 +297,8 @@ class SteadyState(Generational):
         if wrong:
             print(f"steady_state: {len(wrong)} chromosome(s) started early are not in generation {generation}; "
                   "their training is discarded", file=sys.stderr)
-            self.queued = [q for q in self.queued if not (q[0] == generation and q[2] in wrong)]
+            self.queued = [q for q in self.queued if not (q[0] == generation and q[3] in wrong)]
+            heapq.heapify(self.queued)
             for ref, task in list(self.running.items()):
                 if task.generation == generation and task.member in wrong:
                     del self.running[ref]
@@ -313,10 +319,10 @@ class SteadyState(Generational):
                     return
                 self._queue(ahead, early_members(self.cfg, ahead))
                 continue
-            item = min(self.queued, key=lambda q: q[:2])
-            need = task_resources(self.cfg, item[2].chromosome, cap)
+            generation_of, _, _, m = self.queued[0]
+            need = task_resources(self.cfg, m.chromosome, cap)
             if self.running and not has_room(cap.most, [t.resources for t in self.running.values()], need):
                 return
-            self.queued.remove(item)
-            ref, task = _submit(self.cfg, self.run_dir, item[0], item[2], self.images_ref, need, self.reference)
+            heapq.heappop(self.queued)
+            ref, task = _submit(self.cfg, self.run_dir, generation_of, m, self.images_ref, need, self.reference)
             self.running[ref] = task
