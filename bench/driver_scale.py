@@ -2,9 +2,9 @@
 
     gather      the driver's CPU time (time.process_time of this process, Ray's threads in it included) to hand out
                 N finished tasks and ray.get each one's result, as dispatch does: one ray.wait at a time with
-                num_returns=1 over the list of pending refs, against dispatch.finished (one ray.wait over all
-                pending refs per batch). Trivial tasks, all finished before the gather starts, so only the gather
-                is timed; N = 100, 1,000 and 10,000.
+                num_returns=1 over the list of pending refs, against dispatch.finished (rounds of two ray.waits
+                over all pending refs, each handing out every task finished by then). Trivial tasks, all finished
+                before the gather starts, so only the gather is timed; N = 100, 1,000 and 10,000.
     state.json  its size and the time to write it (state.save) after each generation of a run with a population of
                 1,000 (the cifar10 preset's space, evolve.strategy random), built by neuroevo.population from
                 made-up fitnesses, without training.

@@ -85,18 +85,19 @@ class _Task:
     resources: dict[str, float]
 
 
-WAIT_SECONDS = 0.2  # how long finished() waits for more tasks before handing out those in: the progress lag
+WAIT_SECONDS = 0.2  # generational: how long a round waits for more tasks once one is in (the progress lines' lag)
 
 
-def finished(pending: Mapping[ray.ObjectRef, Any], timeout: float = WAIT_SECONDS) -> Iterator[ray.ObjectRef]:
-    """The refs of `pending` as their tasks finish, until `pending` is empty; those that finished by the same
-    wait in the order of `pending`. The caller removes each ref it is given, and may add new ones meanwhile.
+def finished(pending: Mapping[ray.ObjectRef, Any], linger: float = WAIT_SECONDS) -> Iterator[ray.ObjectRef]:
+    """The refs of `pending` as their tasks finish, until `pending` is empty; those of one round in the order of
+    `pending`. The caller removes each ref it is given, and may add new ones meanwhile.
 
-    One ray.wait over all the refs hands out every one finished by then (waiting up to `timeout` for the rest),
-    so the driver's work is one pass over `pending` per wait, not per finished task."""
+    A round waits for one task to finish, then up to `linger` seconds for the rest, and hands out every one
+    finished by then: two ray.waits, each one pass over `pending`, however many tasks the round hands out."""
     while pending:
         refs = list(pending)
-        ready, _ = ray.wait(refs, num_returns=len(refs), timeout=timeout, fetch_local=False)
+        ray.wait(refs, num_returns=1, fetch_local=False)
+        ready, _ = ray.wait(refs, num_returns=len(refs), timeout=linger, fetch_local=False)
         done = set(ready)
         for ref in refs:
             if ref in done and ref in pending:
@@ -260,7 +261,8 @@ class SteadyState(Generational):
         try:
             if len(done_here) < len(population):
                 self._fill(generation, cap)
-                for ref in finished(self.running):
+                # no lingering: a freed slot is filled at once, and `running` holds what the cluster runs at once
+                for ref in finished(self.running, linger=0):
                     task = self.running.pop(ref)
                     t = _collect(self.cfg, self.run_id, ref, task)
                     self.finished.setdefault(task.generation, {})[t.member] = t
