@@ -16,10 +16,12 @@ generator are written.
 from __future__ import annotations
 
 import dataclasses
+import heapq
+import itertools
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Iterator, Mapping
 
 import ray
 
@@ -81,6 +83,25 @@ class _Task:
     seed: int
     artifacts: ray.ObjectRef
     resources: dict[str, float]
+
+
+WAIT_SECONDS = 0.2  # generational: how long a round waits for more tasks once one is in (the progress lines' lag)
+
+
+def finished(pending: Mapping[ray.ObjectRef, Any], linger: float = WAIT_SECONDS) -> Iterator[ray.ObjectRef]:
+    """The refs of `pending` as their tasks finish, until `pending` is empty; those of one round in the order of
+    `pending`. The caller removes each ref it is given, and may add new ones meanwhile.
+
+    A round waits for one task to finish, then up to `linger` seconds for the rest, and hands out every one
+    finished by then: two ray.waits, each one pass over `pending`, however many tasks the round hands out."""
+    while pending:
+        refs = list(pending)
+        ray.wait(refs, num_returns=1, fetch_local=False)
+        ready, _ = ray.wait(refs, num_returns=len(refs), timeout=linger, fetch_local=False)
+        done = set(ready)
+        for ref in refs:
+            if ref in done and ref in pending:
+                yield ref
 
 
 def dispatch_order(cfg: RunConfig, population: tuple[Member, ...], n_images: int | None) -> list[Member]:
@@ -180,17 +201,16 @@ def run_generation(cfg: RunConfig, run_id: str, run_dir: Path, generation: int, 
     cap = capacity.read()
     pending = dict(_submit(cfg, run_dir, generation, m, images_ref, task_resources(cfg, m.chromosome, cap),
                            reference) for m in dispatch_order(cfg, population, n_images))
-    finished: dict[Member, Trained] = {}
+    trained: dict[Member, Trained] = {}
     bar = progress.GenerationBar(generation, len(population), name_loss=len(run_losses(cfg)) > 1)
     try:
-        while pending:
-            [done], _ = ray.wait(list(pending), num_returns=1)
+        for done in finished(pending):
             t = _collect(cfg, run_id, done, pending.pop(done))
-            finished[t.member] = t
+            trained[t.member] = t
             bar.task_done(t.row)
     finally:  # on Ctrl-C the running tasks are left to Ray's shutdown (see evolve.py)
         bar.close()
-    return finish_generation(cfg, run_dir, generation, [finished[m] for m in population], reference, cap)
+    return finish_generation(cfg, run_dir, generation, [trained[m] for m in population], reference, cap)
 
 
 @dataclass
@@ -224,7 +244,10 @@ class SteadyState(Generational):
     """
 
     running: dict[ray.ObjectRef, _Task] = field(default_factory=dict)
-    queued: list[tuple[int, int, Member]] = field(default_factory=list)  # (generation, place in dispatch order, member)
+    # a heap of (generation, place in dispatch order, when queued, member): earliest generation first, then
+    # cfg.evolve.dispatch, then queue order
+    queued: list[tuple[int, int, int, Member]] = field(default_factory=list)
+    serial: Iterator[int] = field(default_factory=itertools.count)  # "when queued"
     started: dict[int, set[Member]] = field(default_factory=dict)  # queued, running or finished
     finished: dict[int, dict[Member, Trained]] = field(default_factory=dict)
     horizon: int = -1  # the last generation whose known members are queued
@@ -233,23 +256,27 @@ class SteadyState(Generational):
     def run_generation(self, generation: int, population: tuple[Member, ...]) -> list[Trained]:
         """Generation `generation`, whose population is now known: trained and logged as run_generation does."""
         self._settle(generation, population)
-        finished = self.finished.setdefault(generation, {})
+        done_here = self.finished.setdefault(generation, {})
         cap = capacity.read()
         try:
-            while len(finished) < len(population):
+            if len(done_here) < len(population):
                 self._fill(generation, cap)
-                [done], _ = ray.wait(list(self.running), num_returns=1)
-                task = self.running.pop(done)
-                t = _collect(self.cfg, self.run_id, done, task)
-                self.finished.setdefault(task.generation, {})[t.member] = t
-                self._bar(task.generation).task_done(t.row)
+                # no lingering: a freed slot is filled at once, and `running` holds what the cluster runs at once
+                for ref in finished(self.running, linger=0):
+                    task = self.running.pop(ref)
+                    t = _collect(self.cfg, self.run_id, ref, task)
+                    self.finished.setdefault(task.generation, {})[t.member] = t
+                    self._bar(task.generation).task_done(t.row)
+                    if len(done_here) == len(population):
+                        break
+                    self._fill(generation, cap)
         except KeyboardInterrupt:
             for bar in self.bars.values():
                 bar.close()
             raise
         self._bar(generation).close()
         del self.finished[generation], self.started[generation], self.bars[generation]
-        return finish_generation(self.cfg, self.run_dir, generation, [finished[m] for m in population],
+        return finish_generation(self.cfg, self.run_dir, generation, [done_here[m] for m in population],
                                  self.reference, cap)
 
     def _bar(self, generation: int) -> progress.GenerationBar:
@@ -263,7 +290,7 @@ class SteadyState(Generational):
         for place, m in enumerate(dispatch_order(self.cfg, members, self.n_images)):
             if m not in started:
                 started.add(m)
-                self.queued.append((generation, place, m))
+                heapq.heappush(self.queued, (generation, place, next(self.serial), m))
         self.horizon = max(self.horizon, generation)
 
     def _settle(self, generation: int, population: tuple[Member, ...]) -> None:
@@ -272,7 +299,8 @@ class SteadyState(Generational):
         if wrong:
             print(f"steady_state: {len(wrong)} chromosome(s) started early are not in generation {generation}; "
                   "their training is discarded", file=sys.stderr)
-            self.queued = [q for q in self.queued if not (q[0] == generation and q[2] in wrong)]
+            self.queued = [q for q in self.queued if not (q[0] == generation and q[3] in wrong)]
+            heapq.heapify(self.queued)
             for ref, task in list(self.running.items()):
                 if task.generation == generation and task.member in wrong:
                     del self.running[ref]
@@ -293,10 +321,10 @@ class SteadyState(Generational):
                     return
                 self._queue(ahead, early_members(self.cfg, ahead))
                 continue
-            item = min(self.queued, key=lambda q: q[:2])
-            need = task_resources(self.cfg, item[2].chromosome, cap)
+            generation_of, _, _, m = self.queued[0]
+            need = task_resources(self.cfg, m.chromosome, cap)
             if self.running and not has_room(cap.most, [t.resources for t in self.running.values()], need):
                 return
-            self.queued.remove(item)
-            ref, task = _submit(self.cfg, self.run_dir, item[0], item[2], self.images_ref, need, self.reference)
+            heapq.heappop(self.queued)
+            ref, task = _submit(self.cfg, self.run_dir, generation_of, m, self.images_ref, need, self.reference)
             self.running[ref] = task

@@ -128,3 +128,34 @@ def test_the_driver_never_imports_torch():
     code = f"import sys, {modules}; assert 'torch' not in sys.modules, 'torch was imported'"
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert p.returncode == 0, p.stderr
+
+
+def _counting_waits(ray_local, monkeypatch) -> list:
+    """ray.wait as dispatch calls it, each call recorded."""
+    calls, wait = [], ray_local.wait
+    monkeypatch.setattr(dispatch.ray, "wait", lambda *a, **k: calls.append(len(a[0])) or wait(*a, **k))
+    return calls
+
+
+def test_the_gather_waits_once_per_batch_not_once_per_task(ray_local, monkeypatch):
+    """200 trivial tasks, 100 of them submitted while the first are handed out: each handed out once, with far
+    fewer ray.wait calls than tasks (one at a time over the list it would be 200)."""
+    echo = ray_local.remote(lambda i: i)
+    pending = {echo.remote(i): i for i in range(100)}
+    calls = _counting_waits(ray_local, monkeypatch)
+    handed = []
+    for ref in dispatch.finished(pending):
+        handed.append(pending.pop(ref))
+        if len(handed) == 50:
+            pending.update({echo.remote(i): i for i in range(100, 200)})
+    assert sorted(handed) == list(range(200)) and not pending
+    assert 1 <= len(calls) <= 200 / 4, calls
+
+
+def test_tasks_finished_together_are_handed_out_in_submission_order_in_one_round(ray_local, monkeypatch):
+    echo = ray_local.remote(lambda i: i)
+    pending = {echo.remote(i): i for i in range(50)}
+    ray_local.get(list(pending))
+    calls = _counting_waits(ray_local, monkeypatch)
+    assert [pending.pop(ref) for ref in dispatch.finished(pending)] == list(range(50))
+    assert calls == [50, 50]
