@@ -19,7 +19,7 @@ import dataclasses
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import ray
 
@@ -28,10 +28,8 @@ from neuroevo.capacity import Capacity
 from neuroevo.config import RunConfig, to_yaml
 from neuroevo.fitness import Evaluation
 from neuroevo.population import Evaluated, Member, early_members, elites, run_losses, task_seed
-from neuroevo.task import TaskReport, has_room, outcome, quality_task, task_resources, train_task
-
-if TYPE_CHECKING:
-    from neuroevo.quality import Quality
+from neuroevo.results import Quality, TaskReport
+from neuroevo.task import has_room, outcome, quality_task, task_resources, train_task
 
 
 @dataclass(frozen=True)
@@ -43,7 +41,7 @@ class Trained:
     seed: int
     report: TaskReport | None  # None: the task returned none (failure says why)
     failure: tuple[str, str]
-    artifacts: ray.ObjectRef  # train.Artifacts (weights, samples), or None when the training failed
+    artifacts: ray.ObjectRef  # results.Artifacts (weights, samples), or None when the training failed
     evaluation: Evaluation
     quality: Quality | None = None
 
