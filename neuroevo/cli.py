@@ -13,7 +13,6 @@ import os
 import shlex
 import sys
 from pathlib import Path
-
 from typing import TYPE_CHECKING
 
 import numpy as np
