@@ -13,12 +13,15 @@ import os
 import shlex
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
-from neuroevo import __version__, config, data, experiment, genome, logs, ranking, rundir, tracking
+from neuroevo import __version__, config, data, experiment, genome, ranking, rundir, tracking
 from neuroevo.experiment import InputError, file_system_fault
+
+if TYPE_CHECKING:  # pandas, with the logs, loads in the commands that read them: --help and bad input go without
+    import pandas as pd
 
 EXIT_BAD_INPUT = 2
 QUERY_COLUMNS = ("run_id, generation, chromosome_id, is_elite, params_g + params_d AS params, d_loss, g_loss, fitness, "
@@ -141,6 +144,8 @@ def _stopped_by(e: experiment.FileSystemFault) -> int:
 
 def _print_summary(run_dir: Path) -> int:
     """The best chromosome that trained, and where its files are; exit code 1 where none did."""
+    from neuroevo import logs
+
     history = logs.read_generations(run_dir)
     trained = history[history["status"] == "ok"]
     if trained.empty:
@@ -320,6 +325,13 @@ def cmd_ls(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bad_input() -> tuple[type[Exception], ...]:
+    """What the commands raise for bad input. query.QueryError only where the command loaded neuroevo.query: it
+    loads DuckDB and pandas, which the other commands do without (evaluated once a command has raised)."""
+    query = sys.modules.get("neuroevo.query")
+    return (InputError, rundir.ClaimError, tracking.TrackingError, *((query.QueryError,) if query else ()))
+
+
 COMMANDS = {"run": cmd_run, "prepare": cmd_prepare, "query": cmd_query, "best": cmd_best, "report": cmd_report,
             "sample": cmd_sample, "score": cmd_score, "ls": cmd_ls}
 
@@ -330,11 +342,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 0
     args = parser.parse_args(argv)
-    from neuroevo.query import QueryError
-
     try:
         return COMMANDS[args.command](args)
-    except (InputError, QueryError, rundir.ClaimError, tracking.TrackingError) as e:
+    except _bad_input() as e:
         print(f"neuroevo: error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except BrokenPipeError:  # e.g. `neuroevo query ... | head`: stop quietly, as other tools do

@@ -21,7 +21,7 @@ import itertools
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator, Mapping
+from typing import Any, Iterator, Mapping
 
 import ray
 
@@ -30,10 +30,8 @@ from neuroevo.capacity import Capacity
 from neuroevo.config import RunConfig, to_yaml
 from neuroevo.fitness import Evaluation
 from neuroevo.population import Evaluated, Member, early_members, elites, run_losses, task_seed
-from neuroevo.task import TaskReport, has_room, outcome, quality_task, task_resources, train_task
-
-if TYPE_CHECKING:
-    from neuroevo.quality import Quality
+from neuroevo.results import Quality, TaskReport
+from neuroevo.task import has_room, outcome, quality_task, task_resources, train_task
 
 
 @dataclass(frozen=True)
@@ -45,7 +43,7 @@ class Trained:
     seed: int
     report: TaskReport | None  # None: the task returned none (failure says why)
     failure: tuple[str, str]
-    artifacts: ray.ObjectRef  # train.Artifacts (weights, samples), or None when the training failed
+    artifacts: ray.ObjectRef  # results.Artifacts (weights, samples), or None when the training failed
     evaluation: Evaluation
     quality: Quality | None = None
 

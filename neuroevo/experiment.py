@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from neuroevo import cluster, config, data, genome, logs, rundir, tracking
+from neuroevo import cluster, config, data, genome, rundir, tracking
 from neuroevo.state import RunState, StateError, load_checked
 from neuroevo.state import load as load_state
 from neuroevo.state import save as save_state
@@ -194,6 +194,8 @@ def saved_config(run_dir: Path, restore: bool) -> config.RunConfig:
     replaced by the copy (restore: rewritten from it; else only used), or refused where the logs keep none. An
     intact one that differs from the copy in a key that changes the experiment was edited by hand: refused.
     """
+    from neuroevo import logs  # pandas and pyarrow: only where a run's logs are read, never for a new run's bad input
+
     path, who = rundir.config_file(run_dir), "--resume: " if restore else ""
     copy = logs.saved_config(run_dir)
     if not path.exists() and copy is None:
@@ -241,6 +243,8 @@ def _resume_plan(run_dir: Path, cfg: config.RunConfig) -> tuple[RunState | None,
     A run stopped before its first state was saved has trained nothing: it starts again from generation 0. A state
     that the logs repair (state.load_checked) replaces state.json at once, the old one kept in discarded/.
     """
+    from neuroevo import logs
+
     if not rundir.state_file(run_dir).exists() and not rundir.generations_dir(run_dir).exists():
         return None, ()
     try:
@@ -268,6 +272,8 @@ def _set_aside(run_dir: Path, generations: tuple[int, ...]) -> None:
     """Move what is damaged out of the dataset, into run_dir/discarded/, for inspection: the folder of each logged
     generation to train again whose data is damaged (else its best's folder, when wrong), and the folder of a
     generation still to train that holds more than its data file."""
+    from neuroevo import logs
+
     if not rundir.state_file(run_dir).exists():
         return
     state = load_state(run_dir)

@@ -47,9 +47,8 @@ import numpy as np
 
 from neuroevo import pareto
 
-if TYPE_CHECKING:  # the driver never imports torch
-    from neuroevo.quality import Quality
-    from neuroevo.train import TrainResult
+if TYPE_CHECKING:
+    from neuroevo.results import Quality, TrainResult
 
 
 def loss_term(d_loss: float, g_loss: float, loss: str = "bce") -> float:

@@ -23,9 +23,8 @@ from neuroevo.fitness import Evaluation
 from neuroevo.genome import Genome
 from neuroevo.population import Member
 
-if TYPE_CHECKING:  # the task module imports Ray, which must load only after the CLI has checked the input
-    from neuroevo.quality import Quality
-    from neuroevo.task import TaskReport
+if TYPE_CHECKING:
+    from neuroevo.results import Quality, TaskReport
 
 SCHEMA_VERSION = 4
 ADDED = {  # the columns each schema_version added to the one before

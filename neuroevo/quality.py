@@ -61,6 +61,7 @@ from tqdm import tqdm
 
 from neuroevo import data
 from neuroevo.config import AUTO_SAMPLES, QualityConfig
+from neuroevo.results import Quality
 
 PREPROCESS = 1  # bump when `preprocess` changes: stored reference statistics are then recomputed
 FEATURES = 2048  # InceptionV3's pool3 features
@@ -370,15 +371,6 @@ def _check_kid(samples: int, real: int, subset_size: int) -> None:
                            f"size ({subset_size}); raise its max_images or lower the subset size")
 
 
-@dataclass(frozen=True)
-class Quality:
-    fid: float
-    kid: float  # mean over the subsets
-    kid_std: float
-    samples: int  # generated images measured
-    seconds: float  # sampling, features, FID and KID
-
-
 def to_pixels(images: torch.Tensor) -> torch.Tensor:
     """Images in [0, 1] (float) or uint8 -> [0, 255] on the uint8 grid, as the real images were stored."""
     if images.dtype == torch.uint8:
@@ -422,7 +414,7 @@ def sample_count(cfg: QualityConfig, device: str) -> int:
 
 
 def measure_generator(weights: bytes, cfg: QualityConfig, ref: Reference, device: str, seed: int) -> Quality:
-    """FID and KID of the generator in a weights file (train.Artifacts.weights), in eval mode, from noise seeded by
+    """FID and KID of the generator in a weights file (results.Artifacts.weights), in eval mode, from noise seeded by
     `seed`: the same file, seed and reference give the same figures, in its training task or in `neuroevo score`."""
     from neuroevo import architecture
     from neuroevo.model import noise
@@ -438,12 +430,3 @@ def measure_generator(weights: bytes, cfg: QualityConfig, ref: Reference, device
 
     return measure(sample_batch, sample_count(cfg, device), ref, inception(cfg.extractor_weights, device),
                    cfg.batch_size, device, cfg.kid_subsets, cfg.kid_subset_size, seed % 2**32)  # KID's RandomState
-
-
-def mean(qualities: list[Quality]) -> Quality:
-    """Several generators of one chromosome (evolve.seeds_per_chromosome) as one: mean FID and KID, summed time."""
-    if len(qualities) == 1:
-        return qualities[0]
-    return Quality(float(np.mean([q.fid for q in qualities])), float(np.mean([q.kid for q in qualities])),
-                   float(np.mean([q.kid_std for q in qualities])), qualities[0].samples,
-                   sum(q.seconds for q in qualities))

@@ -12,7 +12,7 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from neuroevo import logs, rundir
+from neuroevo import rundir
 from neuroevo.genome import from_json
 from neuroevo.population import Member
 
@@ -100,6 +100,8 @@ def load_checked(run_dir: Path, population_size: int) -> tuple[RunState, list[st
     counted again, as the generations logged whole from 0 on (at most the last population's). Anything else raises
     StateError naming the file and what differs.
     """
+    from neuroevo import logs  # pandas and pyarrow, for --resume only: a new run's driver saves state without them
+
     path = rundir.state_file(run_dir)
     if not path.is_file():
         raise StateError(f"{path}: not found; is {run_dir} a neuroevo run directory?")
@@ -152,6 +154,8 @@ def _rebuilt(run_dir: Path, generation: int, size: int,
              saved: tuple[Member, ...] | None) -> tuple[Member, ...] | None:
     """A generation's population from its log's rows, when the log is whole and agrees with what the state kept
     (`saved`: the members it still holds, or None)."""
+    from neuroevo import logs
+
     rows = logs.logged_members(run_dir, generation)
     try:
         members = tuple(_member({k: v for k, v in r.items() if v is not None}, generation) for r in rows or ())

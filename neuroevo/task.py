@@ -7,7 +7,6 @@ torch and the training code load inside the tasks only, on the worker: the drive
 from __future__ import annotations
 
 import socket
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING
 
@@ -18,30 +17,10 @@ from neuroevo import capacity, data, memory
 from neuroevo.capacity import Capacity
 from neuroevo.config import QualityConfig, RunConfig, TrainConfig
 from neuroevo.genome import Genome
+from neuroevo.results import Artifacts, Quality, SeedResult, TaskReport, mean_quality, mean_result
 
 if TYPE_CHECKING:
-    from neuroevo.quality import Quality, Reference
-    from neuroevo.train import Artifacts, TrainResult
-
-
-@dataclass(frozen=True)
-class SeedResult:
-    """One of a chromosome's trainings in a generation (evolve.seeds_per_chromosome)."""
-    seed: int
-    d_loss: float
-    g_loss: float
-    fid: float | None  # None where quality was not measured
-
-
-@dataclass(frozen=True)
-class TaskReport:
-    result: TrainResult  # with several seeds: the losses are their means, the time their sum
-    node: str  # host name / the first 8 characters of Ray's node id
-    gpu_ids: tuple[str, ...]
-    started_at: datetime
-    finished_at: datetime
-    quality: Quality | None = None  # quality.evaluate all: the generator's FID and KID (the seeds' means)
-    seeds: tuple[SeedResult, ...] = ()
+    from neuroevo.quality import Reference
 
 
 def seeds(seed: int, count: int) -> list[int]:
@@ -82,15 +61,15 @@ def train_task(ch: Genome, images: np.ndarray | data.Cache, cfg: TrainConfig, se
     node = f"{socket.gethostname()}/{ray.get_runtime_context().get_node_id()[:8]}"
     ok = trainings[-1][1].status == "ok"
     measured = [q for _, _, q in trainings if q is not None]
-    report = TaskReport(train.mean_result([r for _, r, _ in trainings]), node, gpu_ids, started,
-                        datetime.now(timezone.utc), quality.mean(measured) if ok and measured else None,
+    report = TaskReport(mean_result([r for _, r, _ in trainings]), node, gpu_ids, started,
+                        datetime.now(timezone.utc), mean_quality(measured) if ok and measured else None,
                         tuple(SeedResult(s, r.d_loss, r.g_loss, q.fid if q else None) for s, r, q in trainings))
     return report, first if ok else None
 
 
 @ray.remote
 def quality_task(artifacts: Artifacts, quality_cfg: QualityConfig, reference: Reference, seed: int) -> Quality:
-    """quality.evaluate top_k: the FID and KID of a trained generator (train.Artifacts), on this task's device."""
+    """quality.evaluate top_k: the FID and KID of a trained generator (results.Artifacts), on this task's device."""
     from neuroevo import quality, train
 
     _use_task_cpus()

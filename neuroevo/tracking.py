@@ -21,6 +21,9 @@ damaged generation trained again on --resume is not sent again.
 RUN_DIR/tracking.json holds the last generation each tracker was sent; a resume sends every logged generation a
 tracker lacks. A tracker that fails mid-run is dropped with one warning: the run goes on, and the next --resume
 sends what it missed.
+
+The logs (pandas, pyarrow) load in the functions that read or summarise them: `check` runs among the input's
+checks, which load neither.
 """
 
 from __future__ import annotations
@@ -36,9 +39,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pyarrow.dataset as ds
 
-from neuroevo import config, logs, rundir
+from neuroevo import config, rundir
 from neuroevo.config import RunConfig
 
 # a chromosome's genes shown as hparams: the flat gene columns of its log row (lists as text)
@@ -92,12 +94,16 @@ def _tensorboardx() -> Any:
 
 
 def _hparams(row: Mapping[str, Any]) -> dict[str, Any]:
+    from neuroevo import logs
+
     values = {k: logs.value(row[k]) for k in HPARAMS}
     return {k: str(v) if isinstance(v, list) else v for k, v in values.items() if v is not None}
 
 
 def generation_metrics(rows: Sequence[Mapping[str, Any]], seconds: float | None) -> dict[str, float]:
     """The generation/* figures of one generation's rows; those not measured are left out."""
+    from neuroevo import logs
+
     figures = {**logs.generation_summary(rows), "seconds": seconds}
     return {k: float(figures[k]) for k in GENERATION_METRICS if figures[k] is not None}
 
@@ -134,6 +140,8 @@ class _TensorBoard:
     events: _Events | None = None  # the run's own file, open while the driver writes it
 
     def write(self, generation: int, rows: list[dict[str, Any]], seconds: float | None) -> None:
+        from neuroevo import logs
+
         suffix = f".{os.getpid()}.g{generation:06d}"  # the name's time is in seconds: one file per writer, in order
         if self.events is None:
             self.events = _Events(self.folder, generation, suffix)
@@ -237,6 +245,10 @@ class Tracker:
     def upto(self, completed: int, seconds: Mapping[int, float] | None = None) -> None:
         """Send each tracker every logged generation before `completed` that it lacks, in order, as the logs hold
         it; seconds: the wall time of the generations this driver trained."""
+        import pyarrow.dataset as ds
+
+        from neuroevo import logs
+
         first = min((b.next for b in self.backends.values()), default=completed)
         if first >= completed:
             return

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import dataclasses
 import io
 import math
 import pickle
 import time
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
@@ -20,27 +18,7 @@ from neuroevo import architecture, fastpath, losses
 from neuroevo.config import TrainConfig
 from neuroevo.genome import Genome, Optimiser, from_json, param_counts
 from neuroevo.model import build, build_generator, count_params, load_state, noise
-
-
-@dataclass(frozen=True)
-class TrainResult:
-    status: str  # ok | diverged (a NaN or infinite loss) | timeout (past cfg.timeout_s) | oom (out of GPU memory)
-    error: str
-    d_loss: float  # mean over the last epoch of D's loss, e.g. BCE(D(real), 1) + BCE(D(G(z)), 0) (losses.py)
-    g_loss: float  # mean over the last epoch of G's loss, e.g. BCE(D(G(z)), 1)
-    d_losses: tuple[float, ...]  # per epoch
-    g_losses: tuple[float, ...]
-    params_g: int
-    params_d: int
-    train_seconds: float
-    images_per_second: float  # real images through D per second of training
-    device: str  # "cpu", or e.g. "cuda:0 (NVIDIA H100 80GB HBM3; bf16 channels_last ... compile 31.2s)"
-
-
-@dataclass(frozen=True)
-class Artifacts:
-    weights: bytes  # torch.save of {"chromosome", "generator", "discriminator"}
-    samples_png: bytes
+from neuroevo.results import Artifacts, TrainResult
 
 
 def to_unit_range(batch: np.ndarray, device: torch.device) -> torch.Tensor:
@@ -205,25 +183,6 @@ def train(ch: Genome, images: np.ndarray, cfg: TrainConfig, seed: int, device: s
         device=_describe(dev, gpu, fp, compile_seconds),
     )
     return result, G, D
-
-
-def mean_result(runs: list[TrainResult]) -> TrainResult:
-    """Several trainings of one chromosome as one result: the first failure's status, the mean losses (and per-epoch
-    losses) of the trainings, their summed time."""
-    if len(runs) == 1:
-        return runs[0]
-    failed = next((r for r in runs if r.status != "ok"), None)
-    epochs = min(len(r.d_losses) for r in runs)
-
-    def mean(values) -> float:
-        return float(np.mean(list(values)))
-
-    return dataclasses.replace(
-        runs[0], status=failed.status if failed else "ok", error=failed.error if failed else "",
-        d_loss=mean(r.d_loss for r in runs), g_loss=mean(r.g_loss for r in runs),
-        d_losses=tuple(mean(r.d_losses[e] for r in runs) for e in range(epochs)),
-        g_losses=tuple(mean(r.g_losses[e] for r in runs) for e in range(epochs)),
-        train_seconds=sum(r.train_seconds for r in runs), images_per_second=mean(r.images_per_second for r in runs))
 
 
 def _describe(dev: torch.device, gpu: fastpath.Device, fp: fastpath.FastPath,

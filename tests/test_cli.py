@@ -1,6 +1,9 @@
 """`neuroevo run` as a user runs it: a subprocess, its exit code, its output, its files."""
 
+import json
 import re
+import subprocess
+import sys
 
 import pandas as pd
 import pytest
@@ -46,6 +49,20 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, args, message):
     assert message in p.stderr
     assert "Traceback" not in p.stderr and len(p.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "runs").exists()  # nothing written before the input is known good
+
+
+def test_help_and_bad_input_load_no_pandas_ray_or_torch(tmp_path):
+    """`neuroevo --help`, `neuroevo run --help` and a bad `run` stop before the logs' pandas and pyarrow, Ray,
+    torch or matplotlib load: most of the CLI's start-up."""
+    code = ("import json, sys; from neuroevo import cli\n"
+            "for argv in (['--help'], ['run', '--help'], ['run', '--set', 'evolve.population=x']):\n"
+            "    try:\n        code = cli.main(argv)\n    except SystemExit as e:\n        code = e.code\n"
+            "    print(json.dumps([code, sorted(set(sys.modules) & {'pandas', 'pyarrow', 'ray', 'torch', "
+            "'torchvision', 'matplotlib'})]), file=sys.stderr)")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    lines = p.stderr.splitlines()
+    assert [json.loads(line) for line in lines if line.startswith("[")] == [[0, []], [0, []], [2, []]], p.stderr
+    assert "neuroevo: error: evolve.population: input should be a valid integer" in p.stderr
 
 
 @needs_cifar_subset

@@ -56,7 +56,7 @@ def test_weights_must_sum_to_one():
 
 
 def _result(status="ok", d_loss=1.2, g_loss=0.8):
-    from neuroevo.train import TrainResult
+    from neuroevo.results import TrainResult
     return TrainResult(status, "" if status == "ok" else "non-finite loss", d_loss, g_loss, (d_loss,), (g_loss,),
                        1_000_000, 2_000_000, 1.0, 1.0, "cpu")
 
