@@ -153,8 +153,8 @@ def run(request: Request, say: Callable[[str], None] = _say) -> Outcome:
         with rundir.claim(run_dir, new=not request.resume):
             cluster.keep_log(rundir.ray_log(run_dir))
             _write_run_files(p, shared, bool(request.resume))
-            progress.set_quiet(request.quiet)
-            evolve.evolve(cfg, p.run_id, run_dir, shared, p.state, p.redo, p.reference)
+            with progress.quiet(request.quiet):
+                evolve.evolve(cfg, p.run_id, run_dir, shared, p.state, p.redo, p.reference)
     except KeyboardInterrupt as e:
         interrupted = e
     except rundir.ClaimError as e:

@@ -9,7 +9,8 @@ per generation on stdout. Quiet (`neuroevo run --quiet`, for batch logs): one li
 from __future__ import annotations
 
 import sys
-from typing import IO
+from contextlib import contextmanager
+from typing import IO, Iterator
 
 import pandas as pd
 from tqdm import tqdm
@@ -21,9 +22,15 @@ from neuroevo.population import Member
 _quiet = False
 
 
-def set_quiet(quiet: bool) -> None:
+@contextmanager
+def quiet(on: bool) -> Iterator[None]:
+    """Quiet printing while the block runs; as it was after (a Python session runs several experiments)."""
     global _quiet
-    _quiet = quiet
+    before, _quiet = _quiet, on
+    try:
+        yield
+    finally:
+        _quiet = before
 
 
 class GenerationBar:

@@ -160,8 +160,9 @@ def autoscaling_head(tmp_path):
     home = tmp_path / "home"
     home.mkdir()
     (home / "ray_bootstrap_config.yaml").write_text(yaml.safe_dump(autoscaling_config(gcs)))
+    # RAY_AUTH_MODE: an earlier ray.init in this process set it to token, whose token lies in the real HOME
     env = {**os.environ, "HOME": str(home), "RAY_FAKE_CLUSTER": "1", "AUTOSCALER_UPDATE_INTERVAL_S": "1",
-           "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+           "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_AUTH_MODE": "disabled"}
     temp_dir = tempfile.mkdtemp(prefix="ray-", dir="/tmp")
     log_path = tmp_path / "head.log"
     with open(log_path, "w") as log:
@@ -186,7 +187,10 @@ def autoscaling_head(tmp_path):
         wait_until(gcs_up, "the autoscaling head's GCS")
         yield f"127.0.0.1:{gcs}", env
     finally:
-        started = set(psutil.Process(head.pid).children(recursive=True))
+        try:
+            started = set(psutil.Process(head.pid).children(recursive=True))
+        except psutil.Error:  # the head had exited already: its error is the test's
+            started = set()
         head.terminate()
         try:
             head.wait(timeout=60)

@@ -67,15 +67,12 @@ def test_progress_bar_counts_done_failed_and_pending(capsys):
     out = capsys.readouterr().out.splitlines()
     assert out[0].startswith("gen 3 [1/4] aaa fitness 0.5000") and out[1] == "gen 3 [2/4] bbb FAILED: out of memory"
 
-    progress.set_quiet(True)
-    try:
+    with progress.quiet(True):
         screen = Terminal()
         bar = progress.GenerationBar(0, 2, file=screen)
         bar.task_done(ok)
         bar.close()
         assert screen.getvalue() == "" and capsys.readouterr().out == ""
-    finally:
-        progress.set_quiet(False)
 
 
 def test_best_lays_out_the_fittest_chromosome(run_dir, history):
@@ -196,6 +193,9 @@ def test_every_file_of_a_run_is_a_path_of_rundir_and_none_is_left_half_written(r
     for g in range(GENERATIONS):
         expected |= {rundir.generation_file(run_dir, g), rundir.best_weights(run_dir, g),
                      rundir.best_samples(run_dir, g), rundir.best_chromosome(run_dir, g)}
+    events = {p for p in rundir.tensorboard_dir(run_dir).rglob("*") if p.is_file()}
+    assert events and all(p.name.startswith("events.out.tfevents.") for p in events)  # tensorboardX's own names
+    expected |= {rundir.tracking_file(run_dir), *events}
     assert all(p.parent == rundir.report_dir(run_dir) for p in written)
     assert {p for p in run_dir.rglob("*") if p.is_file()} == expected  # no temporary file among them
 
