@@ -13,15 +13,11 @@ import os
 import shlex
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from neuroevo import __version__, config, data, experiment, genome, ranking, rundir, tracking
 from neuroevo.experiment import InputError, file_system_fault
-
-if TYPE_CHECKING:  # pandas, with the logs, loads in the commands that read them: --help and bad input go without
-    import pandas as pd
 
 EXIT_BAD_INPUT = 2
 QUERY_COLUMNS = ("run_id, generation, chromosome_id, is_elite, params_g + params_d AS params, d_loss, g_loss, fitness, "
@@ -228,17 +224,10 @@ def _json_value(v: object) -> object:
     raise TypeError(f"cannot write {type(v).__name__} as JSON")
 
 
-def _best(run_dir: str) -> tuple[pd.DataFrame, pd.Series]:
-    """The run's logs and its fittest row."""
-    from neuroevo import api
-
-    return api.best_of(run_dir)
-
-
 def cmd_best(args: argparse.Namespace) -> int:
-    from neuroevo import report
+    from neuroevo import api, report
 
-    df, row = _best(args.run_dir)
+    df, row = api.best_of(args.run_dir)
     print(report.describe(args.run_dir, df, row))
     return 0
 
@@ -265,14 +254,14 @@ def cmd_score(args: argparse.Namespace) -> int:
     """FID and KID of a saved generator; no Ray, on this machine's GPU if it has one."""
     import dataclasses
 
-    from neuroevo import quality
+    from neuroevo import api, quality
     from neuroevo.train import WeightsError, load_generator
 
     saved = rundir.config_file(args.run_dir)
     if not saved.is_file() and not rundir.generations_dir(args.run_dir).is_dir():
         raise InputError(f"{saved}: not found; is {args.run_dir} a neuroevo run directory?")
     cfg = experiment.saved_config(Path(args.run_dir), restore=False)
-    generation = args.generation if args.generation is not None else int(_best(args.run_dir)[1].generation)
+    generation = args.generation if args.generation is not None else int(api.best_of(args.run_dir)[1].generation)
     if args.chromosome:
         weights = rundir.generator_file(args.run_dir, generation, args.chromosome)
         if not weights.is_file() and rundir.best_chromosome(args.run_dir, generation).is_file() and \

@@ -102,6 +102,11 @@ def finished(pending: Mapping[ray.ObjectRef, Any], linger: float = WAIT_SECONDS)
                 yield ref
 
 
+def generation_bar(cfg: RunConfig, generation: int, total: int) -> progress.GenerationBar:
+    """A generation's progress bar; its lines name each chromosome's loss where the run can draw several."""
+    return progress.GenerationBar(generation, total, name_loss=len(run_losses(cfg)) > 1)
+
+
 def dispatch_order(cfg: RunConfig, population: tuple[Member, ...], n_images: int | None) -> list[Member]:
     costs = [schedule.cost(m.chromosome, cfg.train, n_images) for m in population]
     return schedule.dispatch_order(population, costs, [m.chromosome.id for m in population], cfg.evolve.dispatch)
@@ -200,7 +205,7 @@ def run_generation(cfg: RunConfig, run_id: str, run_dir: Path, generation: int, 
     pending = dict(_submit(cfg, run_dir, generation, m, images_ref, task_resources(cfg, m.chromosome, cap),
                            reference) for m in dispatch_order(cfg, population, n_images))
     trained: dict[Member, Trained] = {}
-    bar = progress.GenerationBar(generation, len(population), name_loss=len(run_losses(cfg)) > 1)
+    bar = generation_bar(cfg, generation, len(population))
     try:
         for done in finished(pending):
             t = _collect(cfg, run_id, done, pending.pop(done))
@@ -279,8 +284,7 @@ class SteadyState(Generational):
 
     def _bar(self, generation: int) -> progress.GenerationBar:
         if generation not in self.bars:
-            self.bars[generation] = progress.GenerationBar(generation, self.cfg.evolve.population,
-                                                           name_loss=len(run_losses(self.cfg)) > 1)
+            self.bars[generation] = generation_bar(self.cfg, generation, self.cfg.evolve.population)
         return self.bars[generation]
 
     def _queue(self, generation: int, members: tuple[Member, ...]) -> None:
