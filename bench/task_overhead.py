@@ -7,12 +7,18 @@ What a task pays besides its training steps, each measured on its own:
     cold start      submit -> the training task's first line, on a just-started Ray: worker start, imports
     data attach     ray.get of the images in a worker (zero-copy from the object store), demo and CIFAR-sized
     model build     build G and D, place them, make the optimisers (typical chromosome of each preset)
-    artifacts       weights and sample grid of a trained chromosome
+    weights         the weights file every task returns (train.weights: torch.save of G and D)
+    sample grid     the sample grid drawn from a weights file (train.sample_grid), by a task for each
+                    generation's best only; measured interleaved with `weights`
     warm task       a whole task of one training step on a warm worker, minus that step: dispatch, attach,
-                    build, artifacts and the result's return together
+                    build, weights and the result's return together
 
 against the training time of the first chromosome of the `demo` preset (measured) and of the `cifar10`
 preset (one step measured, times its 7,810 steps: 10 epochs of 50,000 images in batches of 64).
+
+And what the object store holds when a generation's last task is in (at dispatch.log_generation): one
+generation of 20 `demo` chromosomes, train.keep best (the driver holds the weights of the best so far only)
+interleaved with train.keep all (every member's, all written).
 
     python bench/task_overhead.py [--quick]
 """
@@ -20,11 +26,14 @@ preset (one step measured, times its 7,810 steps: 10 epochs of 50,000 images in 
 from __future__ import annotations
 
 import argparse
+import re
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import replace
 from datetime import datetime, timezone
+from pathlib import Path
 
 import common  # first: puts this checkout's neuroevo on the path
 import numpy as np
@@ -32,7 +41,9 @@ import pandas as pd
 import ray
 import torch
 
-from neuroevo import config, data, fastpath, population, task, train
+from ray._private.internal_api import memory_summary
+
+from neuroevo import config, data, dispatch, fastpath, population, task, train
 from neuroevo.model import build
 
 CIFAR_IMAGES = 50_000
@@ -62,6 +73,41 @@ def build_seconds(ch, cfg: config.TrainConfig) -> float:
     return time.perf_counter() - start
 
 
+POPULATION = 20
+
+
+def held_at_generation_end(cfg: config.RunConfig, images: np.ndarray, reps: int) -> list[dict]:
+    """One generation of POPULATION, train.keep best and all interleaved: the weights objects the driver still
+    references, and the object store's use, when the generation's tasks are all in."""
+    held: list[dict] = []
+    log = dispatch.log_generation
+
+    def measured_log(run_cfg, run_dir, generation, trained, cap):
+        weights = [t.weights for t in trained if t.weights is not None]
+        store = re.search(r"Plasma memory usage (\d+) MiB, (\d+) objects",
+                          memory_summary(address=ray.get_runtime_context().gcs_address, stats_only=True))
+        held.append({"keep": run_cfg.train.keep, "weights": len(weights),
+                     "weights_mb": sum(len(w) for w in ray.get(weights)) / 1e6,
+                     "store_mib": int(store.group(1)), "store_objects": int(store.group(2))})
+        log(run_cfg, run_dir, generation, trained, cap)
+
+    dispatch.log_generation = measured_log
+    common.start_ray(num_cpus=2)
+    ref = ray.put(images)
+    try:
+        for _ in range(reps):
+            for keep in ("best", "all"):
+                run_cfg = replace(cfg, train=replace(cfg.train, keep=keep, epochs=1, steps_per_epoch=2),
+                                  evolve=replace(cfg.evolve, population=POPULATION, generations=1))
+                with tempfile.TemporaryDirectory() as tmp:
+                    dispatch.run_generation(run_cfg, "bench", Path(tmp), 0,
+                                            population.initial_population(run_cfg), ref, len(images))
+    finally:
+        dispatch.log_generation = log
+        ray.shutdown()
+    return held
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="fewer repetitions")
@@ -87,8 +133,11 @@ def main() -> None:
         G, D = build(first[name])
         for _ in range(reps):
             start = time.perf_counter()
-            train.artifacts(first[name], G, D, cfg.train.sample_grid, seed=0)
-            record("artifacts", name, time.perf_counter() - start)
+            weights = train.weights(first[name], G, D)
+            record("weights", name, time.perf_counter() - start)
+            start = time.perf_counter()
+            train.sample_grid(weights, cfg.train.sample_grid, seed=0)
+            record("sample grid", name, time.perf_counter() - start)
     demo_train = train.train(first["demo"], images["demo"], presets["demo"].train, seed=0)[0].train_seconds
 
     for _ in range(2 if args.quick else 3):  # a fresh Ray each time: the first task's worker is cold
@@ -116,6 +165,7 @@ def main() -> None:
             step_seconds.setdefault(name, []).append(report.result.train_seconds)
             record("warm task", name, time.perf_counter() - start - report.result.train_seconds)
     ray.shutdown()
+    held = held_at_generation_end(presets["demo"], images["demo"], 1 if args.quick else 2)
 
     cifar_steps = presets["cifar10"].train.epochs * (CIFAR_IMAGES // first["cifar10"].batch_size)
     training = {"demo": demo_train, "cifar10": common.median(step_seconds["cifar10"]) * cifar_steps}
@@ -129,8 +179,14 @@ def main() -> None:
              f"{common.median(step_seconds['cifar10']):.1f}s a step x {cifar_steps:,} steps)",
              f"medians of {reps} repetitions ({big_reps} for cifar10's whole tasks); one torch thread",
              "imports and cold start are paid once per worker process (Ray reuses workers); the others once per task "
-             "(warm task includes attach, build and artifacts)"]
-    common.report("task_overhead", summary, df, info, notes)
+             "(warm task includes attach, build and weights), but the sample grid once per generation",
+             *(f"object store at a generation's end, {POPULATION} demo chromosomes, train.keep {keep}: "
+               f"{common.median([h['weights'] for h in held if h['keep'] == keep]):.0f} weights objects held, "
+               f"{common.median([h['weights_mb'] for h in held if h['keep'] == keep]):.1f} MB; the store "
+               f"{common.median([h['store_mib'] for h in held if h['keep'] == keep]):.0f} MiB in "
+               f"{common.median([h['store_objects'] for h in held if h['keep'] == keep]):.0f} objects, the images' "
+               f"{images['demo'].nbytes / 2**20:.1f} MiB included" for keep in ("best", "all"))]
+    common.report("task_overhead", summary, pd.concat([df, pd.DataFrame(held)]), info, notes)
 
 
 if __name__ == "__main__":

@@ -9,8 +9,11 @@ Both evaluate each finished task as it comes in (fitness.evaluate), for the line
 and finish the generation when all its members are in (finish_generation): with quality.evaluate top_k the sample
 quality of the k fittest by the reference formula is measured (quality tasks) and they are evaluated again;
 fitness.kind pareto ranks the generation; then each member's log row is built from its final evaluation, and the
-Parquet file, the best's artifacts, with evolve.keep_weights the elites' weights and with train.keep all every
-generator are written.
+Parquet file, the best's weights, chromosome and sample grid (drawn then, by a task, for the best alone), with
+evolve.keep_weights the elites' weights and with train.keep all every generator are written.
+
+Each task returns its weights file as an object of its own, which the driver holds only while it may still be
+written (Finished): the object store holds the weights of a generation's few contenders, not of all its members.
 """
 
 from __future__ import annotations
@@ -27,11 +30,11 @@ import ray
 
 from neuroevo import architecture, capacity, data, fitness, logs, progress, ranking, rundir, schedule
 from neuroevo.capacity import Capacity
-from neuroevo.config import RunConfig, to_yaml
+from neuroevo.config import RunConfig, elite_count, to_yaml
 from neuroevo.fitness import Evaluation
 from neuroevo.population import Evaluated, Member, early_members, elites, run_losses, task_seed
 from neuroevo.results import Quality, TaskReport
-from neuroevo.task import has_room, outcome, quality_task, task_resources, train_task
+from neuroevo.task import has_room, outcome, quality_task, samples_task, task_resources, train_task
 
 
 @dataclass(frozen=True)
@@ -43,7 +46,7 @@ class Trained:
     seed: int
     report: TaskReport | None  # None: the task returned none (failure says why)
     failure: tuple[str, str]
-    artifacts: ray.ObjectRef  # results.Artifacts (weights, samples), or None when the training failed
+    weights: ray.ObjectRef | None  # its weights file (train.weights); None when it failed or none can be written
     evaluation: Evaluation
     quality: Quality | None = None
 
@@ -79,7 +82,7 @@ class _Task:
     generation: int
     member: Member
     seed: int
-    artifacts: ray.ObjectRef
+    weights: ray.ObjectRef
     resources: dict[str, float]
 
 
@@ -124,18 +127,69 @@ def _submit(cfg: RunConfig, run_dir: Path, generation: int, m: Member, images_re
     init = _start_weights(run_dir, generation, m) if cfg.evolve.keep_weights else None
     in_task = reference if cfg.quality.evaluate == "all" else None  # top_k measures after the generation
     # a task whose worker or node dies is rerun elsewhere; one that raises is not (training is deterministic)
-    report_ref, art_ref = train_task.options(name=f"train-g{generation}-{m.chromosome.id}", **resources).remote(
+    report_ref, weights_ref = train_task.options(name=f"train-g{generation}-{m.chromosome.id}", **resources).remote(
         m.chromosome, images_ref, cfg.train, seed, cfg.data.flip, init, cfg.evolve.seeds_per_chromosome,
         cfg.quality, in_task)
-    return report_ref, _Task(generation, m, seed, art_ref, resources)
+    return report_ref, _Task(generation, m, seed, weights_ref, resources)
 
 
 def _collect(cfg: RunConfig, run_id: str, ref: ray.ObjectRef, task: _Task) -> Trained:
     """A finished task, whether it trained, failed or its worker died, evaluated with what it measured."""
     report, failure = outcome(ref)
     quality = report.quality if report else None
-    return Trained(run_id, task.generation, task.member, task.seed, report, failure, task.artifacts,
-                   _evaluation(cfg, report, failure, task.member, quality), quality)
+    evaluation = _evaluation(cfg, report, failure, task.member, quality)
+    return Trained(run_id, task.generation, task.member, task.seed, report, failure,
+                   task.weights if evaluation.status == "ok" else None, evaluation, quality)
+
+
+def kept_places(cfg: RunConfig) -> int | None:
+    """How many of a generation's fittest may have their weights written: the best, or with evolve.keep_weights
+    the elites. None: any member may, or which ones is known only once all are in (train.keep all, fitness.kind
+    pareto, quality.evaluate top_k)."""
+    if cfg.train.keep == "all" or cfg.fitness.kind == "pareto" or cfg.quality.evaluate == "top_k":
+        return None
+    return max(1, elite_count(cfg.evolve)) if cfg.evolve.keep_weights else 1
+
+
+@dataclass
+class Finished:
+    """A generation's members as their tasks finish, holding a member's weights only while it may be written.
+
+    With `places` (kept_places) set, a member with `places` members ranked above it by ranking.order (fitness,
+    ties by chromosome id) among those in can never be the best nor an elite: its weights ref is dropped, which
+    frees the object. None keeps every one (also while the generation's population is not known yet:
+    steady_state's early members)."""
+    places: int | None
+    trained: dict[Member, Trained] = field(default_factory=dict)
+    contenders: list[Member] = field(default_factory=list)  # those in whose weights are still held
+
+    def add(self, t: Trained) -> Trained:
+        """A finished member, as held: without its weights if it cannot be written."""
+        self.trained[t.member] = t
+        if t.weights is not None:
+            self.contenders.append(t.member)
+        self._prune()
+        return self.trained[t.member]
+
+    def settle(self, places: int | None, wrong: set[Member]) -> None:
+        """The population is known: forget the members not in it, and hold only `places` from now on."""
+        for m in wrong:
+            self.trained.pop(m, None)
+        self.contenders = [m for m in self.contenders if m not in wrong]
+        self.places = places
+        self._prune()
+
+    def _prune(self) -> None:
+        if self.places is None or len(self.contenders) <= self.places:
+            return
+        held = [self.trained[m] for m in self.contenders]
+        keys = [(t.evaluation.fitness, t.member.chromosome.id) for t in held]
+        rank = ranking.order([f for f, _ in keys], chromosome_id=[i for _, i in keys])
+        last = keys[rank[self.places - 1]]
+        out = {int(i) for i in rank[self.places:] if keys[i] != last}  # a member tied with the last place stays
+        for i in out:
+            self.trained[held[i].member] = dataclasses.replace(held[i], weights=None)
+        self.contenders = [m for i, m in enumerate(self.contenders) if i not in out]
 
 
 def measure_top_k(cfg: RunConfig, trained: list[Trained], reference: ray.ObjectRef,
@@ -149,46 +203,50 @@ def measure_top_k(cfg: RunConfig, trained: list[Trained], reference: ray.ObjectR
           if screen[i].status == "ok"][:cfg.quality.top_k]
     refs = {i: quality_task.options(name=f"quality-g{trained[i].generation}-{trained[i].member.chromosome.id}",
                                     **task_resources(cfg, trained[i].member.chromosome, cap)).remote(
-        trained[i].artifacts, cfg.quality, reference, trained[i].seed) for i in ok}
+        trained[i].weights, cfg.quality, reference, trained[i].seed) for i in ok}
     measured = dict(zip(refs, ray.get(list(refs.values()))))
     return [t.evaluate(cfg, measured[i]) if i in measured else t for i, t in enumerate(trained)]
 
 
 def finish_generation(cfg: RunConfig, run_dir: Path, generation: int, trained: list[Trained],
                       reference: ray.ObjectRef | None, cap: Capacity) -> list[Trained]:
-    """A generation whose tasks are all in: measured (top_k), ranked (pareto) and logged; its final members."""
+    """A generation whose tasks are all in: measured (top_k), ranked (pareto) and logged; its final members, their
+    weights no longer held."""
     if cfg.quality.evaluate == "top_k":
         trained = measure_top_k(cfg, trained, reference, cap)
     ranked = fitness.rank_generation([t.evaluation for t in trained], [t.quality for t in trained],
                                      [t.params for t in trained], cfg.fitness)
     trained = [dataclasses.replace(t, evaluation=e) for t, e in zip(trained, ranked)]
-    log_generation(cfg, run_dir, generation, trained)
-    return trained
+    log_generation(cfg, run_dir, generation, trained, cap)
+    return [dataclasses.replace(t, weights=None) for t in trained]
 
 
-def log_generation(cfg: RunConfig, run_dir: Path, generation: int, trained: list[Trained]) -> None:
+def log_generation(cfg: RunConfig, run_dir: Path, generation: int, trained: list[Trained], cap: Capacity) -> None:
     """Write a trained generation's rows, the best's weights, samples and chromosome, with keep_weights the
     weights the elites will start the next generation from (the elites population.elites will keep), and with
-    train.keep all every generator."""
-    logs.write_generation(run_dir, generation, [t.row for t in trained], to_yaml(cfg))
-    by_member = {t.member: t for t in trained}
+    train.keep all every generator. The best's sample grid is drawn by a task (samples_task) meanwhile."""
     best = trained[ranking.order([t.evaluation.fitness for t in trained],
                                  chromosome_id=[t.member.chromosome.id for t in trained])[0]]
-    if best.evaluation.status == "ok":
-        art = ray.get(best.artifacts)
-        rundir.write(rundir.best_weights(run_dir, generation), art.weights)
-        rundir.write(rundir.best_samples(run_dir, generation), art.samples_png)
+    ok = best.evaluation.status == "ok"
+    grid = samples_task.options(name=f"samples-g{generation}-{best.member.chromosome.id}",
+                                **task_resources(cfg, best.member.chromosome, cap)).remote(
+        best.weights, cfg.train.sample_grid, best.seed) if ok else None
+    logs.write_generation(run_dir, generation, [t.row for t in trained], to_yaml(cfg))
+    by_member = {t.member: t for t in trained}
+    if ok:
+        rundir.write(rundir.best_weights(run_dir, generation), ray.get(best.weights))
+        rundir.write(rundir.best_samples(run_dir, generation), ray.get(grid))
         rundir.write(rundir.best_chromosome(run_dir, generation), best.member.chromosome.to_json() + "\n")
     if cfg.evolve.keep_weights:
         for m in elites(cfg, [t.evaluated for t in trained]):
             if by_member[m].evaluation.status == "ok":
                 rundir.write(rundir.weights_file(run_dir, generation + 1, m.chromosome.id),
-                             ray.get(by_member[m].artifacts).weights)
+                             ray.get(by_member[m].weights))
     if cfg.train.keep == "all":
         for t in trained:
             if t.evaluation.status == "ok":
                 rundir.write(rundir.generator_file(run_dir, generation, t.member.chromosome.id),
-                             ray.get(t.artifacts).weights)
+                             ray.get(t.weights))
 
 
 def run_generation(cfg: RunConfig, run_id: str, run_dir: Path, generation: int, population: tuple[Member, ...],
@@ -204,16 +262,15 @@ def run_generation(cfg: RunConfig, run_id: str, run_dir: Path, generation: int, 
     cap = capacity.read()
     pending = dict(_submit(cfg, run_dir, generation, m, images_ref, task_resources(cfg, m.chromosome, cap),
                            reference) for m in dispatch_order(cfg, population, n_images))
-    trained: dict[Member, Trained] = {}
+    done_here = Finished(kept_places(cfg))
     bar = generation_bar(cfg, generation, len(population))
     try:
         for done in finished(pending):
-            t = _collect(cfg, run_id, done, pending.pop(done))
-            trained[t.member] = t
-            bar.task_done(t.row)
+            # no name bound to the task or its Trained: the weights ref must go when Finished drops it
+            bar.task_done(done_here.add(_collect(cfg, run_id, done, pending.pop(done))).row)
     finally:  # on Ctrl-C the running tasks are left to Ray's shutdown (see evolve.py)
         bar.close()
-    return finish_generation(cfg, run_dir, generation, [trained[m] for m in population], reference, cap)
+    return finish_generation(cfg, run_dir, generation, [done_here.trained[m] for m in population], reference, cap)
 
 
 @dataclass
@@ -252,25 +309,24 @@ class SteadyState(Generational):
     queued: list[tuple[int, int, int, Member]] = field(default_factory=list)
     serial: Iterator[int] = field(default_factory=itertools.count)  # "when queued"
     started: dict[int, set[Member]] = field(default_factory=dict)  # queued, running or finished
-    finished: dict[int, dict[Member, Trained]] = field(default_factory=dict)
+    finished: dict[int, Finished] = field(default_factory=dict)
     horizon: int = -1  # the last generation whose known members are queued
     bars: dict[int, progress.GenerationBar] = field(default_factory=dict)
 
     def run_generation(self, generation: int, population: tuple[Member, ...]) -> list[Trained]:
         """Generation `generation`, whose population is now known: trained and logged as run_generation does."""
         self._settle(generation, population)
-        done_here = self.finished.setdefault(generation, {})
+        done_here = self._finished(generation)
         cap = capacity.read()
         try:
-            if len(done_here) < len(population):
+            if len(done_here.trained) < len(population):
                 self._fill(generation, cap)
                 # no lingering: a freed slot is filled at once, and `running` holds what the cluster runs at once
                 for ref in finished(self.running, linger=0):
-                    task = self.running.pop(ref)
-                    t = _collect(self.cfg, self.run_id, ref, task)
-                    self.finished.setdefault(task.generation, {})[t.member] = t
-                    self._bar(task.generation).task_done(t.row)
-                    if len(done_here) == len(population):
+                    of = self.running[ref].generation
+                    self._bar(of).task_done(self._finished(of).add(_collect(self.cfg, self.run_id, ref,
+                                                                            self.running.pop(ref))).row)
+                    if len(done_here.trained) == len(population):
                         break
                     self._fill(generation, cap)
         except KeyboardInterrupt:
@@ -279,8 +335,12 @@ class SteadyState(Generational):
             raise
         self._bar(generation).close()
         del self.finished[generation], self.started[generation], self.bars[generation]
-        return finish_generation(self.cfg, self.run_dir, generation, [done_here[m] for m in population],
+        return finish_generation(self.cfg, self.run_dir, generation, [done_here.trained[m] for m in population],
                                  self.reference, cap)
+
+    def _finished(self, generation: int) -> Finished:
+        """Its finished members; every weights ref held until the generation is settled (_settle)."""
+        return self.finished.setdefault(generation, Finished(None))
 
     def _bar(self, generation: int) -> progress.GenerationBar:
         if generation not in self.bars:
@@ -308,8 +368,8 @@ class SteadyState(Generational):
                     del self.running[ref]
                     ray.cancel(ref)  # interrupts the training; the worker lives on
             for m in wrong:
-                self.finished.get(generation, {}).pop(m, None)
                 self.started[generation].discard(m)
+        self._finished(generation).settle(kept_places(self.cfg), wrong)
         self._queue(generation, population)
 
     def _fill(self, generation: int, cap: Capacity) -> None:

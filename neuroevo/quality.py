@@ -414,7 +414,7 @@ def sample_count(cfg: QualityConfig, device: str) -> int:
 
 
 def measure_generator(weights: bytes, cfg: QualityConfig, ref: Reference, device: str, seed: int) -> Quality:
-    """FID and KID of the generator in a weights file (results.Artifacts.weights), in eval mode, from noise seeded by
+    """FID and KID of the generator in a weights file (train.weights), in eval mode, from noise seeded by
     `seed`: the same file, seed and reference give the same figures, in its training task or in `neuroevo score`."""
     from neuroevo import architecture
     from neuroevo.model import noise

@@ -1,5 +1,6 @@
-"""What a training task hands back to the driver: the training's result and artifacts, the generator's sample
-quality, the task's report; and several trainings of one chromosome as one.
+"""What a training task reports to the driver (beside the weights file, which it returns as a separate object):
+the training's result, the generator's sample quality, the task's report; and several trainings of one chromosome
+as one.
 
 Plain data, no torch: the driver unpickles these from every task, and unpickling imports the module that defines
 them.
@@ -27,12 +28,6 @@ class TrainResult:
     train_seconds: float
     images_per_second: float  # real images through D per second of training
     device: str  # "cpu", or e.g. "cuda:0 (NVIDIA H100 80GB HBM3; bf16 channels_last ... compile 31.2s)"
-
-
-@dataclass(frozen=True)
-class Artifacts:
-    weights: bytes  # torch.save of {"chromosome", "generator", "discriminator"}
-    samples_png: bytes
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,6 @@
 """One chromosome's training as one Ray task: the task, what it asks the cluster for, and what a failed task
-means; and the task that measures a trained generator's sample quality after the fact (quality.evaluate top_k).
+means; and the tasks that use a trained generator after the fact: its sample grid (drawn only for the generators
+whose grid is kept) and its sample quality (quality.evaluate top_k).
 
 torch and the training code load inside the tasks only, on the worker: the driver never imports torch.
 """
@@ -17,7 +18,7 @@ from neuroevo import capacity, data, memory
 from neuroevo.capacity import Capacity
 from neuroevo.config import QualityConfig, RunConfig, TrainConfig
 from neuroevo.genome import Genome
-from neuroevo.results import Artifacts, Quality, SeedResult, TaskReport, mean_quality, mean_result
+from neuroevo.results import Quality, SeedResult, TaskReport, mean_quality, mean_result
 
 if TYPE_CHECKING:
     from neuroevo.quality import Reference
@@ -40,9 +41,11 @@ def _use_task_cpus() -> None:
 @ray.remote(num_returns=2)
 def train_task(ch: Genome, images: np.ndarray | data.Cache, cfg: TrainConfig, seed: int, flip: bool = False,
                init_weights: bytes | None = None, count: int = 1, quality_cfg: QualityConfig | None = None,
-               reference: Reference | None = None) -> tuple[TaskReport, Artifacts | None]:
+               reference: Reference | None = None) -> tuple[TaskReport, bytes | None]:
     """Train the chromosome `count` times (evolve.seeds_per_chromosome); with a reference (quality.evaluate all),
-    measure each generator's sample quality against it. The artifacts are the first training's."""
+    measure each generator's sample quality against it. Returns the report and the first training's weights file
+    (train.weights; None when a training failed): two objects, so that the driver fetches the weights only of
+    those it keeps, and drops the others' as soon as it knows."""
     from neuroevo import quality, train
 
     started = datetime.now(timezone.utc)
@@ -51,11 +54,11 @@ def train_task(ch: Genome, images: np.ndarray | data.Cache, cfg: TrainConfig, se
     device = train.pick_device(len(gpu_ids))
     trainings, first = [], None  # (seed, result, quality) of each training
     for s in seeds(seed, count):
-        result, art = train.run(ch, data.attach(images), cfg, s, device, flip, init_weights)
+        result, weights = train.run(ch, data.attach(images), cfg, s, device, flip, init_weights)
         ok = result.status == "ok"
-        trainings.append((s, result, quality.measure_generator(art.weights, quality_cfg, reference, device, s)
+        trainings.append((s, result, quality.measure_generator(weights, quality_cfg, reference, device, s)
                           if ok and reference is not None else None))
-        first = first or art
+        first = first or weights
         if not ok:
             break
     node = f"{socket.gethostname()}/{ray.get_runtime_context().get_node_id()[:8]}"
@@ -68,13 +71,22 @@ def train_task(ch: Genome, images: np.ndarray | data.Cache, cfg: TrainConfig, se
 
 
 @ray.remote
-def quality_task(artifacts: Artifacts, quality_cfg: QualityConfig, reference: Reference, seed: int) -> Quality:
-    """quality.evaluate top_k: the FID and KID of a trained generator (results.Artifacts), on this task's device."""
+def samples_task(weights: bytes, n_samples: int, seed: int) -> bytes:
+    """The PNG sample grid (train.sample_grid) of a trained generator's weights file, on this task's device."""
+    from neuroevo import train
+
+    _use_task_cpus()
+    return train.sample_grid(weights, n_samples, seed, train.pick_device(len(ray.get_gpu_ids())))
+
+
+@ray.remote
+def quality_task(weights: bytes, quality_cfg: QualityConfig, reference: Reference, seed: int) -> Quality:
+    """quality.evaluate top_k: the FID and KID of a trained generator's weights file, on this task's device."""
     from neuroevo import quality, train
 
     _use_task_cpus()
     device = train.pick_device(len(ray.get_gpu_ids()))
-    return quality.measure_generator(artifacts.weights, quality_cfg, reference, device, seed)
+    return quality.measure_generator(weights, quality_cfg, reference, device, seed)
 
 
 def task_resources(cfg: RunConfig, ch: Genome | None = None, cap: Capacity | None = None) -> dict[str, float]:

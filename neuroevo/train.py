@@ -18,7 +18,7 @@ from neuroevo import architecture, fastpath, losses
 from neuroevo.config import TrainConfig
 from neuroevo.genome import Genome, Optimiser, from_json, param_counts
 from neuroevo.model import build, build_generator, count_params, load_state, noise
-from neuroevo.results import Artifacts, TrainResult
+from neuroevo.results import TrainResult
 
 
 def to_unit_range(batch: np.ndarray, device: torch.device) -> torch.Tensor:
@@ -44,7 +44,7 @@ def optimiser(genes: Optimiser, module: torch.nn.Module) -> tuple[torch.optim.Op
 
 
 def load_weights(G: torch.nn.Module, D: torch.nn.Module, weights: bytes) -> None:
-    """Continue from Artifacts.weights of an earlier training (evolve.keep_weights)."""
+    """Continue from the weights file (weights()) of an earlier training (evolve.keep_weights)."""
     state = torch.load(io.BytesIO(weights), map_location="cpu", weights_only=True)
     load_state(G, state["generator"])
     load_state(D, state["discriminator"])
@@ -85,7 +85,7 @@ def train(ch: Genome, images: np.ndarray, cfg: TrainConfig, seed: int, device: s
 
     images: uint8, N x C x H x W, matching the chromosome's image shape; in memory or a read-only memory map,
     read one sorted batch of rows at a time. flip: mirror a random half of every real batch.
-    init_weights: start from these weights (Artifacts.weights) instead of fresh ones.
+    init_weights: start from these weights (a weights file, weights()) instead of fresh ones.
     Same seed on CPU -> same losses. On a GPU, cfg's fast-path switches apply (see fastpath.py); on the
     CPU they change nothing.
     """
@@ -194,8 +194,8 @@ def _describe(dev: torch.device, gpu: fastpath.Device, fp: fastpath.FastPath,
 
 
 def run(ch: Genome, images: np.ndarray, cfg: TrainConfig, seed: int, device: str = "cpu", flip: bool = False,
-        init_weights: bytes | None = None) -> tuple[TrainResult, Artifacts | None]:
-    """train(), then the artifacts of a chromosome that trained to the end.
+        init_weights: bytes | None = None) -> tuple[TrainResult, bytes | None]:
+    """train(), then the weights (weights()) of a chromosome that trained to the end.
 
     Running out of GPU memory is a property of the chromosome, not a crash: it becomes status "oom" and the
     GPU is left clean for the next task. Any other exception propagates to the caller.
@@ -209,25 +209,32 @@ def run(ch: Genome, images: np.ndarray, cfg: TrainConfig, seed: int, device: str
                            0.0, 0.0, device), None
     if result.status != "ok":
         return result, None
-    return result, artifacts(ch, G, D, cfg.sample_grid, seed)
+    return result, weights(ch, G, D)
 
 
-@torch.no_grad()
-def artifacts(ch: Genome, G: torch.nn.Module, D: torch.nn.Module, n_samples: int, seed: int) -> Artifacts:
-    """Weights of G and D and a PNG grid of n_samples images from G (in eval mode)."""
-    G.eval()
-    z = noise(ch, n_samples, generator=torch.Generator().manual_seed(seed))
-    images = G(z.to(next(G.parameters()).device)).cpu()
-    png = io.BytesIO()
-    vutils.save_image(images, png, format="png", nrow=int(math.ceil(math.sqrt(n_samples))),
-                      normalize=True, value_range=architecture.plan(ch).output_range)
-    weights = io.BytesIO()
+def weights(ch: Genome, G: torch.nn.Module, D: torch.nn.Module) -> bytes:
+    """The weights file of a trained chromosome: torch.save of {"chromosome", "generator", "discriminator"}, what
+    load_generator, load_weights and `neuroevo sample` read."""
+    out = io.BytesIO()
     torch.save({
         "chromosome": ch.to_json(),
         "generator": {k: v.cpu() for k, v in G.state_dict().items()},
         "discriminator": {k: v.cpu() for k, v in D.state_dict().items()},
-    }, weights)
-    return Artifacts(weights=weights.getvalue(), samples_png=png.getvalue())
+    }, out)
+    return out.getvalue()
+
+
+@torch.no_grad()
+def sample_grid(weights: bytes, n_samples: int, seed: int, device: str = "cpu") -> bytes:
+    """A PNG grid of n_samples images from the generator in a weights file (weights()), in eval mode, from noise
+    seeded by `seed` and drawn on the CPU: rows of ceil(sqrt(n)), 2 px padding, G's output range to pixels."""
+    ch, G = load_generator(io.BytesIO(weights), device)
+    z = noise(ch, n_samples, generator=torch.Generator().manual_seed(seed))
+    images = G(z.to(device)).cpu()
+    png = io.BytesIO()
+    vutils.save_image(images, png, format="png", nrow=int(math.ceil(math.sqrt(n_samples))),
+                      normalize=True, value_range=architecture.plan(ch).output_range)
+    return png.getvalue()
 
 
 class WeightsError(ValueError):

@@ -302,7 +302,7 @@ def test_query_json_rows_equal_pandas(run, history):
 
 
 def constant_generator(tmp_path: Path, activation: str, value: float) -> Path:
-    """A weights file, as train.artifacts writes it, of a 16 px DCGAN generator whose output layer has the given
+    """A weights file, as train.weights writes it, of a 16 px DCGAN generator whose output layer has the given
     activation and zero weights, and a bias that makes every pixel `value`."""
     ch = v2.dcgan(SIDE, 3)
     ch = dataclasses.replace(ch, g_out=dataclasses.replace(ch.g_out, activation=activation))

@@ -184,7 +184,7 @@ def test_training_starts_from_given_weights():
     images = data.load(cfg.data, 0).array
     ch = samples(cfg, 1, seed=5)[0]
     _, G0, D0 = train.train(ch, images, cfg.train, seed=1)
-    weights = train.artifacts(ch, G0, D0, 4, seed=0).weights
+    weights = train.weights(ch, G0, D0)
     frozen = replace(ch, g_opt=genome.Optimiser("sgd", 0.0, 0.0), d_opt=genome.Optimiser("sgd", 0.0, 0.0))
     _, G1, _ = train.train(frozen, images, cfg.train, seed=2, init_weights=weights)
     _, G2, _ = train.train(frozen, images, cfg.train, seed=2)

@@ -224,3 +224,88 @@ def test_v2_step_flops_equal_torchs_flop_count_of_a_real_step():
             objective.d_loss(D, real, fake.detach()).backward()
             objective.g_loss(D, real, fake).backward()
         assert schedule.step_flops(ch) * bs == counter.get_total_flops()
+
+
+# ---------------------------------------------------------------------------------------------------------
+# the weights the driver holds while a generation comes in
+
+
+def _weights_held(monkeypatch) -> tuple[dict, list]:
+    """Watch a run: the ids of each generation's weights objects (as submitted), and at each log_generation, how
+    many of that generation's are still referenced in the driver (what keeps them in the object store)."""
+    submitted: dict[int, list[bytes]] = {}
+    held: list[int] = []
+    submit, log = dispatch._submit, dispatch.log_generation
+
+    def watched_submit(cfg, run_dir, generation, *args, **kwargs):
+        report_ref, task = submit(cfg, run_dir, generation, *args, **kwargs)
+        submitted.setdefault(generation, []).append(task.weights.hex().encode())  # the id only: no ref kept
+        return report_ref, task
+
+    def watched_log(cfg, run_dir, generation, trained, cap):
+        held.append(_referenced(submitted[generation]))
+        log(cfg, run_dir, generation, trained, cap)
+
+    monkeypatch.setattr(dispatch, "_submit", watched_submit)
+    monkeypatch.setattr(dispatch, "log_generation", watched_log)
+    return submitted, held
+
+
+def _referenced(ids: list[bytes]) -> int:
+    import ray
+    counts = ray._private.worker.global_worker.core_worker.get_all_reference_counts()
+    return sum(1 for i in ids if counts.get(i, {}).get("local", 0) > 0)
+
+
+@pytest.mark.parametrize("mode, keys, held_at_log", [
+    ("generational", {}, 1),  # the best's
+    ("steady_state", {"evolve.keep_weights": True}, 2),  # the two elites'
+    ("generational", {"train.keep": "all"}, 6),  # every one's, all written
+])
+def test_the_driver_holds_only_the_weights_it_may_still_write(ray_local, tmp_path, monkeypatch, mode, keys,
+                                                             held_at_log):
+    cfg = config.from_dict(tiny_dict(evolve={"population": 6, "generations": 2, "elite_fraction": 0.34,
+                                             "mode": mode}, train={"epochs": 1, "steps_per_epoch": 1}))
+    for key, value in keys.items():
+        section, name = key.split(".")
+        cfg = replace(cfg, **{section: replace(getattr(cfg, section), **{name: value})})
+    submitted, held = _weights_held(monkeypatch)
+    evolve.evolve(cfg, mode, tmp_path, data.load(cfg.data, cfg.seed).array)
+    df = logs.read_generations(tmp_path)
+    assert (df.status == "ok").all() and held == [held_at_log] * 2
+    assert _referenced([i for ids in submitted.values() for i in ids]) == 0  # none left once the run is over
+    for g, rows in df.groupby("generation"):
+        assert rundir.best_weights(tmp_path, g).is_file() and rundir.best_samples(tmp_path, g).is_file()
+        if cfg.evolve.keep_weights:
+            elites = rows.sort_values(["fitness", "chromosome_id"], ascending=[False, True]).chromosome_id[:2]
+            assert all(rundir.weights_file(tmp_path, g + 1, i).is_file() for i in elites)
+        if cfg.train.keep == "all":
+            assert all(rundir.generator_file(tmp_path, g, i).is_file() for i in rows.chromosome_id)
+
+
+def test_held_weights_are_the_fittest_whatever_order_the_tasks_finish_in(ray_local):
+    """Finished with 2 places: whatever the arrival order, the 2 fittest (ties by id) and any tied with the
+    second keep their weights (here the second and third are the same chromosome); a failed member holds none."""
+    import itertools
+
+    from neuroevo.fitness import Evaluation
+    cfg = tiny_config()
+    members = population.fresh_members(cfg, 0, 4)
+    twin = Member(members[1].chromosome, 1, 0)  # the same chromosome: equal on every key of the ranking
+    fit = {members[0]: 0.8, members[1]: 0.7, twin: 0.7, members[2]: 0.2, members[3]: 0.9}
+    ref = ray_local.put(b"weights")
+
+    def trained(m: Member) -> dispatch.Trained:
+        ok = m is not members[3]  # the fittest figure, but it failed
+        return dispatch.Trained("r", 0, m, 0, None, ("", ""), ref if ok else None,
+                                Evaluation("ok" if ok else "failed", "", fit[m]))
+
+    for arrival in itertools.permutations(fit):
+        done = dispatch.Finished(2)
+        for m in arrival:
+            done.add(trained(m))
+        assert {m for m, t in done.trained.items() if t.weights is not None} == {members[0], members[1], twin}
+    done = dispatch.Finished(None)
+    for m in fit:
+        done.add(trained(m))
+    assert sum(t.weights is not None for t in done.trained.values()) == 4

@@ -1,4 +1,4 @@
-"""One chromosome's training, without Ray: losses, counts, seeded equivalence, artifacts."""
+"""One chromosome's training, without Ray: losses, counts, seeded equivalence, weights and sample grids."""
 
 import io
 import math
@@ -6,10 +6,11 @@ import math
 import numpy as np
 import pytest
 import torch
+import torchvision.utils as vutils
 from PIL import Image
 
-from neuroevo import data, genome, losses, train
-from neuroevo.model import build
+from neuroevo import architecture, data, genome, losses, train
+from neuroevo.model import build, noise
 from tests.conftest import tiny_config
 
 
@@ -64,18 +65,26 @@ def test_too_few_images_for_a_batch(setup):
         train.train(ch, images[:10], cfg.train, seed=0)
 
 
-def test_artifacts_hold_weights_and_a_sample_grid(setup, tmp_path):
+def test_weights_load_as_the_trained_generator_and_draw_its_sample_grid(setup, tmp_path):
     cfg, images, ch = setup
     _, G, D = train.train(ch, images, cfg.train, seed=1)
-    art = train.artifacts(ch, G, D, n_samples=16, seed=0)
-    grid = Image.open(io.BytesIO(art.samples_png))
+    weights = train.weights(ch, G, D)
+    png = train.sample_grid(weights, n_samples=16, seed=7)
+    grid = Image.open(io.BytesIO(png))
     assert grid.format == "PNG" and grid.size == (4 * 12 + 5 * 2, 4 * 12 + 5 * 2)  # 4 x 4 tiles, 2 px padding
+    # the very bytes of the grid drawn from the trained G itself, in eval mode, from the same noise
+    G.eval()
+    with torch.no_grad():
+        drawn = G(noise(ch, 16, generator=torch.Generator().manual_seed(7)))
+    out = io.BytesIO()
+    vutils.save_image(drawn, out, format="png", nrow=4, normalize=True, value_range=architecture.plan(ch).output_range)
+    assert png == out.getvalue()
+    assert png != train.sample_grid(weights, n_samples=16, seed=8)
     path = tmp_path / "weights.pt"
-    path.write_bytes(art.weights)
+    path.write_bytes(weights)
     ch2, G2 = train.load_generator(str(path))
     assert ch2 == ch
     z = torch.randn(3, ch.noise_channels, ch.noise_side, ch.noise_side)
-    G.eval()
     with torch.no_grad():
         assert torch.equal(G(z), G2(z))
 
