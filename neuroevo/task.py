@@ -6,6 +6,7 @@ torch and the training code load inside the tasks only, on the worker: the drive
 
 from __future__ import annotations
 
+import math
 import socket
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING
@@ -13,7 +14,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import ray
 
-from neuroevo import capacity, data, memory
+from neuroevo import capacity, data, estimate, memory
 from neuroevo.capacity import Capacity
 from neuroevo.config import QualityConfig, RunConfig, TrainConfig
 from neuroevo.genome import Genome
@@ -77,24 +78,71 @@ def quality_task(artifacts: Artifacts, quality_cfg: QualityConfig, reference: Re
     return quality.measure_generator(artifacts.weights, quality_cfg, reference, device, seed)
 
 
+@ray.remote
+def warm_up() -> None:
+    """A training task's imports and nothing else: run on the workers the first generation will use, while the
+    driver is still starting, so that its tasks find torch loaded."""
+    from neuroevo import quality, train  # noqa: F401
+
+
+def warm_workers(cfg: RunConfig, cap: Capacity) -> list[ray.ObjectRef]:
+    """Start warm_up on as many workers as the first generation's tasks can use at once on the nodes up now (at
+    most the population); their refs, which a run does not wait for. Each asks what a training task asks, as Ray
+    reuses a worker only for tasks that ask for GPUs as its first did (or for none as it did)."""
+    if cfg.resources.num_gpus == "memory":  # shares differ by chromosome: the smallest
+        need = {"num_cpus": task_cpus(cfg, cap), "num_gpus": memory.SHARES[0] if cap.has_gpus else 0.0}
+    else:
+        need = task_resources(cfg, None, cap)
+    fit = [min(n["CPU"] // need["num_cpus"], n["GPU"] // need["num_gpus"] if need["num_gpus"] else math.inf)
+           for n in cap.nodes]
+    return [warm_up.options(**{**need, "max_retries": 0}).remote()
+            for _ in range(int(min(sum(fit), cfg.evolve.population)))]
+
+
 def task_resources(cfg: RunConfig, ch: Genome | None = None, cap: Capacity | None = None) -> dict[str, float]:
     """What one training task asks Ray for. `ch` is needed only for num_gpus: memory; `cap` is the cluster's
     capacity (capacity.read(), asked here when not given)."""
     num_gpus = cfg.resources.num_gpus
+    if cap is None and (num_gpus in ("auto", "memory") or cfg.resources.num_cpus == "auto"):
+        cap = capacity.read()
     if num_gpus in ("auto", "memory"):
-        if not (capacity.read() if cap is None else cap).has_gpus:
+        if not cap.has_gpus:
             num_gpus = 0.0
         elif num_gpus == "memory":
             num_gpus = memory.gpu_share(ch, cfg.resources.gpu_memory_gb)
         else:
             num_gpus = 1.0
-    return {"num_cpus": cfg.resources.num_cpus, "num_gpus": num_gpus, "max_retries": cfg.resources.max_retries}
+    return {"num_cpus": task_cpus(cfg, cap), "num_gpus": num_gpus, "max_retries": cfg.resources.max_retries}
+
+
+def task_cpus(cfg: RunConfig, cap: Capacity | None) -> float:
+    """resources.num_cpus, auto resolved: 1 where the tasks ask for GPUs, else the torch threads for a population
+    of this size on the cluster's nodes up now (estimate.threads_per_task)."""
+    if cfg.resources.num_cpus != "auto":
+        return cfg.resources.num_cpus
+    return 1.0 if _asks_gpus(cfg, cap) else float(estimate.threads_per_task(cfg.evolve.population, cap.node_cpus))
+
+
+def _asks_gpus(cfg: RunConfig, cap: Capacity) -> bool:
+    num_gpus = cfg.resources.num_gpus
+    return cap.has_gpus if num_gpus in ("auto", "memory") else num_gpus > 0
 
 
 def describe_request(cfg: RunConfig, cap: Capacity) -> str:
     """One line: what each training task asks for, and why."""
+    line = _describe_gpus(cfg, cap)
+    if cfg.resources.num_cpus != "auto":
+        return line
+    if _asks_gpus(cfg, cap):
+        return f"{line}; resources.num_cpus auto: 1 CPU, as the tasks train on GPUs"
+    return (f"{line}; resources.num_cpus auto: {task_cpus(cfg, cap):g} torch threads a task for "
+            f"{cfg.evolve.population} chromosomes on {_nodes(cap)} (estimate.threads_per_task)")
+
+
+def _describe_gpus(cfg: RunConfig, cap: Capacity) -> str:
     r = cfg.resources
-    cpus = f"{r.num_cpus:g} CPU{'s' if r.num_cpus != 1 else ''}"
+    n = task_cpus(cfg, cap)
+    cpus = f"{n:g} CPU{'s' if n != 1 else ''}"
     if isinstance(r.num_gpus, float):
         gpus = f"{r.num_gpus:g}" if r.num_gpus else "no"
         return f"resources: tasks ask for {gpus} GPU and {cpus} each (resources.num_gpus)"
@@ -109,6 +157,14 @@ def describe_request(cfg: RunConfig, cap: Capacity) -> str:
         names = ", ".join(t.name for t in cap.gpu_types)
         why = f"the cluster can launch nodes with GPUs (type {names}, in {cap.source})"
     return f"resources: tasks ask for {gpus} and {cpus} each: {why}"
+
+
+def _nodes(cap: Capacity) -> str:
+    """'16 CPUs', or '3 nodes of 8, 8 and 4 CPUs'."""
+    cpus = [f"{c:g}" for c in cap.node_cpus]
+    if len(cpus) == 1:
+        return f"{cpus[0]} CPU{'s' if cpus[0] != '1' else ''}"
+    return f"{len(cpus)} nodes of {', '.join(cpus[:-1])} and {cpus[-1]} CPUs"
 
 
 def has_room(total: dict[str, float], running: list[dict[str, float]], need: dict[str, float]) -> bool:
