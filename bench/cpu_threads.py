@@ -48,11 +48,11 @@ def timed(fn) -> float:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--quick", action="store_true", help="shorter trainings, 1 repetition")
+    p.add_argument("--quick", action="store_true", help="4 steps a training, A on 4 chromosomes, 1 repetition")
     p.add_argument("--reps", type=int, default=None, help="repetitions (default 3, quick 1)")
     args = p.parse_args()
     reps = args.reps or (1 if args.quick else 3)
-    steps = 8 if args.quick else None  # None: the demo's whole 2 epochs
+    steps = 4 if args.quick else None  # None: the demo's whole 2 epochs
     cores = os.cpu_count() or 1
     info = common.machine()
     base = run_config(8, 1, steps)
@@ -67,7 +67,7 @@ def main() -> None:
 
     runs = []
     for rep in range(reps):  # A
-        for m in members:
+        for m in members[:4] if args.quick else members:
             for threads in ((1, cores) if rep % 2 == 0 else (cores, 1)):
                 runs.append({"experiment": "A: one training", "rep": rep, "chromosome": m.chromosome.id,
                              "way": f"{threads} thread(s)", "wall_s": timed(lambda: train_all([m], threads))})
@@ -110,7 +110,7 @@ def main() -> None:
             if way != "sequential":
                 notes.append(f"{experiment}: {way} / sequential = {(per_rep[way] / per_rep.sequential).median():.3f} "
                              "(median of per-repetition ratios)")
-    notes.append(f"{'8 steps' if steps else 'the demo preset whole (2 epochs)'} per training, medians of {reps} "
+    notes.append(f"{'4 steps' if steps else 'the demo preset whole (2 epochs)'} per training, medians of {reps} "
                  "repetition(s); other processes' load lengthens trainings")
     common.report("cpu_threads", summary, df, info, notes)
 

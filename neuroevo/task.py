@@ -1,5 +1,6 @@
 """One chromosome's training as one Ray task: the task, what it asks the cluster for, and what a failed task
-means; and the task that measures a trained generator's sample quality after the fact (quality.evaluate top_k).
+means; the task that measures a trained generator's sample quality after the fact (quality.evaluate top_k); and
+the no-op that loads a training task's imports on the workers before the first generation.
 
 torch and the training code load inside the tasks only, on the worker: the driver never imports torch.
 """
@@ -135,7 +136,8 @@ def describe_request(cfg: RunConfig, cap: Capacity) -> str:
         return line
     if _asks_gpus(cfg, cap):
         return f"{line}; resources.num_cpus auto: 1 CPU, as the tasks train on GPUs"
-    return (f"{line}; resources.num_cpus auto: {task_cpus(cfg, cap):g} torch threads a task for "
+    n = task_cpus(cfg, cap)
+    return (f"{line}; resources.num_cpus auto: {n:g} torch thread{'s' if n != 1 else ''} a task for "
             f"{cfg.evolve.population} chromosomes on {_nodes(cap)} (estimate.threads_per_task)")
 
 

@@ -1,0 +1,79 @@
+"""Benchmark 8: a cold `neuroevo run`'s first generation, with the workers warmed at start (task.warm_workers) and
+without.
+
+Each run is a new process that starts its own private Ray, as `neuroevo run` on one machine does: one generation
+of the `demo` preset's 8 chromosomes (quick: 4 steps each) on all the machine's cores. "without" is the same run
+with task.warm_workers replaced by one that starts nothing, so the first generation's tasks load torch
+themselves. The two alternate within each repetition. Reported: the whole run's wall time (process start to
+end), and generation 0's seconds as the run prints them (its tasks' submission to its last row logged).
+
+    python bench/warm_start.py [--quick] [--reps N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import re
+import subprocess
+import sys
+import tempfile
+import time
+
+import common  # first: puts this checkout's neuroevo on the path
+import pandas as pd
+
+
+def child(warm: bool, steps: int | None, out_dir: str) -> None:
+    """One cold run in this process; prints its figures as one JSON line."""
+    start = time.perf_counter()
+    from neuroevo import api, task
+
+    if not warm:
+        task.warm_workers = lambda cfg, cap: []
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        api.run("demo", {"evolve.generations": 1, "train.steps_per_epoch": steps}, out_dir=out_dir)
+    wall = time.perf_counter() - start
+    gen0 = float(re.search(r"^gen 0: .* ([0-9.]+)s$", printed.getvalue(), re.M).group(1))
+    print(json.dumps({"run_s": wall, "generation_0_s": gen0}))
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true", help="4 steps a chromosome, 1 repetition")
+    p.add_argument("--reps", type=int, default=None, help="repetitions (default 4, quick 1)")
+    p.add_argument("--child", choices=["warm", "cold"], help=argparse.SUPPRESS)
+    p.add_argument("--steps", type=int, default=None, help=argparse.SUPPRESS)
+    p.add_argument("--out", help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.child:
+        child(args.child == "warm", args.steps, args.out)
+        return
+    reps = args.reps or (1 if args.quick else 4)
+    steps = 4 if args.quick else None
+    info = common.machine()
+    runs = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for rep in range(reps):
+            for way in (("warmed", "not warmed") if rep % 2 == 0 else ("not warmed", "warmed")):
+                command = [sys.executable, __file__, "--child", "warm" if way == "warmed" else "cold", "--out", tmp,
+                           *(["--steps", str(steps)] if steps else [])]
+                done = subprocess.run(command, capture_output=True, text=True, check=True)
+                runs.append({"way": way, "rep": rep, **json.loads(done.stdout.strip().splitlines()[-1])})
+                print(runs[-1], flush=True)
+    df = pd.DataFrame(runs)
+    summary = df.groupby("way", sort=False)[["run_s", "generation_0_s"]].median().reset_index()
+    per_rep = df.pivot(index="rep", columns="way")
+    notes = [f"{'4 steps' if steps else 'the demo preset whole (2 epochs)'} per chromosome, 8 chromosomes, "
+             f"medians of {reps} repetition(s); other processes' load lengthens everything",
+             f"warmed / not warmed: whole run {(per_rep.run_s.warmed / per_rep.run_s['not warmed']).median():.3f}, "
+             f"generation 0 {(per_rep.generation_0_s.warmed / per_rep.generation_0_s['not warmed']).median():.3f} "
+             "(medians of per-repetition ratios)"]
+    common.report("warm_start", summary, df, info, notes)
+
+
+if __name__ == "__main__":
+    main()
