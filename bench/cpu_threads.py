@@ -2,7 +2,7 @@
 
 A. Thread speed-up of one training: each chromosome of the `demo` preset's generation 0 trained with 1 and with
    T torch threads (T = this machine's cores), alternating, in this process. speed-up = time(1) / time(T); the
-   median is what estimate.SERIAL_FRACTION is fitted to (Amdahl's law).
+   median is what estimate.SERIAL_FRACTION would be fitted to (Amdahl's law); on a quiet machine only.
 B. One generation of P chromosomes (P = 2 and 8, the first P of the demo's generation 0) four ways, interleaved
    within each repetition:
      num_cpus 1     neuroevo's default: P tasks of 1 CPU on a private Ray of the machine's cores

@@ -5,7 +5,8 @@ Each run is a new process that starts its own private Ray, as `neuroevo run` on 
 of the `demo` preset's 8 chromosomes (quick: 4 steps each) on all the machine's cores. "without" is the same run
 with task.warm_workers replaced by one that starts nothing, so the first generation's tasks load torch
 themselves. The two alternate within each repetition. Reported: the whole run's wall time (process start to
-end), and generation 0's seconds as the run prints them (its tasks' submission to its last row logged).
+end), generation 0's seconds as the run prints them (its tasks' submission to its last row logged), and how long
+after the submission its first task started training (its started_at, taken once the task's imports are done).
 
     python bench/warm_start.py [--quick] [--reps N]
 """
@@ -21,6 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from datetime import datetime, timezone
 
 import common  # first: puts this checkout's neuroevo on the path
 import pandas as pd
@@ -29,16 +31,25 @@ import pandas as pd
 def child(warm: bool, steps: int | None, out_dir: str) -> None:
     """One cold run in this process; prints its figures as one JSON line."""
     start = time.perf_counter()
-    from neuroevo import api, task
+    from neuroevo import api, dispatch, task
 
     if not warm:
         task.warm_workers = lambda cfg, cap: []
+    submitted = []
+    run_generation = dispatch.run_generation
+
+    def timed_generation(*args, **kwargs):
+        submitted.append(datetime.now(timezone.utc))
+        return run_generation(*args, **kwargs)
+
+    dispatch.run_generation = timed_generation
     printed = io.StringIO()
     with contextlib.redirect_stdout(printed):
-        api.run("demo", {"evolve.generations": 1, "train.steps_per_epoch": steps}, out_dir=out_dir)
+        result = api.run("demo", {"evolve.generations": 1, "train.steps_per_epoch": steps}, out_dir=out_dir)
     wall = time.perf_counter() - start
     gen0 = float(re.search(r"^gen 0: .* ([0-9.]+)s$", printed.getvalue(), re.M).group(1))
-    print(json.dumps({"run_s": wall, "generation_0_s": gen0}))
+    first = (pd.read_parquet(result.run_dir / "generations").started_at.min() - submitted[0]).total_seconds()
+    print(json.dumps({"run_s": wall, "generation_0_s": gen0, "first_task_start_s": first}))
 
 
 def main() -> None:
@@ -65,7 +76,7 @@ def main() -> None:
                 runs.append({"way": way, "rep": rep, **json.loads(done.stdout.strip().splitlines()[-1])})
                 print(runs[-1], flush=True)
     df = pd.DataFrame(runs)
-    summary = df.groupby("way", sort=False)[["run_s", "generation_0_s"]].median().reset_index()
+    summary = df.groupby("way", sort=False)[["run_s", "generation_0_s", "first_task_start_s"]].median().reset_index()
     per_rep = df.pivot(index="rep", columns="way")
     notes = [f"{'4 steps' if steps else 'the demo preset whole (2 epochs)'} per chromosome, 8 chromosomes, "
              f"medians of {reps} repetition(s); other processes' load lengthens everything",

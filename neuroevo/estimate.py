@@ -30,9 +30,11 @@ CPU_FLOPS = ((1.12e8, 10.4e9), (6.5e8, 29.7e9), (1.22e10, 60.5e9), (2.43e12, 120
 # FLOP/s of one GPU: assumed, not measured (no GPU here); README "Running" says where it comes from.
 GPU_FLOPS = 10e12
 LONG_SECONDS = 3600.0  # a run longer than this is told how to shrink
-# One training's speed-up with t torch threads is Amdahl's 1 / (f + (1 - f) / t), with this serial fraction f fitted
-# to the median speed-up of 2 threads over 1 for the demo preset's chromosomes on this project's 2-core machine
-# (benchmark 7, bench/cpu_threads.py). Small layers leave much of a step serial.
+# One training's speed-up with t torch threads is Amdahl's 1 / (f + (1 - f) / t) with this serial fraction f:
+# assumed, not measured (2 threads 1.33 times as fast as 1; small layers leave much of a step serial). This
+# project's 2-core machine was too loaded to measure it: there 2 threads ran slower than 1 (README, benchmark 7;
+# bench/cpu_threads.py part A measures it on a quiet machine). Any f below 1 makes the same choice wherever one
+# wave of tasks holds the whole population; f decides only between more waves of fewer threads and fewer of more.
 SERIAL_FRACTION = 0.5
 
 
