@@ -87,17 +87,23 @@ def warm_up() -> None:
 
 
 def warm_workers(cfg: RunConfig, cap: Capacity) -> list[ray.ObjectRef]:
-    """Start warm_up on as many workers as the first generation's tasks can use at once on the nodes up now (at
-    most the population); their refs, which a run does not wait for. Each asks what a training task asks, as Ray
-    reuses a worker only for tasks that ask for GPUs as its first did (or for none as it did)."""
+    """Start warm_up on as many workers as the first generation's tasks can use at once (warm_request); their refs,
+    which a run does not wait for."""
+    need, count = warm_request(cfg, cap)
+    return [warm_up.options(**need).remote() for _ in range(count)]
+
+
+def warm_request(cfg: RunConfig, cap: Capacity) -> tuple[dict[str, float], int]:
+    """What each warm_up asks for, and how many: what a training task asks (Ray gives a worker that ran a task
+    without GPUs only tasks without GPUs, and the reverse), as many as fit on the nodes up now, at most the
+    population."""
     if cfg.resources.num_gpus == "memory":  # shares differ by chromosome: the smallest
         need = {"num_cpus": task_cpus(cfg, cap), "num_gpus": memory.SHARES[0] if cap.has_gpus else 0.0}
     else:
         need = task_resources(cfg, None, cap)
     fit = [min(n["CPU"] // need["num_cpus"], n["GPU"] // need["num_gpus"] if need["num_gpus"] else math.inf)
            for n in cap.nodes]
-    return [warm_up.options(**{**need, "max_retries": 0}).remote()
-            for _ in range(int(min(sum(fit), cfg.evolve.population)))]
+    return {**need, "max_retries": 0}, int(min(sum(fit), cfg.evolve.population))
 
 
 def task_resources(cfg: RunConfig, ch: Genome | None = None, cap: Capacity | None = None) -> dict[str, float]:
