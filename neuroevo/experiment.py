@@ -146,12 +146,10 @@ def run(request: Request, say: Callable[[str], None] = _say) -> Outcome:
         shared = data.for_tasks(p.images, cfg.data)
         print_data(p.images, shared, say)
         _init_ray(request)
-        from neuroevo import capacity, task  # Ray loads only once the input is known to be good
+        from neuroevo import capacity, evolve, progress, task  # Ray loads only once the input is known to be good
 
         cap = capacity.read()  # the start-up's: the request line and the estimate
-        task.warm_workers(cfg, cap)  # their torch loads while the driver does the rest of the start-up
         say(task.describe_request(cfg, cap))
-        from neuroevo import evolve, progress
 
         with rundir.claim(run_dir, new=not request.resume):
             cluster.keep_log(rundir.ray_log(run_dir))

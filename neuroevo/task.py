@@ -1,13 +1,11 @@
 """One chromosome's training as one Ray task: the task, what it asks the cluster for, and what a failed task
-means; the task that measures a trained generator's sample quality after the fact (quality.evaluate top_k); and
-the no-op that loads a training task's imports on the workers before the first generation.
+means; and the task that measures a trained generator's sample quality after the fact (quality.evaluate top_k).
 
 torch and the training code load inside the tasks only, on the worker: the driver never imports torch.
 """
 
 from __future__ import annotations
 
-import math
 import socket
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING
@@ -77,33 +75,6 @@ def quality_task(artifacts: Artifacts, quality_cfg: QualityConfig, reference: Re
     _use_task_cpus()
     device = train.pick_device(len(ray.get_gpu_ids()))
     return quality.measure_generator(artifacts.weights, quality_cfg, reference, device, seed)
-
-
-@ray.remote
-def warm_up() -> None:
-    """A training task's imports and nothing else: run on the workers the first generation will use, while the
-    driver is still starting, so that its tasks find torch loaded."""
-    from neuroevo import quality, train  # noqa: F401
-
-
-def warm_workers(cfg: RunConfig, cap: Capacity) -> list[ray.ObjectRef]:
-    """Start warm_up on as many workers as the first generation's tasks can use at once (warm_request); their refs,
-    which a run does not wait for."""
-    need, count = warm_request(cfg, cap)
-    return [warm_up.options(**need).remote() for _ in range(count)]
-
-
-def warm_request(cfg: RunConfig, cap: Capacity) -> tuple[dict[str, float], int]:
-    """What each warm_up asks for, and how many: what a training task asks (Ray gives a worker that ran a task
-    without GPUs only tasks without GPUs, and the reverse), as many as fit on the nodes up now, at most the
-    population."""
-    if cfg.resources.num_gpus == "memory":  # shares differ by chromosome: the smallest
-        need = {"num_cpus": task_cpus(cfg, cap), "num_gpus": memory.SHARES[0] if cap.has_gpus else 0.0}
-    else:
-        need = task_resources(cfg, None, cap)
-    fit = [min(n["CPU"] // need["num_cpus"], n["GPU"] // need["num_gpus"] if need["num_gpus"] else math.inf)
-           for n in cap.nodes]
-    return {**need, "max_retries": 0}, int(min(sum(fit), cfg.evolve.population))
 
 
 def task_resources(cfg: RunConfig, ch: Genome | None = None, cap: Capacity | None = None) -> dict[str, float]:

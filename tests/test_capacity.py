@@ -80,19 +80,6 @@ def test_auto_cpus_give_a_small_population_the_cores_it_would_leave_idle():
     assert task.task_resources(tiny_config(resources={}), None, Capacity({"CPU": 16.0}))["num_cpus"] == 1
 
 
-def test_workers_are_warmed_with_a_training_tasks_request_as_many_as_run_at_once():
-    gpu_nodes = Capacity({"CPU": 16.0, "GPU": 4.0}, nodes=({"CPU": 0.0, "GPU": 0.0},
-                                                          *[{"CPU": 8.0, "GPU": 2.0}] * 2))
-    need, count = task.warm_request(tiny_config(evolve={"population": 10}), gpu_nodes)
-    assert (need["num_gpus"], need["num_cpus"], count) == (1, 1, 4)  # one a GPU; none on the head
-    assert task.warm_request(tiny_config(evolve={"population": 3}), gpu_nodes)[1] == 3  # at most the population
-    need, count = task.warm_request(tiny_config(evolve={"population": 40}, resources={"num_gpus": "memory"}), gpu_nodes)
-    assert (need["num_gpus"], count) == (0.125, 16)  # the smallest share, as many as the CPUs allow
-    cpu_node = Capacity({"CPU": 16.0}, nodes=({"CPU": 16.0, "GPU": 0.0},))
-    need, count = task.warm_request(tiny_config(evolve={"population": 2}, resources={"num_cpus": "auto"}), cpu_node)
-    assert (need["num_gpus"], need["num_cpus"], count) == (0, 8, 2)
-
-
 def test_auto_threads_follow_the_cost_model():
     """Amdahl's law with estimate.SERIAL_FRACTION: one wave of 2 tasks beats two of 1 thread while the second thread
     speeds a training up at all; 3 tasks on 2 cores take 2 waves of 1 thread, fewer than 3 of 2 threads."""
