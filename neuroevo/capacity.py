@@ -35,6 +35,11 @@ class Capacity:
     total: dict[str, float]  # the resources of the nodes up now (ray.cluster_resources())
     launchable: tuple[NodeType, ...] = ()
     source: str = ""  # where the node types were read
+    nodes: tuple[dict[str, float], ...] = ()  # each node up now: its "CPU" and "GPU"; empty: one node of `total`
+
+    @property
+    def node_cpus(self) -> tuple[float, ...]:
+        return tuple(n.get("CPU", 0.0) for n in self.nodes) or (self.total.get("CPU", 0.0),)
 
     @property
     def gpus(self) -> float:
@@ -63,11 +68,12 @@ class Capacity:
 def read() -> Capacity:
     """The cluster's capacity, from Ray and the autoscaler's config."""
     total = ray.cluster_resources()
+    nodes = tuple({k: float(n["Resources"].get(k, 0.0)) for k in ("CPU", "GPU")} for n in ray.nodes() if n["Alive"])
     for source, types in (("the cluster config in Ray's GCS", _from_gcs), (str(LAUNCHER_CONFIG), _from_launcher)):
         found = types()
         if found is not None:
-            return Capacity(total, found, source)
-    return Capacity(total)
+            return Capacity(total, found, source, nodes)
+    return Capacity(total, nodes=nodes)
 
 
 def _from_gcs() -> tuple[NodeType, ...] | None:

@@ -240,7 +240,9 @@ class ResourcesConfig:
     # per task; auto = 1 if the cluster has GPUs or can launch nodes with GPUs, else 0; "memory" = the share of
     # one GPU (1/8, 1/4, 1/2 or 1) that fits the chromosome's estimated training memory, or 0 likewise (capacity.py)
     num_gpus: GpuRequest = "auto"
-    num_cpus: Annotated[float, Field(gt=0)] = 1.0  # per task
+    # per task, and the task's torch threads; auto: 1 where the tasks ask for GPUs, else as many as leave no core
+    # idle when the population is smaller than the cluster's CPUs (task.task_cpus)
+    num_cpus: Annotated[float, Field(gt=0)] | Literal["auto"] = 1.0
     gpu_memory_gb: Annotated[float, Field(gt=0)] = 16.0  # of the cluster's smallest GPU, for num_gpus: memory
     max_retries: Annotated[int, Field(ge=0)] = 3  # re-runs of a task whose worker or node died; then "lost"
 

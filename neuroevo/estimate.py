@@ -30,6 +30,28 @@ CPU_FLOPS = ((1.12e8, 10.4e9), (6.5e8, 29.7e9), (1.22e10, 60.5e9), (2.43e12, 120
 # FLOP/s of one GPU: assumed, not measured (no GPU here); README "Running" says where it comes from.
 GPU_FLOPS = 10e12
 LONG_SECONDS = 3600.0  # a run longer than this is told how to shrink
+# One training's speed-up with t torch threads is Amdahl's 1 / (f + (1 - f) / t) with this serial fraction f:
+# assumed, not measured (2 threads 1.33 times as fast as 1; small layers leave much of a step serial). This
+# project's 2-core machine was too loaded to measure it: there 2 threads ran slower than 1 (README, benchmark 7;
+# bench/cpu_threads.py part A measures it on a quiet machine). Any f below 1 makes the same choice wherever one
+# wave of tasks holds the whole population; f decides only between more waves of fewer threads and fewer of more.
+SERIAL_FRACTION = 0.5
+
+
+def thread_speedup(threads: int) -> float:
+    """How much faster one CPU training runs with `threads` torch threads than with 1."""
+    return 1.0 / (SERIAL_FRACTION + (1.0 - SERIAL_FRACTION) / threads)
+
+
+def threads_per_task(tasks: int, node_cpus: Sequence[float]) -> int:
+    """The torch threads (CPUs) each of `tasks` equal CPU trainings should get for the least wall time on nodes of
+    `node_cpus` CPUs: with t threads a node runs floor(cpus / t) tasks at once, in waves each 1 / thread_speedup(t)
+    as long as one of 1 thread; the fewest threads among equal times. So a population at least as large as the
+    cluster's CPUs gets 1 thread a task (threads add less than tasks), a smaller one the cores it would leave idle."""
+    def wall(t: int) -> float:
+        at_once = sum(int(c // t) for c in node_cpus)
+        return round(math.ceil(tasks / at_once) / thread_speedup(t), 9) if at_once else math.inf
+    return min(range(1, max(1, int(max(node_cpus, default=1))) + 1), key=lambda t: (wall(t), t))
 
 
 @dataclass(frozen=True)
@@ -63,7 +85,8 @@ def task(ch: Genome, cfg: RunConfig, n_images: int | None, resources: dict[str, 
     """The training of `ch` with `resources` (task.task_resources): its FLOPs and seconds."""
     flops = schedule.cost(ch, cfg.train, n_images)
     gpus, cpus = resources["num_gpus"], resources["num_cpus"]
-    rate = gpus * GPU_FLOPS if gpus > 0 else cpus * cpu_flops(schedule.step_flops(ch) * ch.batch_size)
+    threads = cpus if cpus < 1 else thread_speedup(cpus)  # a fraction of a CPU: that share of one thread's time
+    rate = gpus * GPU_FLOPS if gpus > 0 else threads * cpu_flops(schedule.step_flops(ch) * ch.batch_size)
     return Task(flops, flops / rate, cpus, gpus)
 
 

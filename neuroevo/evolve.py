@@ -21,11 +21,13 @@ from neuroevo.state import RunState
 from neuroevo.state import save as save_state
 
 if TYPE_CHECKING:
+    from neuroevo.capacity import Capacity
     from neuroevo.quality import Reference
 
 
 def evolve(cfg: RunConfig, run_id: str, run_dir: Path, images: np.ndarray | data.Cache,
-           state: RunState | None = None, redo: tuple[int, ...] = (), reference: Reference | None = None) -> RunState:
+           state: RunState | None = None, redo: tuple[int, ...] = (), reference: Reference | None = None,
+           cap: Capacity | None = None) -> RunState:
     """Train all, keep the elite fraction unchanged, fill the rest by evolve.strategy (the reference: at random).
 
     images: an array, put in the object store once per run and mapped zero-copy by every task, or a data
@@ -36,7 +38,8 @@ def evolve(cfg: RunConfig, run_id: str, run_dir: Path, images: np.ndarray | data
     (`Check failed: ... Tried to complete task that was not pending`).
     `state` continues a run from its last logged generation; `redo` re-trains logged generations whose files
     were found damaged (their populations are in the state, and selection already happened). `reference`: the
-    real images' statistics for sample quality (quality.reference), needed when quality.evaluate is on.
+    real images' statistics for sample quality (quality.reference), needed when quality.evaluate is on. `cap`: the
+    cluster's capacity as the start-up read it, for the estimate.
     """
     images_ref = ray.put(images) if isinstance(images, np.ndarray) else images
     reference_ref = ray.put(reference) if reference is not None else None  # once, like the images
@@ -49,7 +52,7 @@ def evolve(cfg: RunConfig, run_id: str, run_dir: Path, images: np.ndarray | data
         todo = len(redo) + max(0, cfg.evolve.generations - state.completed)
         if todo:
             first = redo[0] if redo else state.completed
-            progress.before_training(cfg, state.population(first), todo, images.shape[0], resumed=first > 0)
+            progress.before_training(cfg, state.population(first), todo, images.shape[0], resumed=first > 0, cap=cap)
         for generation in redo:
             dispatch.run_generation(cfg, run_id, run_dir, generation, state.population(generation), images_ref,
                                     images.shape[0], reference_ref)

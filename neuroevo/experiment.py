@@ -148,13 +148,14 @@ def run(request: Request, say: Callable[[str], None] = _say) -> Outcome:
         _init_ray(request)
         from neuroevo import capacity, evolve, progress, task  # Ray loads only once the input is known to be good
 
-        say(task.describe_request(cfg, capacity.read()))
+        cap = capacity.read()  # the start-up's: the request line and the estimate
+        say(task.describe_request(cfg, cap))
 
         with rundir.claim(run_dir, new=not request.resume):
             cluster.keep_log(rundir.ray_log(run_dir))
             _write_run_files(p, shared, bool(request.resume))
             with progress.quiet(request.quiet):
-                evolve.evolve(cfg, p.run_id, run_dir, shared, p.state, p.redo, p.reference)
+                evolve.evolve(cfg, p.run_id, run_dir, shared, p.state, p.redo, p.reference, cap)
     except KeyboardInterrupt as e:
         interrupted = e
     except rundir.ClaimError as e:

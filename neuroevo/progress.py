@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sys
 from contextlib import contextmanager
-from typing import IO, Iterator
+from typing import IO, TYPE_CHECKING, Iterator
 
 import pandas as pd
 from tqdm import tqdm
@@ -18,6 +18,9 @@ from tqdm import tqdm
 from neuroevo import estimate, fitness, genome, population, ranking
 from neuroevo.config import RunConfig
 from neuroevo.population import Member
+
+if TYPE_CHECKING:
+    from neuroevo.capacity import Capacity
 
 _quiet = False
 
@@ -88,15 +91,15 @@ def warn(text: str | None) -> None:
 
 
 def before_training(cfg: RunConfig, members: tuple[Member, ...], generations: int, n_images: int,
-                    resumed: bool = False) -> None:
+                    resumed: bool = False, cap: Capacity | None = None) -> None:
     """The estimate of what the `generations` left will cost, read off `members`, the first generation to train,
     on the resources of the cluster Ray has joined (its nodes up now; where the tasks ask for GPUs and none is up
     yet, one node of a GPU type the autoscaler can launch); a warning where fitness.scale saturates the size term
-    for a sample of the space. Before any task starts."""
+    for a sample of the space. Before any task starts. `cap`: the cluster's capacity, read here when not given."""
     from neuroevo import capacity
     from neuroevo.task import task_resources
 
-    cap = capacity.read()
+    cap = capacity.read() if cap is None else cap
     tasks = [estimate.task(m.chromosome, cfg, n_images, task_resources(cfg, m.chromosome, cap)) for m in members]
     total = dict(cap.total)
     if any(t.gpus for t in tasks) and not cap.gpus and cap.gpu_types:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import ray
 
-from neuroevo import capacity, data, memory
+from neuroevo import capacity, data, estimate, memory
 from neuroevo.capacity import Capacity
 from neuroevo.config import QualityConfig, RunConfig, TrainConfig
 from neuroevo.genome import Genome
@@ -93,20 +93,47 @@ def task_resources(cfg: RunConfig, ch: Genome | None = None, cap: Capacity | Non
     """What one training task asks Ray for. `ch` is needed only for num_gpus: memory; `cap` is the cluster's
     capacity (capacity.read(), asked here when not given)."""
     num_gpus = cfg.resources.num_gpus
+    if cap is None and (num_gpus in ("auto", "memory") or cfg.resources.num_cpus == "auto"):
+        cap = capacity.read()
     if num_gpus in ("auto", "memory"):
-        if not (capacity.read() if cap is None else cap).has_gpus:
+        if not cap.has_gpus:
             num_gpus = 0.0
         elif num_gpus == "memory":
             num_gpus = memory.gpu_share(ch, cfg.resources.gpu_memory_gb)
         else:
             num_gpus = 1.0
-    return {"num_cpus": cfg.resources.num_cpus, "num_gpus": num_gpus, "max_retries": cfg.resources.max_retries}
+    return {"num_cpus": task_cpus(cfg, cap), "num_gpus": num_gpus, "max_retries": cfg.resources.max_retries}
+
+
+def task_cpus(cfg: RunConfig, cap: Capacity | None) -> float:
+    """resources.num_cpus, auto resolved: 1 where the tasks ask for GPUs, else the torch threads for a population
+    of this size on the cluster's nodes up now (estimate.threads_per_task)."""
+    if cfg.resources.num_cpus != "auto":
+        return cfg.resources.num_cpus
+    return 1.0 if _asks_gpus(cfg, cap) else float(estimate.threads_per_task(cfg.evolve.population, cap.node_cpus))
+
+
+def _asks_gpus(cfg: RunConfig, cap: Capacity) -> bool:
+    num_gpus = cfg.resources.num_gpus
+    return cap.has_gpus if num_gpus in ("auto", "memory") else num_gpus > 0
 
 
 def describe_request(cfg: RunConfig, cap: Capacity) -> str:
     """One line: what each training task asks for, and why."""
+    line = _describe_gpus(cfg, cap)
+    if cfg.resources.num_cpus != "auto":
+        return line
+    if _asks_gpus(cfg, cap):
+        return f"{line}; resources.num_cpus auto: 1 CPU, as the tasks train on GPUs"
+    n = task_cpus(cfg, cap)
+    return (f"{line}; resources.num_cpus auto: {n:g} torch thread{'s' if n != 1 else ''} a task for "
+            f"{cfg.evolve.population} chromosomes on {_nodes(cap)} (estimate.threads_per_task)")
+
+
+def _describe_gpus(cfg: RunConfig, cap: Capacity) -> str:
     r = cfg.resources
-    cpus = f"{r.num_cpus:g} CPU{'s' if r.num_cpus != 1 else ''}"
+    n = task_cpus(cfg, cap)
+    cpus = f"{n:g} CPU{'s' if n != 1 else ''}"
     if isinstance(r.num_gpus, float):
         gpus = f"{r.num_gpus:g}" if r.num_gpus else "no"
         return f"resources: tasks ask for {gpus} GPU and {cpus} each (resources.num_gpus)"
@@ -121,6 +148,14 @@ def describe_request(cfg: RunConfig, cap: Capacity) -> str:
         names = ", ".join(t.name for t in cap.gpu_types)
         why = f"the cluster can launch nodes with GPUs (type {names}, in {cap.source})"
     return f"resources: tasks ask for {gpus} and {cpus} each: {why}"
+
+
+def _nodes(cap: Capacity) -> str:
+    """'16 CPUs', or '3 nodes of 8, 8 and 4 CPUs'."""
+    cpus = [f"{c:g}" for c in cap.node_cpus]
+    if len(cpus) == 1:
+        return f"{cpus[0]} CPU{'s' if cpus[0] != '1' else ''}"
+    return f"{len(cpus)} nodes of {', '.join(cpus[:-1])} and {cpus[-1]} CPUs"
 
 
 def has_room(total: dict[str, float], running: list[dict[str, float]], need: dict[str, float]) -> bool:

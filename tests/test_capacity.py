@@ -9,7 +9,7 @@ import math
 import pytest
 import yaml
 
-from neuroevo import capacity, config, memory, population, task
+from neuroevo import capacity, config, estimate, memory, population, task
 from neuroevo.capacity import Capacity, NodeType
 from tests.conftest import REPO, tiny_config
 
@@ -59,6 +59,52 @@ def test_null_of_older_configs_means_auto_and_bad_values_name_the_choices():
     assert older == tiny_config() and config.experiment_differences(older, tiny_config()) == []
     with pytest.raises(config.ConfigError, match=r"^resources\.num_gpus: expected a number >= 0, 'auto' or 'memory'"):
         tiny_config(resources={"num_gpus": "automatic"})
+
+
+def cpus(population: int, *node_cpus: float, **resources) -> float:
+    cap = Capacity({"CPU": sum(node_cpus)}, nodes=tuple({"CPU": c, "GPU": 0.0} for c in node_cpus))
+    return task.task_resources(tiny_config(evolve={"population": population}, resources={"num_cpus": "auto",
+                                                                                      **resources}), None, cap)["num_cpus"]
+
+
+def test_auto_cpus_give_a_small_population_the_cores_it_would_leave_idle():
+    # as many tasks as cores, or more: 1 thread each, as threads add less than tasks
+    assert [cpus(p, 2) for p in (2, 3, 8)] == [1, 1, 1]
+    assert [cpus(p, 16) for p in (2, 3, 4, 5, 8, 9, 16, 100)] == [8, 5, 4, 3, 2, 1, 1, 1]
+    assert cpus(2, 4, 4, 4) == 4 and cpus(4, 4, 4, 4) == 2  # per node: a task never asks more than a node has
+    assert cpus(2, 0, 8) == 4  # a head without CPUs runs none
+    # with GPUs the tasks train there: 1 CPU; asked for no GPU on a GPU cluster, the CPU rule
+    assert task.task_resources(tiny_config(resources={"num_cpus": "auto"}), None, WITH_GPUS)["num_cpus"] == 1
+    assert cpus(2, 16, num_gpus=0) == 8
+    # the default is 1 CPU whatever the cluster
+    assert task.task_resources(tiny_config(resources={}), None, Capacity({"CPU": 16.0}))["num_cpus"] == 1
+
+
+def test_auto_threads_follow_the_cost_model():
+    """Amdahl's law with estimate.SERIAL_FRACTION: one wave of 2 tasks beats two of 1 thread while the second thread
+    speeds a training up at all; 3 tasks on 2 cores take 2 waves of 1 thread, fewer than 3 of 2 threads."""
+    assert estimate.thread_speedup(1) == 1 and 1 < estimate.thread_speedup(2) < 2
+    assert estimate.threads_per_task(3, [2]) == (2 if estimate.thread_speedup(2) > 1.5 else 1)
+    assert estimate.threads_per_task(1, [2]) == 2 and estimate.threads_per_task(5, []) == 1
+
+
+def test_auto_cpus_are_printed_with_why_and_bad_values_name_the_choices():
+    cfg = tiny_config(evolve={"population": 2}, resources={"num_cpus": "auto"})
+    assert task.describe_request(cfg, Capacity({"CPU": 16.0}, nodes=({"CPU": 16.0, "GPU": 0.0},))) == (
+        "resources: tasks ask for no GPU and 8 CPUs each, and train on CPUs: the cluster has no GPU and cannot launch "
+        "nodes with GPUs (set resources.num_gpus to ask for GPUs anyway); resources.num_cpus auto: 8 torch threads a "
+        "task for 2 chromosomes on 16 CPUs (estimate.threads_per_task)")
+    two_nodes = Capacity({"CPU": 12.0}, nodes=({"CPU": 8.0, "GPU": 0.0}, {"CPU": 4.0, "GPU": 0.0}))
+    assert task.describe_request(cfg, two_nodes).endswith("4 torch threads a task for 2 chromosomes on 2 nodes of 8 "
+                                                          "and 4 CPUs (estimate.threads_per_task)")
+    assert task.describe_request(cfg, WITH_GPUS) == ("resources: tasks ask for 1 GPU and 1 CPU each: the cluster has "
+                                                      "2 GPUs; resources.num_cpus auto: 1 CPU, as the tasks train on "
+                                                      "GPUs")
+    assert "  num_cpus: auto\n" in config.to_yaml(cfg)  # the run's config keeps auto; the number is resolved per run
+    for bad, why in (("foo", "expected a number or 'auto', got 'foo'"), (0, "expected a number > 0.0 or 'auto', got 0")):
+        with pytest.raises(config.ConfigError) as e:
+            tiny_config(resources={"num_cpus": bad})
+        assert str(e.value) == f"resources.num_cpus: {why}"
 
 
 def test_most_counts_the_nodes_the_autoscaler_can_still_launch():
