@@ -292,11 +292,11 @@ def test_an_old_state_file_loads_with_the_reference_lineage(tmp_path):
             {"chromosome": m.chromosome.to_json(), "born_generation": m.born_generation, "resampled": m.resampled}
             for m in pop]} for g, pop in enumerate((pop0, pop1))]}
     (tmp_path / "state.json").write_text(json.dumps(doc))
-    state = load_state(tmp_path)
-    assert [m.operator for m in state.population(0)] == ["random"] * 3
-    assert [m.operator for m in state.population(1)] == ["elite", "random", "random"]
-    assert state.population(1)[0].parents == (pop0[0].chromosome.id,) and state.population(1)[1].parents == ()
-    assert state.population(1)[0].chromosome == pop0[0].chromosome
+    state = load_state(tmp_path)  # generation 1's population: the one to train next
+    assert state.completed == 1
+    assert [m.operator for m in state.population] == ["elite", "random", "random"]
+    assert state.population[0].parents == (pop0[0].chromosome.id,) and state.population[1].parents == ()
+    assert state.population[0].chromosome == pop0[0].chromosome
 
 
 def test_an_old_schema_generation_reads_with_nulls_in_the_new_columns(tmp_path):
