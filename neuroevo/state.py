@@ -195,7 +195,7 @@ def drawn(cfg: RunConfig, run_dir: Path, generation: int) -> tuple[Member, ...] 
     return None if before is None else next_population(cfg, generation, before)
 
 
-def population(cfg: RunConfig, run_dir: Path, generation: int) -> tuple[Member, ...]:
+def logged_population(cfg: RunConfig, run_dir: Path, generation: int) -> tuple[Member, ...]:
     """A logged generation's population, to train again: its rows' where they are whole, else drawn again (its
     generation before must be whole by then: generations are trained again in order)."""
     evaluated, _ = logged(cfg, run_dir, generation)

@@ -101,7 +101,7 @@ def test_a_state_file_of_the_older_format_resumes_to_the_same_rows(base, tmp_pat
     shutil.copytree(base[0], run_dir)
     rundir.state_file(run_dir).write_text(json.dumps(_old_state(run_dir, 2, lineage=True)))
     with_lineage = state.load(run_dir)
-    assert with_lineage == state.RunState(state.population(tiny_config(evolve={"population": N}), run_dir, 2), 2)
+    assert with_lineage == state.RunState(state.logged_population(tiny_config(evolve={"population": N}), run_dir, 2), 2)
     rundir.state_file(run_dir).write_text(json.dumps(_old_state(run_dir, 2, lineage=False)))
     assert state.load(run_dir) == with_lineage
     shutil.rmtree(rundir.generation_dir(run_dir, 2))
