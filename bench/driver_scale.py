@@ -5,9 +5,10 @@
                 num_returns=1 over the list of pending refs, against dispatch.finished (rounds of two ray.waits
                 over all pending refs, each handing out every task finished by then). Trivial tasks, all finished
                 before the gather starts, so only the gather is timed; N = 100, 1,000 and 10,000.
-    state.json  its size and the time to write it (state.save) after each generation of a run with a population of
-                1,000 (the cifar10 preset's space, evolve.strategy random), built by neuroevo.population from
-                made-up fitnesses, without training.
+    state.json  its size and the time to write it (state.save) and read it (state.load) once 0, 10 and 100
+                generations of a run with a population of 1,000 are logged (the cifar10 preset's space,
+                evolve.strategy random), the population built by neuroevo.population from made-up fitnesses,
+                without training.
 
     python bench/driver_scale.py [--quick]
 """
@@ -60,26 +61,33 @@ def gather_seconds(n: int, how) -> tuple[float, int]:
     return seconds, calls[0]
 
 
-def state_sizes(generations: int, size: int = 1000) -> pd.DataFrame:
-    cfg = config.load("cifar10", [f"evolve.population={size}", f"evolve.generations={generations}",
+def state_sizes(generations: tuple[int, ...], size: int = 1000) -> pd.DataFrame:
+    """state.json after generation g - 1 is logged, for each g: it holds generation g's population, drawn as the run
+    draws it (the elites of generation g - 1's members, scored at random, then fresh ones)."""
+    cfg = config.load("cifar10", [f"evolve.population={size}", f"evolve.generations={max(generations)}",
                                   "evolve.strategy=random"])
     rng = np.random.default_rng(0)
     run_dir = Path(tempfile.mkdtemp())
-    s = state.RunState((population.initial_population(cfg),), completed=0)
     rows = []
-    for g in range(generations):
-        evaluated = [Evaluated(m, float(rng.random())) for m in s.population(g)]
-        s = s.advance(population.next_population(cfg, g + 1, evaluated))
+    for g in generations:
+        if g == 0:
+            members = population.initial_population(cfg)
+        else:
+            before = population.fresh_members(cfg, g - 1, size)
+            members = population.next_population(cfg, g, [Evaluated(m, float(rng.random())) for m in before])
         start = time.perf_counter()
-        state.save(run_dir, s, cfg.seed)
-        rows.append({"generations_logged": g + 1, "save_seconds": time.perf_counter() - start,
+        state.save(run_dir, state.RunState(members, g), cfg.seed)
+        saved = time.perf_counter() - start
+        start = time.perf_counter()
+        assert state.load(run_dir).completed == g
+        rows.append({"generations_logged": g, "save_seconds": saved, "load_seconds": time.perf_counter() - start,
                      "state_json_mb": rundir.state_file(run_dir).stat().st_size / 1e6})
     return pd.DataFrame(rows)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--quick", action="store_true", help="N up to 1,000 and 5 generations")
+    ap.add_argument("--quick", action="store_true", help="N up to 1,000, and state.json up to generation 10")
     args = ap.parse_args()
     info = common.machine()
     common.start_ray(num_cpus=2)
@@ -96,14 +104,13 @@ def main() -> None:
     df = pd.DataFrame(runs)
     ratio = df.pivot(index="tasks", columns="gather", values="driver_cpu_s")
     summary = df.assign(old_over_new=df.tasks.map(ratio["one at a time"] / ratio["batched"]))
-    states = state_sizes(5 if args.quick else 20)
+    states = state_sizes((0, 10) if args.quick else (0, 10, 100))
     print(states.to_string(index=False, float_format=lambda x: f"{x:.4g}"))
-    growth = np.diff(states.state_json_mb).mean()
+    at = states.set_index("generations_logged")
     common.report("driver_scale", summary, states, info, [
-        f"state.json, population 1,000: {states.state_json_mb.iloc[0]:.2f} MB after generation 0, "
-        f"+{growth:.2f} MB a generation, {states.state_json_mb.iloc[-1]:.2f} MB after {len(states)}; "
-        f"written in {states.save_seconds.iloc[-1]:.2f} s"])
-
+        "state.json, population 1,000: " + ", ".join(f"{r.state_json_mb:.2f} MB with {g} generations logged"
+                                                     for g, r in at.iterrows()) +
+        f"; written in {states.save_seconds.max():.2f} s at most, read in {states.load_seconds.max():.2f} s"])
 
 if __name__ == "__main__":
     main()

@@ -78,7 +78,7 @@ def one_generation(cfg: config.RunConfig, population: tuple[Member, ...], images
 def whole_run(cfg: config.RunConfig, population: tuple[Member, ...], images: np.ndarray, workers: int) -> dict:
     with tempfile.TemporaryDirectory() as tmp, contextlib.redirect_stdout(io.StringIO()):
         start = time.perf_counter()
-        evolve.evolve(cfg, "bench", Path(tmp), images, RunState((population,), 0))
+        evolve.evolve(cfg, "bench", Path(tmp), images, RunState(population, 0))
         wall = time.perf_counter() - start
         df = logs.read_generations(tmp)
     return metrics(df, wall, workers)

@@ -17,8 +17,8 @@ import ray
 
 from neuroevo import data, dispatch, logs, population, progress, tracking
 from neuroevo.config import RunConfig
+from neuroevo import state as run_state
 from neuroevo.state import RunState
-from neuroevo.state import save as save_state
 
 if TYPE_CHECKING:
     from neuroevo.capacity import Capacity
@@ -37,7 +37,7 @@ def evolve(cfg: RunConfig, run_id: str, run_dir: Path, images: np.ndarray | data
     finishing in between, and a reply for a task Ray has already failed makes its core worker abort the driver
     (`Check failed: ... Tried to complete task that was not pending`).
     `state` continues a run from its last logged generation; `redo` re-trains logged generations whose files
-    were found damaged (their populations are in the state, and selection already happened). `reference`: the
+    were found damaged, in order (each one's population: state.logged_population). `reference`: the
     real images' statistics for sample quality (quality.reference), needed when quality.evaluate is on. `cap`: the
     cluster's capacity as the start-up read it, for the estimate.
     """
@@ -47,23 +47,24 @@ def evolve(cfg: RunConfig, run_id: str, run_dir: Path, images: np.ndarray | data
         cfg, run_id, run_dir, images_ref, images.shape[0], reference_ref)
     with tracking.open_trackers(cfg, run_id, run_dir, min((*redo, state.completed)) if state else 0) as track:
         if state is None:
-            state = RunState((population.initial_population(cfg),), completed=0)
-            save_state(run_dir, state, cfg.seed)
+            state = RunState(population.initial_population(cfg), completed=0)
+            run_state.save(run_dir, state, cfg.seed)
         todo = len(redo) + max(0, cfg.evolve.generations - state.completed)
         if todo:
             first = redo[0] if redo else state.completed
-            progress.before_training(cfg, state.population(first), todo, images.shape[0], resumed=first > 0, cap=cap)
-        for generation in redo:
-            dispatch.run_generation(cfg, run_id, run_dir, generation, state.population(generation), images_ref,
-                                    images.shape[0], reference_ref)
+            members = run_state.logged_population(cfg, run_dir, first) if redo else state.population
+            progress.before_training(cfg, members, todo, images.shape[0], resumed=first > 0, cap=cap)
+        for generation in redo:  # in order: a population drawn again needs the generation before logged whole
+            members = run_state.logged_population(cfg, run_dir, generation)
+            dispatch.run_generation(cfg, run_id, run_dir, generation, members, images_ref, images.shape[0],
+                                    reference_ref)
         track.upto(state.completed)  # what the trackers lack of the logged generations, those trained again too
         summary = []
         for generation in range(state.completed, cfg.evolve.generations):
             start = time.perf_counter()
-            trained = runner.run_generation(generation, state.population(generation))
-            nxt = population.next_population(cfg, generation + 1, [t.evaluated for t in trained])
-            state = state.advance(nxt)
-            save_state(run_dir, state, cfg.seed)
+            trained = runner.run_generation(generation, state.population)
+            state = state.advance(population.next_population(cfg, generation + 1, [t.evaluated for t in trained]))
+            run_state.save(run_dir, state, cfg.seed)
             rows = [t.row for t in trained]
             summary.append(_summary(generation, rows, time.perf_counter() - start))
             track.upto(state.completed, {generation: summary[-1]["seconds"]})

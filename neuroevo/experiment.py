@@ -18,10 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from neuroevo import cluster, config, data, genome, rundir, tracking
-from neuroevo.state import RunState, StateError, load_checked
-from neuroevo.state import load as load_state
-from neuroevo.state import save as save_state
+from neuroevo import cluster, config, data, genome, population, rundir, state, tracking
+from neuroevo.state import RunState
 
 
 def _say(line: str) -> None:
@@ -172,7 +170,7 @@ def run(request: Request, say: Callable[[str], None] = _say) -> Outcome:
     if claim is not None:
         raise InputError(str(claim)) from None
     if fault is not None:
-        logged = load_state(run_dir).completed if rundir.state_file(run_dir).exists() else 0
+        logged = state.completed(run_dir) or 0
         raise FileSystemFault(file_system_fault(fault), run_dir if run_dir.is_dir() else None, logged) from fault
     return Outcome(run_dir, trained=True)
 
@@ -238,7 +236,7 @@ def _copy_config(copy: tuple[Path, str], who: str) -> config.RunConfig:
 
 def _resume_plan(run_dir: Path, cfg: config.RunConfig) -> tuple[RunState | None, tuple[int, ...]]:
     """The saved state, checked against the config and the logs, and the logged generations to train again: those
-    whose data file is damaged or does not hold their population, or whose best's files or elites' weights are
+    whose data file is damaged or does not hold a whole population, or whose best's files or elites' weights are
     missing (training is deterministic, so the same rows and files come out again).
 
     A run stopped before its first state was saved has trained nothing: it starts again from generation 0. A state
@@ -249,42 +247,43 @@ def _resume_plan(run_dir: Path, cfg: config.RunConfig) -> tuple[RunState | None,
     if not rundir.state_file(run_dir).exists() and not rundir.generations_dir(run_dir).exists():
         return None, ()
     try:
-        state, repairs = load_checked(run_dir, cfg.evolve.population)
-    except StateError as e:
+        saved, repairs = state.load_checked(run_dir, cfg)
+    except state.StateError as e:
         raise InputError(str(e)) from None
     for repair in repairs:
         print(f"resume: {repair}", file=sys.stderr)
     if repairs:
-        saved = rundir.state_file(run_dir)
-        rundir.write(rundir.discarded_dir(run_dir) / f"{saved.name}-{datetime.now():%Y%m%d-%H%M%S}", saved.read_bytes())
-        save_state(run_dir, state, cfg.seed)
+        path = rundir.state_file(run_dir)
+        rundir.write(rundir.discarded_dir(run_dir) / f"{path.name}-{datetime.now():%Y%m%d-%H%M%S}", path.read_bytes())
+        state.save(run_dir, saved, cfg.seed)
     redo = []
-    for g in range(state.completed):
-        kept = [m.chromosome.id for m in state.population(g + 1) if m.born_generation <= g]
-        problem = logs.check_generation(run_dir, g, state.population(g)) or \
-            logs.check_saved(run_dir, g, kept if cfg.evolve.keep_weights else ())
+    for g in range(saved.completed):
+        evaluated, problem = state.logged(cfg, run_dir, g)
+        if not problem:  # the elites the next generation keeps, whose weights it starts from
+            kept = [m.chromosome.id for m in population.elites(cfg, evaluated)] if cfg.evolve.keep_weights else []
+            problem = logs.check_saved(run_dir, g, kept)
         if problem:
             print(f"resume: {problem}; generation {g} will be trained again", file=sys.stderr)
             redo.append(g)
-    return state, tuple(redo)
+    return saved, tuple(redo)
 
 
-def _set_aside(run_dir: Path, generations: tuple[int, ...]) -> None:
+def _set_aside(run_dir: Path, cfg: config.RunConfig, generations: tuple[int, ...]) -> None:
     """Move what is damaged out of the dataset, into run_dir/discarded/, for inspection: the folder of each logged
     generation to train again whose data is damaged (else its best's folder, when wrong), and the folder of a
     generation still to train that holds more than its data file."""
     from neuroevo import logs
 
-    if not rundir.state_file(run_dir).exists():
+    done = state.completed(run_dir)
+    if done is None:
         return
-    state = load_state(run_dir)
     damaged = []
     for g in generations:
-        if logs.check_generation(run_dir, g, state.population(g)):
+        if state.logged(cfg, run_dir, g)[1]:
             damaged.append((rundir.generation_dir(run_dir, g), rundir.generation_dir(run_dir, g).name))
         elif rundir.best_dir(run_dir, g).exists() and logs.check_saved(run_dir, g):
             damaged.append((rundir.best_dir(run_dir, g), f"best-{rundir.best_dir(run_dir, g).name}"))
-    later = range(state.completed, max([state.completed, *rundir.logged_generations(run_dir)]) + 1)
+    later = range(done, max([done, *rundir.logged_generations(run_dir)]) + 1)
     damaged += [(rundir.generation_dir(run_dir, g), rundir.generation_dir(run_dir, g).name) for g in later
                 if logs.extra_files(run_dir, g)]
     for folder, name in damaged:
@@ -312,10 +311,10 @@ def _prepare(request: Request, say: Callable[[str], None]) -> Prepared:
         genome.sample(cfg.space, cfg.data.image_size, cfg.data.channels, np.random.default_rng(cfg.seed))
     except genome.SpaceTooTight as e:
         raise InputError(str(e)) from None
-    state, redo = _resume_plan(run_dir, cfg) if request.resume else (None, ())
+    saved, redo = _resume_plan(run_dir, cfg) if request.resume else (None, ())
     images = load_data(cfg)
     ref = reference(cfg, images, say) if cfg.quality.evaluate != "off" else None
-    return Prepared(cfg, run_id, run_dir, images, state, redo, ref)
+    return Prepared(cfg, run_id, run_dir, images, saved, redo, ref)
 
 
 def reference(cfg: config.RunConfig, images: data.Images, say: Callable[[str], None] = _say) -> object:
@@ -382,7 +381,7 @@ def _write_run_files(p: Prepared, shared: np.ndarray | data.Cache | None, resume
     if not (resume and path.is_file() and path.read_bytes() == text.encode("utf-8")):
         rundir.write(path, text)
     rundir.write(rundir.data_file(p.run_dir), json.dumps(data.record(p.images, shared), indent=1) + "\n")
-    _set_aside(p.run_dir, p.redo)
+    _set_aside(p.run_dir, p.cfg, p.redo)
 
 
 def _interrupted(run_dir: Path | None, e: KeyboardInterrupt) -> Interrupted:
@@ -391,4 +390,4 @@ def _interrupted(run_dir: Path | None, e: KeyboardInterrupt) -> Interrupted:
     signum = _received[0] if _received else getattr(e, "signum", signal.SIGINT)
     if run_dir is None or not rundir.config_file(run_dir).is_file():
         return Interrupted(signum, run_dir, None)
-    return Interrupted(signum, run_dir, load_state(run_dir).completed if rundir.state_file(run_dir).exists() else 0)
+    return Interrupted(signum, run_dir, state.completed(run_dir) or 0)

@@ -241,9 +241,9 @@ def extra_files(run_dir: Path, generation: int) -> list[Path]:
     return sorted(p for p in path.parent.iterdir() if p != path and not p.name.startswith(HIDDEN))
 
 
-def check_generation(run_dir: Path, generation: int, members: Sequence[Member]) -> str | None:
-    """What is wrong with a logged generation's folder, or None when it holds exactly one data file, of one row per
-    member of `members` (its population in state.json), with every column its schema_version has.
+def check_generation(run_dir: Path, generation: int, members: Sequence[Member] | None = None) -> str | None:
+    """What is wrong with a logged generation's folder, or None when it holds exactly one data file, with every
+    column its schema_version has, of one row per member of `members` (None: of whatever members it holds).
 
     The rows may be in any order: runs before the rows were logged in population order logged them as their tasks
     finished.
@@ -258,7 +258,7 @@ def check_generation(run_dir: Path, generation: int, members: Sequence[Member]) 
         table = pq.read_table(path)
     except (OSError, pa.ArrowException) as e:
         return f"{path} is unreadable ({type(e).__name__})"
-    if table.num_rows != len(members):
+    if members is not None and table.num_rows != len(members):
         return f"{path} has {table.num_rows} rows, expected {len(members)}"
     versions = set(table.column("schema_version").to_pylist()) if "schema_version" in table.column_names else set()
     version = versions.pop() if len(versions) == 1 else None
@@ -278,8 +278,8 @@ def check_generation(run_dir: Path, generation: int, members: Sequence[Member]) 
     if "generation" in table.column_names and set(table.column("generation").to_pylist()) != {generation}:
         return f"{path} holds rows of generation {sorted(map(str, set(table.column('generation').to_pylist())))}"
     logged = sorted(zip(table.column("chromosome_id").to_pylist(), table.column("born_generation").to_pylist()))
-    if logged != sorted((m.chromosome.id, m.born_generation) for m in members):
-        return f"{path}: its chromosomes are not generation {generation}'s population in {rundir.STATE}"
+    if members is not None and logged != sorted((m.chromosome.id, m.born_generation) for m in members):
+        return f"{path}: its chromosomes are not generation {generation}'s population"
     return None
 
 
@@ -307,14 +307,15 @@ def check_saved(run_dir: Path, generation: int, kept: Sequence[str] = ()) -> str
     return None
 
 
-def logged_members(run_dir: Path, generation: int) -> list[dict[str, Any]] | None:
+def logged_members(run_dir: Path, generation: int, columns: Sequence[str] = ()) -> list[dict[str, Any]] | None:
     """A logged generation's members as its rows tell them, in row order: chromosome (JSON), born_generation,
-    resampled, parents and operator (None in files of schema_version 1); None when the file is unreadable."""
+    resampled, parents and operator (left out in files of schema_version 1), and `columns` where the file has them;
+    None when the file is unreadable."""
     try:
         table = pq.read_table(rundir.generation_file(run_dir, generation))
     except (OSError, pa.ArrowException):
         return None
-    names = ("chromosome", "born_generation", "resampled", "parents", "operator")
+    names = ("chromosome", "born_generation", "resampled", "parents", "operator", *columns)
     return table.select([n for n in names if n in table.column_names]).to_pylist()
 
 

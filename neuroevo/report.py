@@ -379,7 +379,7 @@ def real_images(run_dir: Path) -> tuple[np.ndarray, str]:
 
 
 def grid_png(images: np.ndarray) -> bytes:
-    """uint8 N x C x H x W as one PNG laid out as the run's sample grids (train.artifacts): rows of ceil(sqrt(N)),
+    """uint8 N x C x H x W as one PNG laid out as the run's sample grids (train.sample_grid): rows of ceil(sqrt(N)),
     torchvision's 2 px padding."""
     import torch
     import torchvision.utils as vutils

@@ -3,7 +3,7 @@
     RUN_DIR/
       config.yaml                                  the resolved config
       data.json                                    the data cache's manifest and how tasks read it
-      state.json                                   every generation's population, for --resume
+      state.json                                   the next generation's population and progress, for --resume
       generations/NNNN/part-0.parquet              one row per chromosome (runs begun before logs' schema 4:
                                                    generations/generation=NNNN/, see `partitioned`)
       best/generation=NNNN/                        weights.pt, samples.png, chromosome.json of the fittest

@@ -1,20 +1,28 @@
-"""The driver's resumable state: every generation's population and how many generations are logged.
+"""The driver's resumable state: the population of the next generation to train, and how many are logged.
 
-Written atomically to <run_dir>/state.json after each generation. There is no random-number-generator state
-to save: each generation's sampler is derived from (run seed, generation), so a resumed run draws exactly the
+Written atomically to <run_dir>/state.json after each generation; its size does not grow with the generations. The
+populations of the logged generations are their Parquet rows (`logged`): --resume reads them there, and draws a
+damaged generation's population again as the run drew it (`drawn`). There is no random-number-generator state to
+save: each generation's sampler is derived from (run seed, generation), so a resumed run draws exactly the
 chromosomes an uninterrupted one would.
+
+State files written before format 2 hold every generation's population under "generations": they load (only the
+population of generation `completed` is read), and the next save writes format 2.
 """
 
 from __future__ import annotations
 
 import json
-from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from neuroevo import rundir
+from neuroevo import fitness, rundir
+from neuroevo.config import RunConfig
 from neuroevo.genome import from_json
-from neuroevo.population import Member
+from neuroevo.population import Evaluated, Member, initial_population, next_population
+from neuroevo.results import Quality
+
+FORMAT = 2
 
 
 class StateError(ValueError):
@@ -23,15 +31,12 @@ class StateError(ValueError):
 
 @dataclass(frozen=True)
 class RunState:
-    populations: tuple[tuple[Member, ...], ...]  # index = generation; the last one may not be trained yet
+    population: tuple[Member, ...]  # generation `completed`'s: drawn, not trained yet
     completed: int  # generations 0 .. completed-1 are logged
-
-    def population(self, generation: int) -> tuple[Member, ...]:
-        return self.populations[generation]
 
     def advance(self, next_population: tuple[Member, ...]) -> RunState:
         """Generation `completed` is logged and `next_population` is the one after it."""
-        return RunState(self.populations[: self.completed + 1] + (next_population,), self.completed + 1)
+        return RunState(next_population, self.completed + 1)
 
 
 def _member_json(m: Member) -> dict:
@@ -40,7 +45,8 @@ def _member_json(m: Member) -> dict:
 
 
 def _member(doc: dict, generation: int) -> Member:
-    """State files written before parents and operators were recorded hold only the reference's two operators."""
+    """State files and log rows written before parents and operators were recorded hold only the reference's two
+    operators."""
     ch = from_json(doc["chromosome"])
     elite = doc["born_generation"] < generation
     m = Member(ch, doc["born_generation"], doc["resampled"],
@@ -52,56 +58,14 @@ def _member(doc: dict, generation: int) -> Member:
 
 
 def save(run_dir: Path, state: RunState, seed: int) -> None:
-    doc = {
-        "seed": seed,
-        "completed": state.completed,
-        "generations": [
-            {
-                "generation": g,
-                "elite_ids": [m.chromosome.id for m in pop if m.born_generation < g],
-                "population": [_member_json(m) for m in pop],
-            }
-            for g, pop in enumerate(state.populations)
-        ],
-    }
+    doc = {"format": FORMAT, "seed": seed, "completed": state.completed,
+           "population": [_member_json(m) for m in state.population]}
     rundir.write(rundir.state_file(run_dir), json.dumps(doc))  # a reader sees the old state or the new one
 
 
-def load(run_dir: Path) -> RunState:
-    path = rundir.state_file(run_dir)
-    if not path.is_file():
-        raise StateError(f"{path}: not found; is {run_dir} a neuroevo run directory?")
-    try:
-        doc = json.loads(path.read_text())
-        populations = tuple(
-            tuple(_member(m, generation) for m in g["population"])
-            for generation, g in enumerate(doc["generations"]))
-        return RunState(populations, int(doc["completed"]))
-    except (ValueError, KeyError, TypeError) as e:
-        raise StateError(f"{path}: unreadable ({type(e).__name__}: {e})") from None
-
-
-def completed(run_dir: Path) -> int | None:
-    """How many generations state.json says are logged, read without building its populations; None where there is
-    no state.json or it does not say (load_checked tells why, and repairs what the logs allow)."""
-    try:
-        done = json.loads(rundir.state_file(run_dir).read_text()).get("completed")
-    except (OSError, ValueError, AttributeError):
-        return None
-    return done if isinstance(done, int) and not isinstance(done, bool) and done >= 0 else None
-
-
-def load_checked(run_dir: Path, population_size: int) -> tuple[RunState, list[str]]:
-    """The saved state checked against the config's population size and the logged generations, for --resume.
-
-    What the Parquet logs tell is repaired, and each repair said in one line of the list: a population that does not
-    load or has other than `population_size` members is rebuilt from its generation's rows, when its log is whole and
-    holds the members it kept; a `completed` that is not a whole number, is negative or runs past the populations is
-    counted again, as the generations logged whole from 0 on (at most the last population's). Anything else raises
-    StateError naming the file and what differs.
-    """
-    from neuroevo import logs  # pandas and pyarrow, for --resume only: a new run's driver saves state without them
-
+def _read(run_dir: Path) -> tuple[object, object]:
+    """state.json's `completed` and the member entries of generation `completed` (None where an older file holds
+    no such generation), as saved: unchecked."""
     path = rundir.state_file(run_dir)
     if not path.is_file():
         raise StateError(f"{path}: not found; is {run_dir} a neuroevo run directory?")
@@ -109,64 +73,134 @@ def load_checked(run_dir: Path, population_size: int) -> tuple[RunState, list[st
         doc = json.loads(path.read_text())
         if not isinstance(doc, dict):
             raise TypeError("expected a JSON object")
-        entries = doc["generations"]
+        if "generations" not in doc:
+            if doc.get("format") != FORMAT:
+                raise ValueError(f"format {doc.get('format')!r}, expected {FORMAT} (written by a newer neuroevo?)")
+            return doc.get("completed"), doc["population"]
+        entries, completed = doc["generations"], doc.get("completed")  # before format 2: every generation's
         if not isinstance(entries, list) or not entries:
             raise TypeError("generations is not a list of populations")
+        if not _count(completed) or completed >= len(entries):
+            return completed, None
+        return completed, entries[completed]["population"]
     except (ValueError, KeyError, TypeError) as e:
         raise StateError(f"{path}: unreadable ({type(e).__name__}: {e})") from None
-    notes = []
-    populations: list[tuple[Member, ...] | None] = []
-    for generation, entry in enumerate(entries):
-        population, problem = _population(entry, generation, population_size)
-        if problem:
-            population = _rebuilt(run_dir, generation, population_size, population)
-            if population is None:
-                populations.append(None)
-                notes.append(f"{path}: generation {generation}'s population {problem}")
-                continue
-            notes.append(f"{path}: generation {generation}'s population {problem}; rebuilt from "
-                         f"{rundir.generation_file(run_dir, generation)}")
-        populations.append(population)
-    good = next((g for g, pop in enumerate(populations) if pop is None), len(populations))  # 0 .. good-1 load
-    completed = doc.get("completed")
-    if not isinstance(completed, int) or isinstance(completed, bool) or not 0 <= completed < good:
-        if good == 0:
-            raise StateError(notes[0] + f", and {rundir.generation_file(run_dir, 0)} cannot rebuild it")
-        logged = next((g for g in range(good - 1) if logs.check_generation(run_dir, g, populations[g])), good - 1)
-        notes.append(f"{path}: completed is {completed!r}, but its populations allow 0-{good - 1}; counted again "
-                     f"from the logged generations: {logged}")
-        completed = logged
-    return RunState(tuple(populations[: completed + 1]), completed), notes
 
 
-def _population(entry: object, generation: int, size: int) -> tuple[tuple[Member, ...] | None, str | None]:
-    """A state entry's population and what is wrong with it (None: nothing)."""
+def _count(n: object) -> bool:
+    return isinstance(n, int) and not isinstance(n, bool) and n >= 0
+
+
+def load(run_dir: Path) -> RunState:
+    completed, entries = _read(run_dir)
     try:
-        population = tuple(_member(m, generation) for m in entry["population"])
+        return RunState(tuple(_member(m, completed) for m in entries), int(completed))
     except (ValueError, KeyError, TypeError, AttributeError) as e:
-        return None, f"does not load ({type(e).__name__}: {e})"
-    if len(population) != size:
-        return population, f"has {len(population)} members, expected {size}"
-    return population, None
+        raise StateError(f"{rundir.state_file(run_dir)}: unreadable ({type(e).__name__}: {e})") from None
 
 
-def _rebuilt(run_dir: Path, generation: int, size: int,
-             saved: tuple[Member, ...] | None) -> tuple[Member, ...] | None:
-    """A generation's population from its log's rows, when the log is whole and agrees with what the state kept
-    (`saved`: the members it still holds, or None)."""
-    from neuroevo import logs
-
-    rows = logs.logged_members(run_dir, generation)
+def completed(run_dir: Path) -> int | None:
+    """How many generations state.json says are logged, read without building its population; None where there is
+    no state.json or it does not say (load_checked tells why, and repairs what the logs allow)."""
     try:
-        members = tuple(_member({k: v for k, v in r.items() if v is not None}, generation) for r in rows or ())
-    except (ValueError, KeyError, TypeError, AttributeError):
+        done = json.loads(rundir.state_file(run_dir).read_text()).get("completed")
+    except (OSError, ValueError, AttributeError):
         return None
-    if len(members) != size or logs.check_generation(run_dir, generation, members) or \
-            any(m.born_generation > generation for m in members):
-        return None
-    if saved is not None:  # the state lost members or gained some: the log must hold the rest
-        logged, kept = Counter(m.chromosome.id for m in members), Counter(m.chromosome.id for m in saved)
-        if kept - logged and logged - kept:
-            return None
-    return members
+    return done if _count(done) else None
 
+
+def load_checked(run_dir: Path, cfg: RunConfig) -> tuple[RunState, list[str]]:
+    """The saved state checked against the config's population size and the logs, for --resume.
+
+    What the Parquet logs tell is repaired, and each repair said in one line of the list: a `completed` that is not
+    a whole number, is negative or runs past the logged generations is counted again, as the generations logged
+    whole from 0 on; a population that does not load or has other than evolve.population members is drawn again
+    from the generation before's rows (`drawn`). Anything else raises StateError naming the file and what differs.
+    """
+    path = rundir.state_file(run_dir)
+    done, entries = _read(run_dir)
+    notes = []
+    folders = rundir.logged_generations(run_dir)
+    last = folders[-1] + 1 if folders else 0
+    if not _count(done) or done > last:
+        counted = next((g for g in range(last) if logged(cfg, run_dir, g)[1]), last)
+        notes.append(f"{path}: completed is {done!r}, but its populations allow 0-{last}; counted again from the "
+                     f"logged generations: {counted}")
+        return RunState(drawn(cfg, run_dir, counted), counted), notes
+    problem = _population_problem(entries, done, cfg.evolve.population)
+    if problem is None:
+        return RunState(tuple(_member(m, done) for m in entries), done), notes
+    population = drawn(cfg, run_dir, done)
+    source = rundir.generation_file(run_dir, done - 1) if done else "the run seed"
+    if population is None:
+        raise StateError(f"{path}: generation {done}'s population {problem}, and {source} cannot rebuild it")
+    notes.append(f"{path}: generation {done}'s population {problem}; rebuilt from {source}")
+    return RunState(population, done), notes
+
+
+def _population_problem(entries: object, generation: int, size: int) -> str | None:
+    """What is wrong with a saved population (None: nothing)."""
+    try:
+        population = tuple(_member(m, generation) for m in entries)
+    except (ValueError, KeyError, TypeError, AttributeError) as e:
+        return f"does not load ({type(e).__name__}: {e})"
+    if len(population) != size:
+        return f"has {len(population)} members, expected {size}"
+    return None
+
+
+_SCORES = ("status", "error", "fitness", "params_g", "params_d", "fid", "kid", "kid_std", "quality_samples",
+           "quality_seconds")
+
+
+def logged(cfg: RunConfig, run_dir: Path, generation: int) -> tuple[list[Evaluated] | None, str | None]:
+    """A logged generation's members in row order (the population's), scored as selection read them, or None and
+    what is wrong with its folder: anything logs.check_generation finds, a row that does not load, other than
+    evolve.population rows, a chromosome born after the generation."""
+    from neuroevo import logs  # pandas and pyarrow, for --resume only: a new run's driver saves state without them
+
+    problem = logs.check_generation(run_dir, generation)
+    if problem:
+        return None, problem
+    path = rundir.generation_file(run_dir, generation)
+    rows = logs.logged_members(run_dir, generation, _SCORES)
+    try:
+        members = [_member({k: v for k, v in r.items() if v is not None}, generation) for r in rows]
+    except (ValueError, KeyError, TypeError, AttributeError) as e:
+        return None, f"{path}: a row's member does not load ({type(e).__name__}: {e})"
+    if len(members) != cfg.evolve.population:
+        return None, f"{path} has {len(members)} rows, expected {cfg.evolve.population}"
+    if any(m.born_generation > generation for m in members):
+        return None, f"{path}: its chromosomes are not generation {generation}'s population (one is born later)"
+    return _evaluated(cfg, members, rows), None
+
+
+def _evaluated(cfg: RunConfig, members: list[Member], rows: list[dict]) -> list[Evaluated]:
+    """The members as dispatch evaluated them: the logged fitness, and fitness.kind pareto's front and crowding
+    ranked again from the logged sample quality and sizes (the log keeps the front, not the crowding)."""
+    evaluations = [fitness.Evaluation(r["status"], r["error"] or "", r["fitness"]) for r in rows]
+    qualities = [None if r.get("quality_samples") is None else
+                 Quality(r["fid"], r["kid"], r["kid_std"], r["quality_samples"], r["quality_seconds"]) for r in rows]
+    ranked = fitness.rank_generation(evaluations, qualities, [r["params_g"] + r["params_d"] for r in rows],
+                                     cfg.fitness)
+    return [Evaluated(m, e.fitness, e.front or 0, e.crowding) for m, e in zip(members, ranked)]
+
+
+def drawn(cfg: RunConfig, run_dir: Path, generation: int) -> tuple[Member, ...] | None:
+    """Generation `generation`'s population drawn again as the run drew it: generation 0's from the run seed, a
+    later one's by selection from the logged rows of the one before; None where those are damaged."""
+    if generation == 0:
+        return initial_population(cfg)
+    before, _ = logged(cfg, run_dir, generation - 1)
+    return None if before is None else next_population(cfg, generation, before)
+
+
+def logged_population(cfg: RunConfig, run_dir: Path, generation: int) -> tuple[Member, ...]:
+    """A logged generation's population, to train again: its rows' where they are whole, else drawn again (its
+    generation before must be whole by then: generations are trained again in order)."""
+    evaluated, _ = logged(cfg, run_dir, generation)
+    members = tuple(e.member for e in evaluated) if evaluated else drawn(cfg, run_dir, generation)
+    if members is None:
+        raise StateError(f"{rundir.generation_file(run_dir, generation - 1)} cannot rebuild generation "
+                         f"{generation}'s population")
+    return members

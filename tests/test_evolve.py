@@ -36,7 +36,7 @@ def test_n_rows_per_generation_with_the_schema(two_generations):
     assert (df["status"] == "ok").all() and df["fitness"].between(0, 1).all()
     assert (df["run_id"] == "run").all() and (df["schema_version"] == logs.SCHEMA_VERSION).all()
     assert df["d_losses"].map(len).eq(cfg.train.epochs).all()
-    assert state.completed == 2 and len(state.populations) == 3  # generation 2's population is drawn, untrained
+    assert state.completed == 2 and len(state.population) == 4  # generation 2's population is drawn, untrained
     # plain pandas reads the same history
     plain = pd.read_parquet(run_dir / "generations")
     assert len(plain) == 8 and set(plain["generation"].astype(int)) == {0, 1}

@@ -63,8 +63,8 @@ DAMAGE = {
     "completed negative": (lambda r: _state(r, lambda d: d.update(completed=-1)),
                            "completed is -1, but its populations allow 0-3; counted again from the logged",
                            ["state.json"]),
-    "population entry removed": (lambda r: _state(r, lambda d: d["generations"][1]["population"].pop()),
-                                 "generation 1's population has 3 members, expected 4; rebuilt from", ["state.json"]),
+    "population entry removed": (lambda r: _state(r, lambda d: d["population"].pop()),
+                                 "generation 3's population has 3 members, expected 4; rebuilt from", ["state.json"]),
 }
 
 
@@ -94,12 +94,12 @@ def _tree(run_dir):
 
 
 @pytest.mark.parametrize("damage, message", [
-    (lambda r: (_state(r, lambda d: d["generations"][0]["population"].pop()), rundir.generation_file(r, 0).unlink()),
-     "state.json: generation 0's population has 3 members, expected 4, and {run}/generations/0000/"
+    (lambda r: (_state(r, lambda d: d["population"].pop()), rundir.generation_file(r, 2).unlink()),
+     "state.json: generation 3's population has 3 members, expected 4, and {run}/generations/0002/"
      "part-0.parquet cannot rebuild it"),
     (lambda r: rundir.state_file(r).write_text('{"completed": 3, "generations": [{"popul'),
      "state.json: unreadable (JSONDecodeError"),
-], ids=["population 0 without its log", "truncated"])
+], ids=["population without the log before it", "truncated"])
 def test_a_state_the_logs_cannot_repair_is_refused(base, tmp_path, damage, message):
     run_dir = _copy(base, tmp_path)
     damage(run_dir)

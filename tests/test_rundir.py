@@ -57,7 +57,7 @@ def test_the_run_files_are_written_atomically(tmp_path, monkeypatch):
     """state.json, a generation's Parquet file and the report's plots and page: a crash keeps the old ones."""
     cfg = config.load("demo")
     members = population.fresh_members(cfg, 0, 2)
-    old_state = state.RunState((members,), 0)
+    old_state = state.RunState(members, 0)
     state.save(tmp_path, old_state, 0)
     logs.write_generation(tmp_path, 0, [_row(m, 0.5) for m in members])
     df = pd.DataFrame([{**_row(m, 0.5), "generation": 0} for m in members])

@@ -116,7 +116,7 @@ def both_modes(ray_local, tmp_path_factory):
         first = list(population.fresh_members(cfg, 0, 4))
         first[0] = Member(_heavy(first[0].chromosome, 96), 0, 0)
         run_dir = tmp_path_factory.mktemp(mode)
-        evolve.evolve(cfg, mode, run_dir, data.load(cfg.data, cfg.seed).array, RunState((tuple(first),), 0))
+        evolve.evolve(cfg, mode, run_dir, data.load(cfg.data, cfg.seed).array, RunState(tuple(first), 0))
         out[mode] = (cfg, logs.read_generations(run_dir))
     return out
 

@@ -16,6 +16,7 @@ from neuroevo.fitness import Evaluation
 from neuroevo.spaces import v2
 from neuroevo.spaces.v2 import ChromosomeV2
 from neuroevo.model import build, noise
+from neuroevo.state import drawn
 from neuroevo.state import load as load_state
 from tests.test_space_v2 import assert_valid, one_thread, samples, v2_config  # noqa: F401  (one_thread: a fixture)
 
@@ -215,12 +216,12 @@ def test_a_short_v2_run_with_each_strategy_logs_its_lineage(runs, strategy):
             ch.g_opt.name, ch.g_opt.lr, ch.d_opt.name, ch.d_opt.momentum)
         assert (row.params_g, row.params_d) == genome.param_counts(ch)
     _assert_lineage(df, strategy, 2)
-    # the state file carries parents and operators, so that --resume continues the lineage
-    last = load_state(run_dir).population(2)
-    logged = df[df.generation == 2].set_index("chromosome_id")
-    for m in last:
-        assert m.operator == logged.loc[m.chromosome.id, "operator"]
-        assert list(m.parents) == list(logged.loc[m.chromosome.id, "parents"])
+    # the state file carries the next population's parents and operators, so that --resume continues the lineage;
+    # drawn again from generation 2's logged rows (as --resume draws a damaged generation's), it is the same
+    saved = load_state(run_dir)
+    assert saved.completed == 3 and saved.population == drawn(cfg, run_dir, 3)
+    assert sum(m.operator == "elite" for m in saved.population) == config.elite_count(cfg.evolve)
+    assert all(m.parents for m in saved.population if m.operator != "random")
 
 
 def test_the_same_seed_breeds_the_same_run(runs, tmp_path):
@@ -292,11 +293,11 @@ def test_an_old_state_file_loads_with_the_reference_lineage(tmp_path):
             {"chromosome": m.chromosome.to_json(), "born_generation": m.born_generation, "resampled": m.resampled}
             for m in pop]} for g, pop in enumerate((pop0, pop1))]}
     (tmp_path / "state.json").write_text(json.dumps(doc))
-    state = load_state(tmp_path)
-    assert [m.operator for m in state.population(0)] == ["random"] * 3
-    assert [m.operator for m in state.population(1)] == ["elite", "random", "random"]
-    assert state.population(1)[0].parents == (pop0[0].chromosome.id,) and state.population(1)[1].parents == ()
-    assert state.population(1)[0].chromosome == pop0[0].chromosome
+    state = load_state(tmp_path)  # generation 1's population: the one to train next
+    assert state.completed == 1
+    assert [m.operator for m in state.population] == ["elite", "random", "random"]
+    assert state.population[0].parents == (pop0[0].chromosome.id,) and state.population[1].parents == ()
+    assert state.population[0].chromosome == pop0[0].chromosome
 
 
 def test_an_old_schema_generation_reads_with_nulls_in_the_new_columns(tmp_path):
