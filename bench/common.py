@@ -9,6 +9,7 @@ import statistics
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results"
@@ -17,8 +18,8 @@ RESULTS = REPO / "bench" / "results"
 sys.path.insert(0, str(REPO))
 os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p)
 
-import pandas as pd  # noqa: E402
-import torch  # noqa: E402
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 def machine() -> dict:
@@ -29,6 +30,7 @@ def machine() -> dict:
     except (OSError, StopIteration):
         pass
     import ray
+    import torch  # not at import: a benchmark's processes may have to start without torch
 
     return {
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),

@@ -5,13 +5,15 @@ TensorBoard, in RUN_DIR/tensorboard/ (tensorboardX's event files and summaries):
 
     events.*                        generation/* scalars (step = generation), the generation/fitness histogram, and
                                     the HParams experiment: which genes and metrics the sessions have
-    chromosomes/<chromosome_id>/    one HParams session per chromosome: its genes as hparams, and chromosome/*
-                                    scalars and its status at each generation it trained in
+    chromosomes/<chromosome_id>/    one HParams session per chromosome among a generation's SESSIONS fittest: its
+                                    genes as hparams, and chromosome/* scalars and its status at each generation it
+                                    was among them
 
-so the tags stay a dozen however many chromosomes a run draws. Each event file starts with a purge at the first
-generation it holds (a SessionLog START, as SummaryWriter's purge_step writes): TensorBoard hides what the folder's
-earlier files hold from that step on, so a generation written again (after a crash, or trained again on --resume)
-replaces its points instead of doubling them.
+so the tags stay a dozen however many chromosomes a run draws, and the event files SESSIONS a generation at most
+(and the run's own, one per driver), however large the population. Each event file starts with a purge at the first generation it holds (a
+SessionLog START, as SummaryWriter's purge_step writes): TensorBoard hides what the folder's earlier files hold
+from that step on, so a generation written again (after a crash, or trained again on --resume) replaces its points
+instead of doubling them.
 
 MLflow: one MLflow run per neuroevo run, created by the first driver (its id kept in RUN_DIR/tracking.json, so a
 resume continues it): the resolved config, flattened, as params; config.yaml as an artifact; the generation/*
@@ -40,7 +42,7 @@ from typing import Any
 
 import numpy as np
 
-from neuroevo import config, rundir
+from neuroevo import config, ranking, rundir
 from neuroevo.config import RunConfig
 
 # a chromosome's genes shown as hparams: the flat gene columns of its log row (lists as text)
@@ -51,6 +53,9 @@ CHROMOSOME_METRICS = ("fitness", "d_loss", "g_loss", "params_g", "params_d", "fi
 GENERATION_METRICS = ("best_fitness", "mean_fitness", "worst_fitness", "failed", "seconds", "best_fid", "best_kid")
 COLUMNS = ("generation", "chromosome_id", "status", "error", *HPARAMS, *CHROMOSOME_METRICS)
 MLFLOW_EXPERIMENT = "neuroevo"  # tracking.mlflow_experiment: null
+# a generation's fittest chromosomes that get an HParams session: an event file each a generation, so a population of
+# 10,000 writes 32 files a generation, not 10,000 (and the dashboard stays a table one can read)
+SESSIONS = 32
 
 
 class TrackingError(Exception):
@@ -100,6 +105,12 @@ def _hparams(row: Mapping[str, Any]) -> dict[str, Any]:
     return {k: str(v) if isinstance(v, list) else v for k, v in values.items() if v is not None}
 
 
+def fittest(rows: Sequence[Mapping[str, Any]], count: int) -> list[Mapping[str, Any]]:
+    """A generation's `count` fittest rows (ranking.order), in the rows' order."""
+    keep = ranking.order([r["fitness"] for r in rows], chromosome_id=[r["chromosome_id"] for r in rows])[:count]
+    return [rows[i] for i in sorted(keep)]
+
+
 def generation_metrics(rows: Sequence[Mapping[str, Any]], seconds: float | None) -> dict[str, float]:
     """The generation/* figures of one generation's rows; those not measured are left out."""
     from neuroevo import logs
@@ -138,6 +149,7 @@ class _TensorBoard:
     folder: Path
     next: int  # the first generation still to write
     events: _Events | None = None  # the run's own file, open while the driver writes it
+    sessions: int = SESSIONS
 
     def write(self, generation: int, rows: list[dict[str, Any]], seconds: float | None) -> None:
         from neuroevo import logs
@@ -153,7 +165,7 @@ class _TensorBoard:
             self.events.summary(generation, summary.scalar(f"generation/{name}", v))
         fitness = np.array([float(r["fitness"]) for r in rows])
         self.events.summary(generation, summary.histogram("generation/fitness", fitness, "auto"))
-        for r in rows:
+        for r in fittest(rows, self.sessions):
             folder = self.folder / "chromosomes" / r["chromosome_id"]
             first = generation == r["born_generation"] or not any(folder.glob("events.*"))
             chromosome = _Events(folder, generation, suffix)

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from neuroevo import config, data, evolve, logs, rundir
+from neuroevo import config, data, evolve, logs, rundir, tracking
 from neuroevo.state import load as load_state
 from tests.conftest import tiny_config
 
@@ -80,6 +80,28 @@ def test_each_chromosome_is_one_hparams_session_with_its_rows(tracked):
         acc = EventAccumulator(str(folder))
         acc.Reload()
         assert "_hparams_/session_start_info" in acc.summary_metadata  # its genes, for the HParams dashboard
+
+
+def test_a_large_population_has_hparams_sessions_for_each_generations_fittest_only(tracked, tmp_path):
+    """100 chromosomes a generation: an event file for each of the 32 fittest, not 100 a generation (and the run's)."""
+    rows = logs.read_generations(tracked[0], columns=list(tracking.COLUMNS)).to_dict("records")
+    board = tmp_path / "tensorboard"
+    tensorboard = tracking._TensorBoard(board, 0)
+    expected = set()
+    for generation in range(2):
+        population = [{**rows[i % len(rows)], "generation": generation, "born_generation": generation,
+                       "chromosome_id": f"{generation:04x}{i:08x}", "fitness": float(i * 37 % 100)}
+                      for i in range(100)]  # i * 37 % 100: the fitnesses 0-99, shuffled
+        tensorboard.write(generation, population, None)
+        expected |= {r["chromosome_id"] for r in population if r["fitness"] >= 100 - tracking.SESSIONS}
+    tensorboard.close(True)
+    assert len(list(board.rglob("events.*"))) == 1 + 2 * tracking.SESSIONS
+    assert sorted(p.name for p in (board / "chromosomes").iterdir()) == sorted(expected)
+    fittest = board / "chromosomes" / f"{1:04x}{27:08x}"  # 27 * 37 % 100 = 99
+    assert _scalars(fittest, "chromosome/fitness") == [(1, 99.0)]
+    acc = EventAccumulator(str(fittest))
+    acc.Reload()
+    assert "_hparams_/session_start_info" in acc.summary_metadata
 
 
 def test_mlflow_run_has_the_config_and_each_generation_once(tracked):
