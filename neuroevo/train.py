@@ -12,7 +12,6 @@ from typing import Iterator
 
 import numpy as np
 import torch
-import torchvision.utils as vutils
 
 from neuroevo import architecture, fastpath, losses
 from neuroevo.config import TrainConfig
@@ -228,6 +227,8 @@ def weights(ch: Genome, G: torch.nn.Module, D: torch.nn.Module) -> bytes:
 def sample_grid(weights: bytes, n_samples: int, seed: int, device: str = "cpu") -> bytes:
     """A PNG grid of n_samples images from the generator in a weights file (weights()), in eval mode, from noise
     seeded by `seed` and drawn on the CPU: rows of ceil(sqrt(n)), 2 px padding, G's output range to pixels."""
+    import torchvision.utils as vutils  # here, not at the top: torchvision adds 2 s to every training worker's start
+
     ch, G = load_generator(io.BytesIO(weights), device)
     z = noise(ch, n_samples, generator=torch.Generator().manual_seed(seed))
     images = G(z.to(device)).cpu()
