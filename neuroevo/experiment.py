@@ -280,7 +280,8 @@ def _set_aside(run_dir: Path, cfg: config.RunConfig, generations: tuple[int, ...
     damaged = []
     for g in generations:
         if state.logged(cfg, run_dir, g)[1]:
-            damaged.append((rundir.generation_dir(run_dir, g), rundir.generation_dir(run_dir, g).name))
+            if rundir.generation_dir(run_dir, g).exists():  # a folder deleted whole leaves nothing to set aside
+                damaged.append((rundir.generation_dir(run_dir, g), rundir.generation_dir(run_dir, g).name))
         elif rundir.best_dir(run_dir, g).exists() and logs.check_saved(run_dir, g):
             damaged.append((rundir.best_dir(run_dir, g), f"best-{rundir.best_dir(run_dir, g).name}"))
     later = range(done, max([done, *rundir.logged_generations(run_dir)]) + 1)

@@ -55,6 +55,8 @@ DAMAGE = {
                                   ["0001"]),
     "no fitness column": (_drop_fitness, "has no column fitness (schema_version 4); generation 2 will be trained again",
                           ["0002"]),
+    "generation folder deleted": (lambda r: shutil.rmtree(rundir.generation_dir(r, 1)),
+                                  "0001/part-0.parquet is missing; generation 1 will be trained again", []),
     "best deleted": (lambda r: shutil.rmtree(rundir.best_dir(r, 1)),
                      "best/generation=0001/weights.pt is missing; generation 1 will be trained again", []),
     "completed too large": (lambda r: _state(r, lambda d: d.update(completed=9)),
