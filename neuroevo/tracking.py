@@ -9,11 +9,11 @@ TensorBoard, in RUN_DIR/tensorboard/ (tensorboardX's event files and summaries):
                                     genes as hparams, and chromosome/* scalars and its status at each generation it
                                     was among them
 
-so the tags stay a dozen however many chromosomes a run draws, and the event files SESSIONS a generation at most
-(and the run's own, one per driver), however large the population. Each event file starts with a purge at the first generation it holds (a
-SessionLog START, as SummaryWriter's purge_step writes): TensorBoard hides what the folder's earlier files hold
-from that step on, so a generation written again (after a crash, or trained again on --resume) replaces its points
-instead of doubling them.
+so the tags stay a dozen however many chromosomes a run draws, and a generation writes at most SESSIONS event
+files (besides the run's own, one per driver), however large the population. Each event file starts with a purge
+at the first generation it holds (a SessionLog START, as SummaryWriter's purge_step writes): TensorBoard hides
+what the folder's earlier files hold from that step on, so a generation written again (after a crash, or trained
+again on --resume) replaces its points instead of doubling them.
 
 MLflow: one MLflow run per neuroevo run, created by the first driver (its id kept in RUN_DIR/tracking.json, so a
 resume continues it): the resolved config, flattened, as params; config.yaml as an artifact; the generation/*
