@@ -279,9 +279,10 @@ def _set_aside(run_dir: Path, cfg: config.RunConfig, generations: tuple[int, ...
         return
     damaged = []
     for g in generations:
+        folder = rundir.generation_dir(run_dir, g)
         if state.logged(cfg, run_dir, g)[1]:
-            if rundir.generation_dir(run_dir, g).exists():  # a folder deleted whole leaves nothing to set aside
-                damaged.append((rundir.generation_dir(run_dir, g), rundir.generation_dir(run_dir, g).name))
+            if folder.exists():  # a folder deleted whole leaves nothing to set aside
+                damaged.append((folder, folder.name))
         elif rundir.best_dir(run_dir, g).exists() and logs.check_saved(run_dir, g):
             damaged.append((rundir.best_dir(run_dir, g), f"best-{rundir.best_dir(run_dir, g).name}"))
     later = range(done, max([done, *rundir.logged_generations(run_dir)]) + 1)

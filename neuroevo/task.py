@@ -7,6 +7,7 @@ torch and the training code load inside the tasks only, on the worker: the drive
 
 from __future__ import annotations
 
+import functools
 import socket
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING
@@ -110,7 +111,13 @@ def task_cpus(cfg: RunConfig, cap: Capacity | None) -> float:
     of this size on the cluster's nodes up now (estimate.threads_per_task)."""
     if cfg.resources.num_cpus != "auto":
         return cfg.resources.num_cpus
-    return 1.0 if _asks_gpus(cfg, cap) else float(estimate.threads_per_task(cfg.evolve.population, cap.node_cpus))
+    return 1.0 if _asks_gpus(cfg, cap) else float(_threads(cfg.evolve.population, cap.node_cpus))
+
+
+@functools.lru_cache(maxsize=64)
+def _threads(tasks: int, node_cpus: tuple[float, ...]) -> int:
+    # asked for every chromosome of every generation: the rule's search over thread counts and nodes runs once
+    return estimate.threads_per_task(tasks, node_cpus)
 
 
 def _asks_gpus(cfg: RunConfig, cap: Capacity) -> bool:
