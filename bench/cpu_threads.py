@@ -30,7 +30,10 @@ import pandas as pd
 import ray
 import torch
 
-from neuroevo import capacity, config, data, dispatch, estimate, population, task, train
+from neuroevo import config
+from neuroevo.evolve import population
+from neuroevo.execution import capacity, dispatch, estimate, task
+from neuroevo.train import data, trainer
 
 
 def run_config(population_size: int, cpus: float | str, steps: int | None) -> config.RunConfig:
@@ -63,7 +66,7 @@ def main() -> None:
     def train_all(ms, threads: int) -> None:
         torch.set_num_threads(threads)
         for m in ms:
-            train.run(m.chromosome, images, base.train, 0, "cpu", base.data.flip)
+            trainer.run(m.chromosome, images, base.train, 0, "cpu", base.data.flip)
 
     runs = []
     for rep in range(reps):  # A

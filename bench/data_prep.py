@@ -28,8 +28,8 @@ import numpy as np
 import ray
 from PIL import Image
 
-from neuroevo import data
 from neuroevo.config import DataConfig
+from neuroevo.train import data
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_ROOT = Path(os.environ.get("NEUROEVO_SHARED", REPO.parent / "shared")) / "data" / "cifar10-subset" / "train"

@@ -25,8 +25,11 @@ import numpy as np
 import pandas as pd
 import ray
 
-from neuroevo import config, dispatch, population, rundir, state
-from neuroevo.population import Evaluated
+from neuroevo import config
+from neuroevo.evolve import population
+from neuroevo.evolve.population import Evaluated
+from neuroevo.execution import dispatch
+from neuroevo.store import rundir, state
 
 
 @ray.remote(num_cpus=1)

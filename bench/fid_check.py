@@ -26,7 +26,7 @@ import pandas as pd
 import torch
 from PIL import Image
 
-from neuroevo import quality
+from neuroevo.train import quality
 
 SHARED = Path(os.environ.get("NEUROEVO_SHARED", common.REPO.parent / "shared"))
 DEFAULT_ROOT = SHARED / "data" / "cifar10-subset" / "train"

@@ -34,9 +34,14 @@ import numpy as np
 import pandas as pd
 import ray
 
-from neuroevo import config, data, dispatch, evolve, genome, logs, schedule
-from neuroevo.population import Member
-from neuroevo.state import RunState
+from neuroevo import config
+from neuroevo.evolve.population import Member
+from neuroevo.execution import dispatch, loop
+from neuroevo.space import registry
+from neuroevo.store import logs
+from neuroevo.store.state import RunState
+from neuroevo.train import data, flops
+
 
 def run_config(steps: int, population: int, generations: int, seed: int = 0, **evolve_keys) -> config.RunConfig:
     return config.load("demo", [
@@ -51,8 +56,8 @@ def heterogeneous(cfg: config.RunConfig, n_images: int, spread: float = 500.0) -
     """A population of cfg's space with estimated costs log-spaced from the cheapest of a large sample to
     `spread` times it."""
     rng = np.random.default_rng(0)
-    sample = [genome.sample(cfg.space, cfg.data.image_size, cfg.data.channels, rng)[0] for _ in range(3000)]
-    costs = np.log([schedule.cost(ch, cfg.train, n_images) for ch in sample])
+    sample = [registry.sample(cfg.space, cfg.data.image_size, cfg.data.channels, rng)[0] for _ in range(3000)]
+    costs = np.log([flops.cost(ch, cfg.train, n_images) for ch in sample])
     targets = np.linspace(costs.min(), costs.min() + np.log(spread), cfg.evolve.population)
     return tuple(Member(sample[int(np.argmin(abs(costs - t)))], 0, 0) for t in targets)
 
@@ -78,7 +83,7 @@ def one_generation(cfg: config.RunConfig, population: tuple[Member, ...], images
 def whole_run(cfg: config.RunConfig, population: tuple[Member, ...], images: np.ndarray, workers: int) -> dict:
     with tempfile.TemporaryDirectory() as tmp, contextlib.redirect_stdout(io.StringIO()):
         start = time.perf_counter()
-        evolve.evolve(cfg, "bench", Path(tmp), images, RunState(population, 0))
+        loop.evolve(cfg, "bench", Path(tmp), images, RunState(population, 0))
         wall = time.perf_counter() - start
         df = logs.read_generations(tmp)
     return metrics(df, wall, workers)
@@ -96,7 +101,7 @@ def main() -> None:
     images = data.load(cfg.data, cfg.seed).array
     population = heterogeneous(cfg, len(images))
     small = heterogeneous(run_config(steps, 4, generations), len(images))
-    estimated = [schedule.cost(m.chromosome, cfg.train, len(images)) for m in population]
+    estimated = [flops.cost(m.chromosome, cfg.train, len(images)) for m in population]
 
     runs = []
     for workers in (1, 2):
@@ -105,9 +110,9 @@ def main() -> None:
         one_generation(cfg, population[3:3 + 2 * workers], images_ref, len(images), workers)  # start, warm the workers
         for rep in range(reps):
             order = np.random.default_rng(rep).permutation(len(population))
-            for dispatch in (("fifo", "longest_first") if rep % 2 == 0 else ("longest_first", "fifo")):
-                c = replace(cfg, evolve=replace(cfg.evolve, dispatch=dispatch))
-                runs.append({"experiment": "A: one generation", "workers": workers, "schedule": dispatch, "rep": rep,
+            for how in (("fifo", "longest_first") if rep % 2 == 0 else ("longest_first", "fifo")):
+                c = replace(cfg, evolve=replace(cfg.evolve, dispatch=how))
+                runs.append({"experiment": "A: one generation", "workers": workers, "schedule": how, "rep": rep,
                              **one_generation(c, tuple(population[i] for i in order), images_ref, len(images),
                                               workers)})
                 print(runs[-1], flush=True)

@@ -25,7 +25,10 @@ import pandas as pd
 import ray
 import torch
 
-from neuroevo import config, data, dispatch, population
+from neuroevo import config
+from neuroevo.evolve import population
+from neuroevo.execution import dispatch
+from neuroevo.train import data
 
 
 def one_generation(cfg: config.RunConfig, images) -> dict:

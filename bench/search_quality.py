@@ -34,7 +34,10 @@ import common
 import numpy as np
 import pandas as pd
 
-from neuroevo import config, fitness, logs, quality, ranking, rundir
+from neuroevo import config
+from neuroevo.evolve import fitness, ranking
+from neuroevo.store import logs, rundir
+from neuroevo.train import quality
 
 SHARED = Path(os.environ.get("NEUROEVO_SHARED", common.REPO.parent / "shared"))
 DEFAULT_ROOT = SHARED / "data" / "cifar10-subset" / "train"
@@ -143,7 +146,7 @@ def score(run_dir: Path, row: pd.Series, held_out: Path, samples: int) -> dict:
 
 
 def noise_floor(held_out: Path, args: argparse.Namespace, cache: Path) -> dict:
-    from neuroevo import data
+    from neuroevo.train import data
 
     cfg = config.load("demo", ["data.source=folder", f"data.root={held_out}", f"data.image_size={args.size}",
                                f"data.cache_dir={cache}", "data.subset=null"])  # the held-out cache `score` made

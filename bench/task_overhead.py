@@ -40,17 +40,19 @@ import numpy as np
 import pandas as pd
 import ray
 import torch
-
 from ray._private.internal_api import memory_summary
 
-from neuroevo import config, data, dispatch, fastpath, population, task, train
-from neuroevo.model import build
+from neuroevo import config
+from neuroevo.evolve import population
+from neuroevo.execution import dispatch, task
+from neuroevo.train import checkpoint, data, fastpath, trainer
+from neuroevo.train.model import build
 
 CIFAR_IMAGES = 50_000
 
 
 def import_seconds() -> float:
-    code = "import time; t = time.perf_counter(); import neuroevo.task, neuroevo.train; print(time.perf_counter() - t)"
+    code = "import time; t = time.perf_counter(); import neuroevo.execution.task, neuroevo.train.trainer; print(time.perf_counter() - t)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=common.REPO)
     return float(out.stdout.strip())
 
@@ -133,12 +135,12 @@ def main() -> None:
         G, D = build(first[name])
         for _ in range(reps):
             start = time.perf_counter()
-            weights = train.weights(first[name], G, D)
+            weights = checkpoint.weights(first[name], G, D)
             record("weights", name, time.perf_counter() - start)
             start = time.perf_counter()
-            train.sample_grid(weights, cfg.train.sample_grid, seed=0)
+            checkpoint.sample_grid(weights, cfg.train.sample_grid, seed=0)
             record("sample grid", name, time.perf_counter() - start)
-    demo_train = train.train(first["demo"], images["demo"], presets["demo"].train, seed=0)[0].train_seconds
+    demo_train = trainer.train(first["demo"], images["demo"], presets["demo"].train, seed=0)[0].train_seconds
 
     for _ in range(2 if args.quick else 3):  # a fresh Ray each time: the first task's worker is cold
         common.start_ray(num_cpus=1)

@@ -21,9 +21,11 @@ import pandas as pd
 import torch
 from torch import nn
 
-from neuroevo import config, data, genome, train
-from neuroevo.model import build
-
+from neuroevo import config
+from neuroevo.space import registry
+from neuroevo.space.chromosome import Chromosome
+from neuroevo.train import data, trainer
+from neuroevo.train.model import build
 
 SWITCHES = ("bf16", "channels_last", "data_on_gpu", "cudnn_benchmark", "compile")
 # chromosomes: (preset, overrides, on the GPU only). A small one, where per-step overhead shows most, a larger
@@ -41,12 +43,12 @@ GPU_VARIANTS = {"fast path off": OFF, **{f"only {k}": {**OFF, k: "on"} for k in 
                 "fast path defaults": {}, "defaults + compile": {"compile": "on"}}
 
 
-def setup(size: str, steps: int) -> tuple[genome.Genome, np.ndarray, config.RunConfig]:
+def setup(size: str, steps: int) -> tuple[Chromosome, np.ndarray, config.RunConfig]:
     """A chromosome of the size's space (always the same one) and demo images for `steps` batches."""
     preset, overrides, _ = SIZES[size]
     cfg = config.load(preset, [*overrides, "space.max_params=50000000", "train.epochs=1",
                                f"train.steps_per_epoch={steps}", f"data.subset={steps * 64}"])
-    ch, _ = genome.sample(cfg.space, cfg.data.image_size, 3, np.random.default_rng(7))
+    ch, _ = registry.sample(cfg.space, cfg.data.image_size, 3, np.random.default_rng(7))
     return ch, data.load(cfg.data, cfg.seed).array, cfg
 
 
@@ -54,7 +56,7 @@ def switched(cfg: config.RunConfig, variant: dict[str, str]) -> config.TrainConf
     return replace(cfg.train, **variant)
 
 
-def minimal(ch: genome.Genome, images: np.ndarray, steps: int, seed: int, device: str) -> float:
+def minimal(ch: Chromosome, images: np.ndarray, steps: int, seed: int, device: str) -> float:
     """The DCGAN example's training step, written out plainly; returns the last G loss."""
     torch.manual_seed(seed)
     dev = torch.device(device)
@@ -100,11 +102,11 @@ def main() -> None:
         ch, images, cfg = setup(size, steps)
         chromosomes[size] = ch
         if not gpu_only:
-            calls[size, "cpu", "neuroevo"] = partial(train.train, ch, images, cfg.train, 0, "cpu")
+            calls[size, "cpu", "neuroevo"] = partial(trainer.train, ch, images, cfg.train, 0, "cpu")
             calls[size, "cpu", "minimal loop"] = partial(minimal, ch, images, steps, 0, "cpu")
         if torch.cuda.is_available():
             for name, variant in GPU_VARIANTS.items():
-                calls[size, "cuda:0", name] = partial(train.train, ch, images, switched(cfg, variant), 0, "cuda:0")
+                calls[size, "cuda:0", name] = partial(trainer.train, ch, images, switched(cfg, variant), 0, "cuda:0")
             calls[size, "cuda:0", "minimal loop"] = partial(minimal, ch, images, steps, 0, "cuda:0")
     for call in calls.values():  # warm-up: allocator, cuDNN autotuning
         call()
@@ -125,7 +127,7 @@ def main() -> None:
          "cpu_ms_per_step": 1000 * med.cpu_per_step[size, dev, name],
          "cpu_ratio": med.cpu_per_step[size, dev, name] / med.cpu_per_step[size, dev, "minimal loop"]}
         for size, dev, name in med.index])
-    notes = [f"{size}: chromosome {ch.id}, {sum(genome.param_counts(ch)):,} parameters, batch {ch.batch_size}"
+    notes = [f"{size}: chromosome {ch.id}, {sum(registry.param_counts(ch)):,} parameters, batch {ch.batch_size}"
              for size, ch in chromosomes.items()]
     notes += [f"{steps} steps per call (build, optimisers and steps timed together), {reps} interleaved repetitions, "
               f"{args.threads} torch thread(s)",

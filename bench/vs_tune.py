@@ -38,7 +38,10 @@ from typing import TYPE_CHECKING
 import common  # first: puts this checkout's neuroevo on the path
 
 # all an arm's process imports of neuroevo; pandas and the logs load only in the process that times the arms
-from neuroevo import config, data, genome, population
+from neuroevo import config
+from neuroevo.evolve import population
+from neuroevo.space.chromosome import Chromosome
+from neuroevo.train import data
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -52,21 +55,21 @@ def overrides(args: argparse.Namespace) -> list[str]:
     return ["evolve.generations=1", f"evolve.population={args.population}", *quick]
 
 
-def members(cfg: config.RunConfig) -> list[tuple[genome.Genome, int]]:
+def members(cfg: config.RunConfig) -> list[tuple[Chromosome, int]]:
     """Generation 0's chromosomes and their training seeds, as neuroevo draws them."""
     return [(m.chromosome, population.task_seed(cfg.seed, 0, m.chromosome.id))
             for m in population.initial_population(cfg)]
 
 
-def train_one(ch: genome.Genome, images, cfg: config.RunConfig, seed: int, threads: int) -> dict:
+def train_one(ch: Chromosome, images, cfg: config.RunConfig, seed: int, threads: int) -> dict:
     """One chromosome's training as a neuroevo task does it, on the CPU, with its times."""
     import torch
 
-    from neuroevo import train
+    from neuroevo.train import trainer
 
     torch.set_num_threads(threads)
     started = time.time()
-    result, _ = train.run(ch, images, cfg.train, seed, "cpu", cfg.data.flip)
+    result, _ = trainer.run(ch, images, cfg.train, seed, "cpu", cfg.data.flip)
     return {"chromosome_id": ch.id, "task_seed": seed, "d_loss": result.d_loss, "g_loss": result.g_loss,
             "status": result.status, "started": started, "finished": time.time(), "threads": threads}
 
@@ -116,7 +119,7 @@ def run_arm(arm: str, args: argparse.Namespace, tmp: Path) -> tuple[pd.DataFrame
     """Run one arm in a fresh process: its rows, its launch time (time.time) and its wall time."""
     import pandas as pd
 
-    from neuroevo import logs
+    from neuroevo.store import logs
 
     keys = overrides(args)
     if arm == "neuroevo":

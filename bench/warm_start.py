@@ -33,7 +33,8 @@ import pandas as pd
 def child(warm: bool, steps: int | None, out_dir: str) -> None:
     """One cold run in this process; prints its figures as one JSON line."""
     start = time.perf_counter()
-    from neuroevo import api, dispatch, experiment
+    from neuroevo import api
+    from neuroevo.execution import dispatch, experiment
 
     if warm:
         start_ray = experiment._init_ray
@@ -44,7 +45,7 @@ def child(warm: bool, steps: int | None, out_dir: str) -> None:
 
             @ray.remote(num_cpus=1)
             def warm_up() -> None:
-                from neuroevo import quality, train  # noqa: F401
+                from neuroevo.train import checkpoint, quality, trainer  # noqa: F401
 
             for _ in range(int(ray.cluster_resources()["CPU"])):
                 warm_up.remote()

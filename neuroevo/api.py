@@ -1,7 +1,7 @@
 """neuroevo from Python: `run` an experiment (or resume one) and get its Result; `open` a run directory's Result.
 
 A Result reads only what the run wrote (its Parquet logs, config.yaml, best/generation=NNNN/), so it works on a
-finished run and on one still training. Bad input raises experiment.InputError, with the one-line message that
+finished run and on one still training. Bad input raises errors.InputError, with the one-line message that
 `neuroevo run` prints (it names the key, and the CLI's option where one is meant: `--set`, `--resume`, `--n`).
 """
 
@@ -20,13 +20,15 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 import yaml
 
-from neuroevo import config, experiment, logs, rundir
-from neuroevo.experiment import FileSystemFault, InputError, Interrupted  # noqa: F401 - neuroevo.Interrupted etc.
+from neuroevo import config, errors
+from neuroevo.errors import FileSystemFault, InputError, Interrupted  # noqa: F401 - neuroevo.Interrupted etc.
+from neuroevo.execution import experiment
+from neuroevo.store import logs, rundir
 
 if TYPE_CHECKING:
     import torch
 
-    from neuroevo.genome import Genome
+    from neuroevo.space.chromosome import Chromosome
 
 
 class NothingTrained(InputError):
@@ -45,9 +47,9 @@ def run(config_or_preset: str | os.PathLike | None = None,
     the end). verbose: print what `neuroevo run` prints (the config, a line per chromosome, a table per
     generation); by default only a line per generation. Ray's own output goes to RUN_DIR/ray.log either way.
 
-    Raises InputError (bad input, before Ray starts); experiment.Interrupted, a KeyboardInterrupt, on Ctrl-C (a
+    Raises InputError (bad input, before Ray starts); errors.Interrupted, a KeyboardInterrupt, on Ctrl-C (a
     notebook's interrupt too) or SIGTERM, once Ray is stopped (every logged generation is kept; resume= continues);
-    experiment.FileSystemFault. The signal handlers in force before the call are restored after it.
+    errors.FileSystemFault. The signal handlers in force before the call are restored after it.
     """
     overrides = [overrides] if isinstance(overrides, str) else overrides or []
     items = _items(overrides) if isinstance(overrides, Mapping) else list(overrides)
@@ -91,7 +93,7 @@ def _silent(line: str) -> None:
 def best_of(run_dir: str | os.PathLike) -> tuple[pd.DataFrame, pd.Series]:
     """The run's logs (query.load_runs) and their fittest row that trained (report.best); NothingTrained where no
     chromosome did, InputError where run_dir is no run directory or holds a damaged log."""
-    from neuroevo import query, report
+    from neuroevo.analysis import query, report
 
     try:
         df = query.load_runs([run_dir])
@@ -116,7 +118,7 @@ class Result:
         return result
 
     def _generations(self) -> Path:
-        from neuroevo import query
+        from neuroevo.analysis import query
 
         try:
             return query.logged_run(self.run_dir)
@@ -134,12 +136,12 @@ class Result:
         """The run's config.yaml, read strictly (config.load_saved)."""
         try:
             return config.load_saved(rundir.config_file(self.run_dir))
-        except config.ConfigError as e:
+        except errors.ConfigError as e:
             raise InputError(str(e)) from None
 
     def best(self) -> pd.Series:
         """The fittest row that trained, by the one ranking rule (ranking.py); its `chromosome` is the JSON that
-        genome.from_json reads. NothingTrained where no chromosome trained."""
+        registry.from_json reads. NothingTrained where no chromosome trained."""
         return best_of(self.run_dir)[1]
 
     def sample(self, n: int = 64, seed: int = 0, out: str | os.PathLike | None = None,
@@ -150,12 +152,12 @@ class Result:
         return self.draw(n, seed, out, generation)[2]
 
     def draw(self, n: int, seed: int, out: str | os.PathLike | None,
-             generation: int | None) -> tuple[Genome, int, torch.Tensor]:
+             generation: int | None) -> tuple[Chromosome, int, torch.Tensor]:
         """sample's images, with the chromosome and the generation they come from."""
         from PIL import Image
 
-        from neuroevo import report
-        from neuroevo.train import WeightsError
+        from neuroevo.analysis import report
+        from neuroevo.train.checkpoint import WeightsError
 
         out = None if out is None else Path(out)
         if out is not None and n > report.MAX_SAMPLES:

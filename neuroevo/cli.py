@@ -1,6 +1,6 @@
 """`neuroevo run | prepare | query | ls | best | report | sample | score`: the arguments, what they print, exit codes.
 
-Bad input (experiment.InputError: a config, data, search space or run directory that is wrong, found before Ray
+Bad input (errors.InputError: a config, data, search space or run directory that is wrong, found before Ray
 starts), a query DuckDB cannot run and a file-system fault print one line and exit with code 2; Ctrl-C exits with
 130, SIGTERM with 143; a run in which no chromosome trained exits with 1.
 """
@@ -16,8 +16,13 @@ from pathlib import Path
 
 import numpy as np
 
-from neuroevo import __version__, config, data, experiment, genome, ranking, rundir, tracking
-from neuroevo.experiment import InputError, file_system_fault
+from neuroevo import __version__, config, errors
+from neuroevo.errors import InputError, file_system_fault
+from neuroevo.evolve import ranking
+from neuroevo.execution import experiment
+from neuroevo.space import registry
+from neuroevo.store import rundir, tracking
+from neuroevo.train import data
 
 EXIT_BAD_INPUT = 2
 QUERY_COLUMNS = ("run_id, generation, chromosome_id, is_elite, params_g + params_d AS params, d_loss, g_loss, fitness, "
@@ -118,7 +123,7 @@ def _count(text: str) -> int:
     return int(text)
 
 
-def _interrupted(e: experiment.Interrupted) -> int:
+def _interrupted(e: errors.Interrupted) -> int:
     """The interrupt's message; 130 for Ctrl-C, 143 for SIGTERM (128 + the signal, as shells report them)."""
     if e.logged is None:
         left = f" (remove the empty {e.run_dir} first)" if e.run_dir is not None and e.run_dir.exists() else ""
@@ -128,7 +133,7 @@ def _interrupted(e: experiment.Interrupted) -> int:
     return 128 + e.signum
 
 
-def _stopped_by(e: experiment.FileSystemFault) -> int:
+def _stopped_by(e: errors.FileSystemFault) -> int:
     """A file-system fault stopped the run: what and where, and how to go on. A new run that had trained nothing
     is gone (rundir.claim removed it): nothing to resume."""
     print(f"neuroevo: error: {e}", file=sys.stderr)
@@ -140,7 +145,7 @@ def _stopped_by(e: experiment.FileSystemFault) -> int:
 
 def _print_summary(run_dir: Path) -> int:
     """The best chromosome that trained, and where its files are; exit code 1 where none did."""
-    from neuroevo import logs
+    from neuroevo.store import logs
 
     history = logs.read_generations(run_dir)
     trained = history[history["status"] == "ok"]
@@ -170,9 +175,9 @@ def cmd_run(args: argparse.Namespace) -> int:
                                  args.connect_timeout, args.verbose, args.quiet)
     try:
         outcome = experiment.run(request)
-    except experiment.Interrupted as e:
+    except errors.Interrupted as e:
         return _interrupted(e)
-    except experiment.FileSystemFault as e:
+    except errors.FileSystemFault as e:
         return _stopped_by(e)
     return _print_summary(outcome.run_dir) if outcome.trained else 0
 
@@ -180,7 +185,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_prepare(args: argparse.Namespace) -> int:
     try:
         cfg = config.load(args.config, args.overrides)
-    except config.ConfigError as e:
+    except errors.ConfigError as e:
         raise InputError(str(e)) from None
     images = experiment.load_data(cfg)
     experiment.print_data(images)
@@ -190,7 +195,7 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 
 
 def cmd_query(args: argparse.Namespace) -> int:
-    from neuroevo import query
+    from neuroevo.analysis import query
 
     if args.sql is not None:
         if args.where or args.sort or args.columns != QUERY_COLUMNS:
@@ -225,7 +230,8 @@ def _json_value(v: object) -> object:
 
 
 def cmd_best(args: argparse.Namespace) -> int:
-    from neuroevo import api, report
+    from neuroevo import api
+    from neuroevo.analysis import report
 
     df, row = api.best_of(args.run_dir)
     print(report.describe(args.run_dir, df, row))
@@ -233,7 +239,7 @@ def cmd_best(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from neuroevo import report
+    from neuroevo.analysis import report
 
     out = Path(args.out) if args.out else rundir.report_dir(args.run_dir)
     for path in report.write_report(args.run_dir, out, args.top, args.max_grids):
@@ -254,8 +260,9 @@ def cmd_score(args: argparse.Namespace) -> int:
     """FID and KID of a saved generator; no Ray, on this machine's GPU if it has one."""
     import dataclasses
 
-    from neuroevo import api, quality
-    from neuroevo.train import WeightsError, load_generator
+    from neuroevo import api
+    from neuroevo.train import quality
+    from neuroevo.train.checkpoint import WeightsError, load_generator
 
     saved = rundir.config_file(args.run_dir)
     if not saved.is_file() and not rundir.generations_dir(args.run_dir).is_dir():
@@ -265,7 +272,7 @@ def cmd_score(args: argparse.Namespace) -> int:
     if args.chromosome:
         weights = rundir.generator_file(args.run_dir, generation, args.chromosome)
         if not weights.is_file() and rundir.best_chromosome(args.run_dir, generation).is_file() and \
-                genome.from_json(rundir.best_chromosome(args.run_dir, generation).read_text()).id == args.chromosome:
+                registry.from_json(rundir.best_chromosome(args.run_dir, generation).read_text()).id == args.chromosome:
             weights = rundir.best_weights(args.run_dir, generation)
         if not weights.is_file():
             raise InputError(f"--chromosome: {weights} does not exist; only each generation's best is saved unless "
@@ -296,7 +303,7 @@ def cmd_score(args: argparse.Namespace) -> int:
         q = quality.measure_generator(weights.read_bytes(), q_cfg, ref, quality.local_device(), args.seed)
     except (quality.QualityError, WeightsError) as e:
         raise InputError(str(e)) from None
-    ch = genome.from_json(rundir.best_chromosome(args.run_dir, generation).read_text()) if not args.chromosome else None
+    ch = registry.from_json(rundir.best_chromosome(args.run_dir, generation).read_text()) if not args.chromosome else None
     who = args.chromosome or (ch.id if ch else "?")
     print(f"chromosome {who} (generation {generation}): FID {q.fid:.2f}  KID {q.kid:.4f} ± {q.kid_std:.4f}  "
           f"({q.samples:,} samples against {ref.count:,} real images of {args.against or 'the run'}, "
@@ -305,7 +312,7 @@ def cmd_score(args: argparse.Namespace) -> int:
 
 
 def cmd_ls(args: argparse.Namespace) -> int:
-    from neuroevo import runs
+    from neuroevo.analysis import runs
 
     try:
         print(runs.render(runs.find(args.out_dir), args.format))
@@ -315,9 +322,9 @@ def cmd_ls(args: argparse.Namespace) -> int:
 
 
 def _bad_input() -> tuple[type[Exception], ...]:
-    """What the commands raise for bad input. query.QueryError only where the command loaded neuroevo.query: it
+    """What the commands raise for bad input. query.QueryError only where the command loaded neuroevo.analysis.query: it
     loads DuckDB and pandas, which the other commands do without (evaluated once a command has raised)."""
-    query = sys.modules.get("neuroevo.query")
+    query = sys.modules.get("neuroevo.analysis.query")
     return (InputError, rundir.ClaimError, tracking.TrackingError, *((query.QueryError,) if query else ()))
 
 

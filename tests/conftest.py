@@ -112,7 +112,7 @@ def old_layout(run_dir: Path) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from neuroevo import logs, rundir
+    from neuroevo.store import logs, rundir
 
     for g in rundir.logged_generations(run_dir):
         new = rundir.generations_dir(run_dir) / f"{g:04d}"
@@ -157,7 +157,7 @@ def assert_report_written(p: subprocess.CompletedProcess, out: Path) -> None:
     readable size."""
     from PIL import Image
 
-    from neuroevo import report
+    from neuroevo.analysis import report
 
     assert p.stdout.split() == [str(out / n) for n in REPORT_FILES]
     for name in PLOT_FILES + GRID_FILES:
@@ -175,7 +175,7 @@ def assert_enlarged(png: bytes, original: bytes) -> None:
     import numpy as np
     from PIL import Image
 
-    from neuroevo import report
+    from neuroevo.analysis import report
 
     with Image.open(io.BytesIO(png)) as big, Image.open(io.BytesIO(original)) as small:
         k = big.width // small.width

@@ -39,7 +39,7 @@ SPACE = {"seed-v1": ["space.channels=[5,12]", "space.g_blocks=[1,3]", "space.d_b
 
 def overrides(preset: str) -> list[str]:
     space = "v2" if preset in ("v2", "dcgan") else "seed-v1"
-    data = ([f"data.source=folder", f"data.root={SUBSET}"] if SUBSET.is_dir() and preset != "demo"
+    data = (["data.source=folder", f"data.root={SUBSET}"] if SUBSET.is_dir() and preset != "demo"
             else ["data.source=demo"])
     return TINY + SPACE[space] + data
 

@@ -11,7 +11,9 @@ import pytest
 import yaml
 
 import neuroevo
-from neuroevo import experiment, genome, logs, rundir
+from neuroevo import errors
+from neuroevo.space import registry
+from neuroevo.store import logs, rundir
 from tests.conftest import neuroevo as cli
 from tests.conftest import tiny_dict
 
@@ -63,7 +65,7 @@ def test_run_returns_the_logs_the_best_and_samples(result, tiny, tmp_path):
     assert not list(tmp_path.iterdir())  # no file unless asked
     grid = r.sample(4, out=tmp_path / "new" / "grid.png")
     assert grid.shape[0] == 4 and (tmp_path / "new" / "grid.png").stat().st_size > 0
-    assert r.draw(1, 0, None, None)[:2] == (genome.from_json(ch.chromosome), ch.generation)  # the best's generator
+    assert r.draw(1, 0, None, None)[:2] == (registry.from_json(ch.chromosome), ch.generation)  # the best's generator
 
 
 @pytest.fixture(scope="module")
@@ -124,7 +126,7 @@ def test_ctrl_c_stops_ray_then_raises_keyboard_interrupt(tiny):
         presser.join()
     if stopped is None:
         pytest.skip("the run finished before Ctrl-C")
-    assert isinstance(stopped, experiment.Interrupted) and stopped.signum == signal.SIGINT
+    assert isinstance(stopped, errors.Interrupted) and stopped.signum == signal.SIGINT
     assert stopped.run_dir == run_dir and 1 <= stopped.logged <= len(set(logs.read_generations(run_dir).generation))
     assert str(stopped).startswith("interrupted: ") and str(run_dir) in str(stopped)
     assert not ray.is_initialized() and signal.getsignal(signal.SIGINT) is handler

@@ -7,10 +7,14 @@ import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from neuroevo import architecture, config, genome, logs, memory, schedule
-from neuroevo.architecture import Layer, Plan
-from neuroevo.model import build, noise
-from neuroevo.spaces import v2
+from neuroevo import config
+from neuroevo.space import registry
+from neuroevo.space.chromosome import Chromosome
+from neuroevo.space.layer_plan import Layer, LayerPlan
+from neuroevo.space.registry import v2
+from neuroevo.store import logs
+from neuroevo.train import flops, memory
+from neuroevo.train.model import build, noise
 from tests.test_memory import saved_activation_floats
 from tests.test_space_v2 import one_thread, v2_config  # noqa: F401  (one_thread: a fixture)
 
@@ -24,11 +28,11 @@ SPACES = {
 }
 
 
-def chromosomes(name: str, n: int = 200) -> tuple[list[genome.Genome], str]:
+def chromosomes(name: str, n: int = 200) -> tuple[list[Chromosome], str]:
     make, device = SPACES[name]
     cfg = make()
     rng = np.random.default_rng(11)
-    return [genome.sample(cfg.space, cfg.data.image_size, cfg.data.channels, rng)[0] for _ in range(n)], device
+    return [registry.sample(cfg.space, cfg.data.image_size, cfg.data.channels, rng)[0] for _ in range(n)], device
 
 
 def modules_by_layer(G, D) -> tuple[list[torch.nn.Module], list[torch.nn.Module]]:
@@ -36,8 +40,8 @@ def modules_by_layer(G, D) -> tuple[list[torch.nn.Module], list[torch.nn.Module]
     return [*G.fc, *G.convs], [*D.convs, *D.fc]
 
 
-def check_against_model(ch: genome.Genome, device: str) -> None:
-    plan = architecture.plan(ch)
+def check_against_model(ch: Chromosome, device: str) -> None:
+    plan = registry.plan(ch)
     with torch.device(device):
         G, D = build(ch)
         g_modules, d_modules = modules_by_layer(G, D)
@@ -54,10 +58,10 @@ def check_against_model(ch: genome.Genome, device: str) -> None:
         assert shapes[m] == expected, (layer, shapes[m])
         assert sum(p.numel() for p in m.parameters()) == layer.params, layer
     assert fake.shape[1:] == plan.image and score.shape == (2,) and features.shape == (2, plan.d_features)
-    g_flops, d_flops = schedule.layer_flops(ch)
+    g_flops, d_flops = flops.layer_flops(ch)
     assert g_count.get_total_flops() == 2 * sum(g_flops)
     assert d_count.get_total_flops() == 2 * sum(d_flops)
-    assert genome.param_counts(ch) == (sum(p.numel() for p in G.parameters()), sum(p.numel() for p in D.parameters()))
+    assert registry.param_counts(ch) == (sum(p.numel() for p in G.parameters()), sum(p.numel() for p in D.parameters()))
 
 
 @pytest.mark.parametrize("space", list(SPACES))
@@ -75,7 +79,7 @@ def test_the_dcgan_seed_plan_is_the_built_models(size):
 @pytest.mark.parametrize("space", list(SPACES))
 def test_log_columns_read_the_plan(space):
     for ch in chromosomes(space, 20)[0]:
-        plan, row = architecture.plan(ch), logs.gene_columns(ch)
+        plan, row = registry.plan(ch), logs.gene_columns(ch)
         convs = [layer for layer in plan.g if layer.kind != "linear"]
         assert row["g_kernels"] == [layer.kernel for layer in convs] and row["g_n_blocks"] == len(convs) - 1
         assert (row["noise_channels"], row["noise_side"]) == ch.noise_shape[:2]
@@ -93,13 +97,13 @@ def test_seed_v1_columns_are_its_genes():
 def test_a_plan_whose_layers_do_not_chain_is_refused():
     g = (Layer("output", "conv_transpose", 4, 3, 2, 4, 3),)
     d = (Layer("score", "linear", 48, 1),)
-    Plan((4, 2, 2), (3, 4, 4), g, d)  # chains
+    LayerPlan((4, 2, 2), (3, 4, 4), g, d)  # chains
     with pytest.raises(ValueError, match="does not take"):
-        Plan((5, 2, 2), (3, 4, 4), g, d)
+        LayerPlan((5, 2, 2), (3, 4, 4), g, d)
     with pytest.raises(ValueError, match="G ends at"):
-        Plan((4, 2, 2), (3, 5, 5), g, (Layer("score", "linear", 75, 1),))
+        LayerPlan((4, 2, 2), (3, 5, 5), g, (Layer("score", "linear", 75, 1),))
     with pytest.raises(ValueError, match="does not feed"):
-        Plan((4, 2, 2), (3, 4, 4), g, (Layer("block 1", "conv", 3, 2, 4, 4, 1), Layer("score", "linear", 48, 1)))
+        LayerPlan((4, 2, 2), (3, 4, 4), g, (Layer("block 1", "conv", 3, 2, 4, 4, 1), Layer("score", "linear", 48, 1)))
 
 
 @pytest.mark.parametrize("space", [name for name, (_, device) in SPACES.items() if device == "cpu"] + ["dcgan"])

@@ -9,8 +9,12 @@ import math
 import pytest
 import yaml
 
-from neuroevo import capacity, config, estimate, memory, population, task
-from neuroevo.capacity import Capacity, NodeType
+from neuroevo import config, errors
+from neuroevo.evolve import population
+from neuroevo.execution import capacity, estimate, task
+from neuroevo.execution.capacity import Capacity, NodeType
+from neuroevo.store import resume
+from neuroevo.train import memory
 from tests.conftest import REPO, tiny_config
 
 GPU_WORKER = NodeType("gpu_worker", {"CPU": 48.0, "GPU": 4.0}, 4)
@@ -56,8 +60,8 @@ def test_null_of_older_configs_means_auto_and_bad_values_name_the_choices():
     saved = config.to_yaml(tiny_config())
     assert "  num_gpus: auto\n" in saved
     older = config.loads_saved(saved.replace("  num_gpus: auto\n", "  num_gpus: null\n"), "config.yaml")
-    assert older == tiny_config() and config.experiment_differences(older, tiny_config()) == []
-    with pytest.raises(config.ConfigError, match=r"^resources\.num_gpus: expected a number >= 0, 'auto' or 'memory'"):
+    assert older == tiny_config() and resume.experiment_differences(older, tiny_config()) == []
+    with pytest.raises(errors.ConfigError, match=r"^resources\.num_gpus: expected a number >= 0, 'auto' or 'memory'"):
         tiny_config(resources={"num_gpus": "automatic"})
 
 
@@ -102,7 +106,7 @@ def test_auto_cpus_are_printed_with_why_and_bad_values_name_the_choices():
                                                       "GPUs")
     assert "  num_cpus: auto\n" in config.to_yaml(cfg)  # the run's config keeps auto; the number is resolved per run
     for bad, why in (("foo", "expected a number or 'auto', got 'foo'"), (0, "expected a number > 0.0 or 'auto', got 0")):
-        with pytest.raises(config.ConfigError) as e:
+        with pytest.raises(errors.ConfigError) as e:
             tiny_config(resources={"num_cpus": bad})
         assert str(e.value) == f"resources.num_cpus: {why}"
 

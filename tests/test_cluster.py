@@ -32,7 +32,10 @@ from packaging.specifiers import SpecifierSet
 from ray._private import ray_constants
 from ray.cluster_utils import Cluster
 
-from neuroevo import capacity, data, dispatch, logs, memory, population, task
+from neuroevo.evolve import population
+from neuroevo.execution import capacity, dispatch, task
+from neuroevo.store import logs
+from neuroevo.train import data, memory
 from tests.conftest import REPO, tiny_config, tiny_dict
 
 RAY_CLI = [sys.executable, "-m", "ray.scripts.scripts"]

@@ -28,9 +28,21 @@ import pytest
 import torch
 from PIL import Image
 
-from neuroevo import architecture, config, genome, model, report
-from neuroevo.spaces import v2
-from tests.conftest import GRID_FILES, PLOT_FILES, Page, assert_enlarged, assert_report_written, neuroevo, plain
+from neuroevo import config
+from neuroevo.analysis import report
+from neuroevo.space import registry
+from neuroevo.space.chromosome import Chromosome
+from neuroevo.space.registry import v2
+from neuroevo.train import model
+from tests.conftest import (
+    GRID_FILES,
+    PLOT_FILES,
+    Page,
+    assert_enlarged,
+    assert_report_written,
+    neuroevo,
+    plain,
+)
 
 SIDE = 16  # image side of every run here
 N_SAMPLES = 9  # train.sample_grid of every run, and the n of `neuroevo sample`: the grids are comparable
@@ -85,11 +97,11 @@ def test_the_dcgan_seed_fits_16px_images():
     cfg = config.load("dcgan", overrides("dcgan"))
     ch = v2.dcgan(SIDE, 3, cfg.space.batch_size)
     assert v2.g_sides(ch) == [4, 8, 16]  # 128x4x4 -> 64x8x8 -> 3x16x16
-    assert v2.d_sides(ch) == [8, 4] and architecture.plan(ch).d_features == 128 * 4 * 4
+    assert v2.d_sides(ch) == [8, 4] and registry.plan(ch).d_features == 128 * 4 * 4
     G, D = model.build(ch)
     fake = G(model.noise(ch, 2))
     assert fake.shape == (2, 3, SIDE, SIDE) and D(fake)[1].shape == (2,)
-    assert (model.count_params(G), model.count_params(D)) == genome.param_counts(ch)
+    assert (model.count_params(G), model.count_params(D)) == registry.param_counts(ch)
 
 
 # --- one real run per family, through the CLI ----------------------------------------------------------------
@@ -161,7 +173,7 @@ def history(run):
     return df
 
 
-def expected_layers(ch: genome.Genome) -> tuple[int, int]:
+def expected_layers(ch: Chromosome) -> tuple[int, int]:
     """Layers of G and of D, each one row of `neuroevo best`'s table."""
     if ch.space == "v2":  # FC layers, the projection, the blocks, the output / the score
         return len(ch.g_fc) + 1 + len(ch.g_blocks) + 1, len(ch.d_blocks) + len(ch.d_fc) + 1
@@ -186,7 +198,7 @@ def test_best_lays_out_the_fittest_chromosome(run, history):
     p = neuroevo("best", run_dir)
     assert p.returncode == 0 and "Traceback" not in p.stderr, no_traceback(p)
     top = fittest(history)
-    ch = genome.from_json(top.chromosome)
+    ch = registry.from_json(top.chromosome)
     lines = p.stdout.splitlines()
     assert top.chromosome_id in lines[0] and f"generation {top.generation}" in lines[0], lines[0]
     assert f"{top.fitness:.4f}" in p.stdout
@@ -276,7 +288,7 @@ def test_sample_draws_the_best_generators_grid_again(run, history, tmp_path):
     # every generation's best, through the public function
     for g in (0, 1):
         best = report.best_dir(run_dir, g)
-        cid = genome.from_json((best / "chromosome.json").read_text()).id
+        cid = registry.from_json((best / "chromosome.json").read_text()).id
         row = history[(history.generation == g) & (history.chromosome_id == cid)].iloc[0]
         report.sample(best / "weights.pt", N_SAMPLES, int(row.task_seed), tmp_path / f"g{g}.png")
         assert_same_pixels(read_png(tmp_path / f"g{g}.png"), read_png(best / "samples.png"), f"generation {g}'s best")
@@ -306,7 +318,7 @@ def constant_generator(tmp_path: Path, activation: str, value: float) -> Path:
     activation and zero weights, and a bias that makes every pixel `value`."""
     ch = v2.dcgan(SIDE, 3)
     ch = dataclasses.replace(ch, g_out=dataclasses.replace(ch.g_out, activation=activation))
-    assert architecture.plan(ch).output_range == ((0.0, 1.0) if activation == "sigmoid" else (-1.0, 1.0))
+    assert registry.plan(ch).output_range == ((0.0, 1.0) if activation == "sigmoid" else (-1.0, 1.0))
     G, D = model.build(ch)
     out = G.convs[-1].main[0]  # the output ConvTranspose, with a bias (no norm follows it)
     assert isinstance(out, torch.nn.ConvTranspose2d) and out.out_channels == 3 and out.bias is not None

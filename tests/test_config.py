@@ -1,7 +1,7 @@
 import pytest
 
 from neuroevo import config
-from neuroevo.config import ConfigError
+from neuroevo.errors import ConfigError
 
 
 @pytest.mark.parametrize("preset", config.PRESETS)

@@ -11,8 +11,10 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from neuroevo import config, logs, population, rundir
-from neuroevo.fitness import Evaluation
+from neuroevo import config, errors
+from neuroevo.evolve import population
+from neuroevo.evolve.fitness import Evaluation
+from neuroevo.store import logs, rundir
 from tests.conftest import neuroevo, tiny_config, tiny_dict
 
 BOMB = "a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n" + "".join(
@@ -37,7 +39,7 @@ def _one_clean_line(p: subprocess.CompletedProcess, message: str) -> None:
 def test_a_config_file_that_is_not_a_small_text_is_one_line(tmp_path, name, content, message):
     (tmp_path / "c.yaml").write_bytes(content)
     start = time.monotonic()
-    with pytest.raises(config.ConfigError, match=message):
+    with pytest.raises(errors.ConfigError, match=message):
         config.load(str(tmp_path / "c.yaml"))
     assert time.monotonic() - start < 1.0
     p = neuroevo("run", "c.yaml", "--set", "out_dir=runs", cwd=tmp_path, timeout=60)
@@ -46,7 +48,7 @@ def test_a_config_file_that_is_not_a_small_text_is_one_line(tmp_path, name, cont
 
 
 def test_an_alias_bomb_in_a_set_value_is_refused():
-    with pytest.raises(config.ConfigError, match="--set seed: more than 100,000"):
+    with pytest.raises(errors.ConfigError, match="--set seed: more than 100,000"):
         config.load("demo", ["seed=[&a [1, 1, 1, 1, 1, 1, 1, 1, 1, 1], " + ", ".join(["*a"] * 20000) + "]"])
 
 
@@ -68,7 +70,7 @@ def test_an_unreadable_config_file_is_one_line(tmp_path):
 
 
 def test_a_file_that_fails_to_read_is_one_line():
-    with pytest.raises(config.ConfigError, match="/proc/self/mem: cannot be read"):
+    with pytest.raises(errors.ConfigError, match="/proc/self/mem: cannot be read"):
         config.load("/proc/self/mem")
 
 
@@ -106,13 +108,13 @@ def test_the_config_copy_round_trips_and_leaves_the_rows_unchanged(tmp_path):
 def test_a_saved_config_missing_a_key_is_damage_not_a_default(tmp_path):
     text = config.to_yaml(tiny_config())
     assert config.loads_saved(text, "c") == tiny_config()
-    with pytest.raises(config.ConfigError, match=r"c: incomplete, 4 keys missing \(fitness, evolve, resources, quality\)"):
+    with pytest.raises(errors.ConfigError, match=r"c: incomplete, 4 keys missing \(fitness, evolve, resources, quality\)"):
         config.loads_saved(text[:text.index("fitness:")], "c")
-    with pytest.raises(config.ConfigError, match="c: empty"):
+    with pytest.raises(errors.ConfigError, match="c: empty"):
         config.loads_saved("", "c")
-    with pytest.raises(config.ConfigError, match="c: incomplete, 1 keys missing \\(train.keep\\)"):
+    with pytest.raises(errors.ConfigError, match="c: incomplete, 1 keys missing \\(train.keep\\)"):
         config.loads_saved(text.replace("  keep: best\n", ""), "c")
-    with pytest.raises(config.ConfigError, match="evolve.extra: unknown key"):
+    with pytest.raises(errors.ConfigError, match="evolve.extra: unknown key"):
         config.loads_saved(text.replace("evolve:\n", "evolve:\n  extra: 1\n"), "c")
 
 

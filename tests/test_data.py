@@ -18,8 +18,10 @@ import torch
 import yaml
 from PIL import Image
 
-from neuroevo import config, data, train
-from neuroevo.config import ConfigError, DataConfig
+from neuroevo import config
+from neuroevo.config import DataConfig
+from neuroevo.errors import ConfigError
+from neuroevo.train import data, trainer
 from tests.conftest import CIFAR_SUBSET, needs_cifar_subset, neuroevo, tiny_dict
 
 ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # Ray's workers cannot import this module
@@ -58,7 +60,7 @@ def test_cifar_subset_as_an_image_folder(tmp_path, size):
     assert images.classes == tuple(sorted(p.name for p in CIFAR_SUBSET.iterdir())) and len(images.classes) == 10
     assert images.skipped == 0 and not images.warnings
     assert not images.array.flags.writeable  # a read-only map of the cache
-    real = train.to_unit_range(images.array[np.arange(256)], torch.device("cpu"))
+    real = trainer.to_unit_range(images.array[np.arange(256)], torch.device("cpu"))
     assert real.min() >= -1 and real.max() <= 1 and real.min() < -0.9 and real.max() > 0.9
     first = sorted((CIFAR_SUBSET / images.classes[0]).iterdir())[0]
     assert np.array_equal(images.array[0], data.to_array(Image.open(first), size, 3))
@@ -282,12 +284,12 @@ def test_in_memory_auto_follows_the_size(tmp_path, monkeypatch):
 
 def test_random_hflip_mirrors_about_half_and_is_seeded():
     batch = torch.arange(64 * 2 * 3 * 5, dtype=torch.float32).reshape(64, 2, 3, 5)
-    out = train.random_hflip(batch, torch.Generator().manual_seed(0))
+    out = trainer.random_hflip(batch, torch.Generator().manual_seed(0))
     mirrored = [bool(torch.equal(o, b.flip(2))) for o, b in zip(out, batch)]
     kept = [bool(torch.equal(o, b)) for o, b in zip(out, batch)]
     assert all(m != k for m, k in zip(mirrored, kept))  # each image is itself or its mirror
     assert 16 < sum(mirrored) < 48
-    assert torch.equal(out, train.random_hflip(batch, torch.Generator().manual_seed(0)))
+    assert torch.equal(out, trainer.random_hflip(batch, torch.Generator().manual_seed(0)))
 
 
 # ---- config and the command line ----------------------------------------------------------------------------

@@ -9,7 +9,11 @@ import pytest
 import yaml
 from PIL import Image
 
-from neuroevo import data, dispatch, evolve, genome, logs, population
+from neuroevo.evolve import population
+from neuroevo.execution import dispatch, loop
+from neuroevo.space import registry
+from neuroevo.store import logs
+from neuroevo.train import data
 from tests.conftest import plain, tiny_config, tiny_dict
 
 
@@ -17,7 +21,7 @@ def _run(cfg, tmp_path, name="run"):
     run_dir = tmp_path / name
     run_dir.mkdir()
     images = data.load(cfg.data, cfg.seed).array
-    state = evolve.evolve(cfg, name, run_dir, images)
+    state = loop.evolve(cfg, name, run_dir, images)
     return run_dir, state
 
 
@@ -66,9 +70,9 @@ def test_elites_are_the_fittest_and_carried_unchanged(two_generations):
 def test_rows_match_their_chromosome(two_generations):
     cfg, _, _, df = two_generations
     for row in df.itertuples():
-        ch = genome.from_json(row.chromosome)
+        ch = registry.from_json(row.chromosome)
         assert ch.id == row.chromosome_id
-        assert (row.params_g, row.params_d) == genome.param_counts(ch)
+        assert (row.params_g, row.params_d) == registry.param_counts(ch)
         assert list(row.g_kernels) == [b.kernel for b in ch.g_blocks] + [ch.g_out_kernel]
         assert row.g_lr == ch.g_lr and row.noise_side == ch.noise_side
         assert row.finished_at >= row.started_at
@@ -83,7 +87,7 @@ def test_best_generator_saved_each_generation(two_generations):
         assert json.loads((out / "chromosome.json").read_text()) == json.loads(best.chromosome)
         grid = Image.open(out / "samples.png")
         assert grid.format == "PNG" and grid.size[0] > cfg.data.image_size
-        from neuroevo.train import load_generator
+        from neuroevo.train.checkpoint import load_generator
         ch, G = load_generator(str(out / "weights.pt"))
         assert ch.id == best.chromosome_id
 

@@ -4,8 +4,10 @@ import numpy as np
 import pytest
 import torch
 
-from neuroevo import config, data, fastpath, genome, model, train
-from neuroevo.fastpath import Device, FastPath
+from neuroevo import config, errors
+from neuroevo.space import registry
+from neuroevo.train import data, fastpath, model, trainer
+from neuroevo.train.fastpath import Device, FastPath
 from tests.conftest import tiny_config
 
 SWITCHES = ("bf16", "channels_last", "data_on_gpu", "cudnn_benchmark", "compile")
@@ -42,7 +44,7 @@ def test_a_gpu_gets_what_it_supports():
 def test_switches_read_on_off_from_yaml_and_reject_anything_else():
     cfg = config.from_dict({"train": {"bf16": False, "compile": True, "data_on_gpu": "auto"}})
     assert (cfg.train.bf16, cfg.train.compile, cfg.train.data_on_gpu) == ("off", "on", "auto")
-    with pytest.raises(config.ConfigError, match=r"^train.channels_last: expected 'auto', 'on' or 'off', got"):
+    with pytest.raises(errors.ConfigError, match=r"^train.channels_last: expected 'auto', 'on' or 'off', got"):
         config.from_dict({"train": {"channels_last": "fast"}})
 
 
@@ -50,14 +52,14 @@ def test_switches_read_on_off_from_yaml_and_reject_anything_else():
 def setup():
     cfg = tiny_config()
     images = data.load(cfg.data, seed=0).array
-    ch, _ = genome.sample(cfg.space, 12, 3, np.random.default_rng(3))
+    ch, _ = registry.sample(cfg.space, 12, 3, np.random.default_rng(3))
     return images, ch
 
 
 def test_cpu_training_is_bit_identical_with_every_switch_on(setup):
     images, ch = setup
-    off, _, _ = train.train(ch, images, _train_cfg("off"), seed=4)
-    on, _, _ = train.train(ch, images, _train_cfg("on"), seed=4)
+    off, _, _ = trainer.train(ch, images, _train_cfg("off"), seed=4)
+    on, _, _ = trainer.train(ch, images, _train_cfg("on"), seed=4)
     assert (on.d_losses, on.g_losses) == (off.d_losses, off.g_losses)
     assert on.status == "ok" and on.device == "cpu"
 
@@ -86,8 +88,8 @@ def test_cpu_training_makes_no_gpu_or_bf16_call(setup, monkeypatch):
         D.register_forward_hook(record)
         return G, D
 
-    monkeypatch.setattr(train, "build", build_and_watch)
-    result, G, D = train.train(ch, images, _train_cfg("on"), seed=4)
+    monkeypatch.setattr(trainer, "build", build_and_watch)
+    result, G, D = trainer.train(ch, images, _train_cfg("on"), seed=4)
     assert result.status == "ok"
     assert seen and all(s == (False, False, torch.float32, True) for s in seen)
     assert all(p.dtype == torch.float32 and p.is_contiguous() for p in [*G.parameters(), *D.parameters()])
@@ -100,8 +102,8 @@ def test_resident_batches_equal_host_batches(setup):
     images, _ = setup
     cpu = torch.device("cpu")
     order = torch.randperm(len(images), generator=torch.Generator().manual_seed(0))
-    host = list(train.Batches(images, cpu, FastPath()).epoch(order, 32))
-    resident = train.Batches(images, cpu, FastPath(data_on_gpu=True))
+    host = list(trainer.Batches(images, cpu, FastPath()).epoch(order, 32))
+    resident = trainer.Batches(images, cpu, FastPath(data_on_gpu=True))
     assert resident.resident is not None
     assert len(host) == len(images) // 32
     for a, b in zip(host, resident.epoch(order, 32)):

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from neuroevo import logs, rundir
+from neuroevo.store import logs, rundir
 from tests.conftest import neuroevo, tiny_dict
 
 GENERATIONS = 3

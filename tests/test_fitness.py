@@ -2,8 +2,9 @@ import math
 
 import pytest
 
-from neuroevo.config import FitnessConfig, from_dict, ConfigError
-from neuroevo.fitness import Evaluation, evaluate, fitness, loss_term, size_term
+from neuroevo.config import FitnessConfig, from_dict
+from neuroevo.errors import ConfigError
+from neuroevo.evolve.fitness import Evaluation, evaluate, fitness, loss_term, size_term
 
 REF = FitnessConfig()  # lam 0.75, gamma 0.25, S 5e6
 
@@ -56,7 +57,7 @@ def test_weights_must_sum_to_one():
 
 
 def _result(status="ok", d_loss=1.2, g_loss=0.8):
-    from neuroevo.results import TrainResult
+    from neuroevo.train.results import TrainResult
     return TrainResult(status, "" if status == "ok" else "non-finite loss", d_loss, g_loss, (d_loss,), (g_loss,),
                        1_000_000, 2_000_000, 1.0, 1.0, "cpu")
 

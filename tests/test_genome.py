@@ -4,16 +4,17 @@ import numpy as np
 import pytest
 import torch
 
-from neuroevo import config, genome
-from neuroevo.model import build, count_params, noise
-from neuroevo.spaces import seed_v1
-from neuroevo.spaces.seed_v1 import Chromosome
+from neuroevo import config
+from neuroevo.space import registry
+from neuroevo.space.registry import seed_v1
+from neuroevo.space.seed_v1 import SeedV1Chromosome as Chromosome
+from neuroevo.train.model import build, count_params, noise
 from tests.conftest import tiny_config
 
 
 def _samples(cfg: config.RunConfig, n: int, seed: int = 0) -> list[tuple[Chromosome, int]]:
     rng = np.random.default_rng(seed)
-    return [genome.sample(cfg.space, cfg.data.image_size, cfg.data.channels, rng) for _ in range(n)]
+    return [registry.sample(cfg.space, cfg.data.image_size, cfg.data.channels, rng) for _ in range(n)]
 
 
 def _assert_in_space(ch: Chromosome, cfg: config.RunConfig) -> None:
@@ -37,7 +38,7 @@ def _assert_in_space(ch: Chromosome, cfg: config.RunConfig) -> None:
     for m in (ch.g_momentum, ch.d_momentum):
         assert s.momentum[0] <= m <= s.momentum[1]
     assert ch.batch_size == s.batch_size
-    assert sum(genome.param_counts(ch)) <= s.max_params
+    assert sum(registry.param_counts(ch)) <= s.max_params
 
 
 @pytest.mark.parametrize("preset", ["cifar10", "imagenet", "demo"])
@@ -71,7 +72,7 @@ def test_reference_sized_models_have_the_counted_params_and_shapes(preset):
             _, out = D(fake)
         assert fake.shape == (2, 3, cfg.data.image_size, cfg.data.image_size)
         assert out.shape == (2,)
-        assert (count_params(G), count_params(D)) == genome.param_counts(ch)
+        assert (count_params(G), count_params(D)) == registry.param_counts(ch)
 
 
 def test_small_models_output_image_shape_and_probabilities():
@@ -86,7 +87,7 @@ def test_small_models_output_image_shape_and_probabilities():
         assert fake.shape == (4, 3, 16, 16)
         assert fake.abs().max() <= 1.0  # tanh output
         assert ((p > 0) & (p < 1)).all()
-        assert (count_params(G), count_params(D)) == genome.param_counts(ch)
+        assert (count_params(G), count_params(D)) == registry.param_counts(ch)
 
 
 def test_blocks_are_convtranspose_bn_prelu_and_conv_bn_prelu_fc_fc_sigmoid():
@@ -134,11 +135,11 @@ def test_learning_rates_are_log_uniform():
 def test_max_params_rejects_and_counts():
     cfg = tiny_config(space={"max_params": 8000})
     samples = _samples(cfg, 50, seed=6)
-    assert all(sum(genome.param_counts(ch)) <= 8000 for ch, _ in samples)
+    assert all(sum(registry.param_counts(ch)) <= 8000 for ch, _ in samples)
     assert sum(rejected for _, rejected in samples) > 0
 
 
 def test_an_impossible_max_params_is_a_clear_error():
     cfg = tiny_config(space={"max_params": 10})
-    with pytest.raises(genome.SpaceTooTight, match="space.max_params"):
-        genome.sample(cfg.space, 12, 3, np.random.default_rng(0), max_tries=200)
+    with pytest.raises(registry.SpaceTooTight, match="space.max_params"):
+        registry.sample(cfg.space, 12, 3, np.random.default_rng(0), max_tries=200)

@@ -3,7 +3,10 @@
 import pandas as pd
 import ray
 
-from neuroevo import data, dispatch, logs, population, task
+from neuroevo.evolve import population
+from neuroevo.execution import dispatch, task
+from neuroevo.store import logs
+from neuroevo.train import data
 from tests.conftest import tiny_config
 
 

@@ -11,11 +11,14 @@ import pytest
 import yaml
 from PIL import Image
 
-from neuroevo import cli, config, data, estimate, experiment, fitness, genome, population, progress
-from neuroevo.capacity import Capacity
-from neuroevo.task import task_resources
+from neuroevo import cli, config, errors
+from neuroevo.evolve import fitness, population
+from neuroevo.execution import estimate, progress
+from neuroevo.execution.capacity import Capacity
+from neuroevo.execution.task import task_resources
+from neuroevo.space import registry, v2
+from neuroevo.train import data
 from tests.conftest import REPO, neuroevo, tiny_config, tiny_dict
-
 
 # --- the estimate ---------------------------------------------------------------------------------------------
 
@@ -67,7 +70,7 @@ def test_the_demo_takes_minutes_and_cifar10_on_two_cpus_says_it_takes_hours_and_
 
 
 def _params(cfg: config.RunConfig) -> list[int]:
-    return [sum(genome.param_counts(ch)) for ch in population.space_sample(cfg)]
+    return [sum(registry.param_counts(ch)) for ch in population.space_sample(cfg)]
 
 
 @pytest.mark.parametrize("preset", config.PRESETS)
@@ -146,10 +149,10 @@ def test_each_line_names_its_loss_where_the_run_mixes_losses():
 @pytest.mark.parametrize("completed, logged", [(0, "no generation is logged yet"), (1, "generation 0 is logged"),
                                                (3, "generations 0-2 are logged")])
 def test_a_stopped_run_says_what_is_logged_in_one_wording(tmp_path, capsys, completed, logged):
-    fault = experiment.FileSystemFault(f"{tmp_path / 'f'}: no space left on the device", tmp_path, completed)
+    fault = errors.FileSystemFault(f"{tmp_path / 'f'}: no space left on the device", tmp_path, completed)
     assert cli._stopped_by(fault) == 2
     assert f"stopped: {logged} in {tmp_path};" in capsys.readouterr().err
-    interrupted = experiment.Interrupted(2, tmp_path, completed)
+    interrupted = errors.Interrupted(2, tmp_path, completed)
     assert cli._interrupted(interrupted) == 130
     assert f"interrupted: {logged} in {tmp_path};" in capsys.readouterr().err
 
@@ -158,7 +161,7 @@ def test_every_config_key_is_where_run_help_says_readme_documents_it():
     readme = (REPO / "README.md").read_text()
     sections = {s.splitlines()[0][3:]: s for s in re.split(r"\n(?=## )", readme)[1:]}
     keys = [(k, "seed-v1") for k in config.flat(config.RunConfig())]
-    keys += [(f"space.{f.name}", "v2") for f in dataclasses.fields(config.SpaceV2)]
+    keys += [(f"space.{f.name}", "v2") for f in dataclasses.fields(v2.V2Space)]
     for key, space in keys:
         where = config.documented_in(key, space)
         assert len(where) == 1, (key, where)

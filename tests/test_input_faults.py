@@ -14,8 +14,11 @@ import pytest
 import torch
 import torchvision.utils as vutils
 
-from neuroevo import architecture, model, report, rundir, train
-from neuroevo.spaces import v2
+from neuroevo.analysis import report
+from neuroevo.space import registry
+from neuroevo.space.registry import v2
+from neuroevo.store import rundir
+from neuroevo.train import checkpoint, model
 from tests.conftest import neuroevo
 
 
@@ -106,8 +109,8 @@ def test_score_stops_at_the_weights_before_the_reference(run_dir, tmp_path):
 
 
 def test_load_generator_of_bytes_names_them(tmp_path):
-    with pytest.raises(train.WeightsError, match=r"^weights: refused by torch.load\(weights_only=True\)"):
-        train.load_generator(__import__("io").BytesIO(malicious(tmp_path / "m.pt", tmp_path / "ran").read_bytes()))
+    with pytest.raises(checkpoint.WeightsError, match=r"^weights: refused by torch.load\(weights_only=True\)"):
+        checkpoint.load_generator(__import__("io").BytesIO(malicious(tmp_path / "m.pt", tmp_path / "ran").read_bytes()))
     assert not (tmp_path / "ran").exists()
 
 
@@ -132,11 +135,11 @@ def test_sample_at_the_maximum_works(run_dir, tmp_path):
 
 def save_image_of_all(weights: Path, n: int, seed: int, out: Path) -> None:
     """What `sample` wrote before it drew in batches: every image through G at once, then save_image."""
-    ch, G = train.load_generator(weights)
+    ch, G = checkpoint.load_generator(weights)
     with torch.no_grad():
         images = G(model.noise(ch, n, generator=torch.Generator().manual_seed(seed)))
     vutils.save_image(images, out, nrow=math.ceil(math.sqrt(n)), normalize=True,
-                      value_range=architecture.plan(ch).output_range)
+                      value_range=registry.plan(ch).output_range)
 
 
 @pytest.mark.parametrize("channels, output", [(3, "tanh"), (1, "tanh"), (3, "sigmoid")])

@@ -9,9 +9,11 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
 
-from neuroevo import genome, logs, query, rundir
-from neuroevo.fitness import Evaluation
-from neuroevo.population import Member
+from neuroevo.analysis import query
+from neuroevo.evolve.fitness import Evaluation
+from neuroevo.evolve.population import Member
+from neuroevo.space import registry
+from neuroevo.store import logs, rundir
 from tests.conftest import old_layout, tiny_config
 
 GENERATIONS, N = 3, 2
@@ -19,7 +21,7 @@ GENERATIONS, N = 3, 2
 
 def _members(generation: int) -> list[Member]:
     rng = np.random.default_rng(generation)
-    return [Member(genome.sample(tiny_config().space, 12, 3, rng)[0], generation, 0, (), "random") for _ in range(N)]
+    return [Member(registry.sample(tiny_config().space, 12, 3, rng)[0], generation, 0, (), "random") for _ in range(N)]
 
 
 def _write(run_dir, generation):

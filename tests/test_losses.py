@@ -9,10 +9,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from neuroevo import config, data, genome, losses, train
+from neuroevo import config
 from neuroevo.config import FitnessConfig
-from neuroevo.fitness import fitness, loss_term
-from neuroevo.losses import GP_WEIGHT, Objective
+from neuroevo.evolve.fitness import fitness, loss_term
+from neuroevo.space import registry
+from neuroevo.space.genes import Optimiser
+from neuroevo.train import checkpoint, data, losses, trainer
+from neuroevo.train.losses import GP_WEIGHT, Objective
 from tests.test_space_v2 import one_thread, samples, v2_config  # noqa: F401  (one_thread: a fixture)
 
 
@@ -132,7 +135,7 @@ def test_the_objective_follows_the_chromosome():
     ch = samples(v2_config(space={"losses": ["bce"], "label_smoothing": [True], "outputs": ["sigmoid"],
                                   "feature_matching": [True], "separate_batches": [False]}), 1)[0]
     assert losses.objective(ch) == Objective("bce", True, True, False, unit_data=True)
-    v1, _ = genome.sample(config.load("demo").space, 16, 3, np.random.default_rng(0))
+    v1, _ = registry.sample(config.load("demo").space, 16, 3, np.random.default_rng(0))
     assert losses.objective(v1) == Objective("bce", separate_batches=True, probabilities=True)
 
 
@@ -153,9 +156,9 @@ def test_the_reference_objective_is_the_reference_step():
 
 def test_optimiser_genes_and_step_decay():
     net = nn.Linear(2, 2)
-    adam, schedule = train.optimiser(genome.Optimiser("adam", 2e-4, 0.5), net)
+    adam, schedule = trainer.optimiser(Optimiser("adam", 2e-4, 0.5), net)
     assert isinstance(adam, torch.optim.Adam) and adam.param_groups[0]["betas"] == (0.5, 0.999) and schedule == []
-    sgd, [schedule] = train.optimiser(genome.Optimiser("sgd", 1e-3, 0.9, decay_epoch=2, decay_factor=0.1), net)
+    sgd, [schedule] = trainer.optimiser(Optimiser("sgd", 1e-3, 0.9, decay_epoch=2, decay_factor=0.1), net)
     assert isinstance(sgd, torch.optim.SGD) and sgd.param_groups[0]["momentum"] == 0.9
     lrs = []
     for _ in range(4):  # one step per epoch, as train() does
@@ -172,7 +175,7 @@ def test_each_loss_trains_with_every_practice(loss):
                            "feature_matching": [True], "schedules": ["step"]}, train={"steps_per_epoch": 2})
     images = data.load(cfg.data, 0).array
     for ch in samples(cfg, 3, seed=2):
-        result, G, D = train.train(ch, images, cfg.train, seed=0)
+        result, G, D = trainer.train(ch, images, cfg.train, seed=0)
         assert result.status == "ok" and len(result.d_losses) == 2, ch
         assert math.isfinite(result.d_loss) and math.isfinite(result.g_loss)
         if loss == "hinge":
@@ -183,11 +186,11 @@ def test_training_starts_from_given_weights():
     cfg = v2_config(space={"schedules": ["none"]}, train={"epochs": 1, "steps_per_epoch": 1})
     images = data.load(cfg.data, 0).array
     ch = samples(cfg, 1, seed=5)[0]
-    _, G0, D0 = train.train(ch, images, cfg.train, seed=1)
-    weights = train.weights(ch, G0, D0)
-    frozen = replace(ch, g_opt=genome.Optimiser("sgd", 0.0, 0.0), d_opt=genome.Optimiser("sgd", 0.0, 0.0))
-    _, G1, _ = train.train(frozen, images, cfg.train, seed=2, init_weights=weights)
-    _, G2, _ = train.train(frozen, images, cfg.train, seed=2)
+    _, G0, D0 = trainer.train(ch, images, cfg.train, seed=1)
+    weights = checkpoint.weights(ch, G0, D0)
+    frozen = replace(ch, g_opt=Optimiser("sgd", 0.0, 0.0), d_opt=Optimiser("sgd", 0.0, 0.0))
+    _, G1, _ = trainer.train(frozen, images, cfg.train, seed=2, init_weights=weights)
+    _, G2, _ = trainer.train(frozen, images, cfg.train, seed=2)
     trained = {k: v for k, v in G0.state_dict().items() if "running" not in k and "num_batches" not in k}
     assert all(torch.equal(G1.state_dict()[k], v) for k, v in trained.items())  # lr 0: still G0's weights
     assert not all(torch.equal(G2.state_dict()[k], v) for k, v in trained.items())  # fresh weights otherwise

@@ -14,7 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from neuroevo import logs, rundir, state
+from neuroevo.store import logs, rundir, state
 from tests.conftest import neuroevo, old_layout, tiny_dict
 
 GENERATIONS = 3

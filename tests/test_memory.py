@@ -7,11 +7,14 @@ import numpy as np
 import pytest
 import torch
 
-from neuroevo import config, genome, memory, model
+from neuroevo import config, errors
+from neuroevo.space import registry
+from neuroevo.space.chromosome import Chromosome
+from neuroevo.train import memory, model
 from tests.conftest import tiny_config
 
 
-def saved_activation_floats(ch: genome.Genome) -> int:
+def saved_activation_floats(ch: Chromosome) -> int:
     """Floats that autograd saves for backward in G(z), D(real) and D(G(z)), weights left out."""
     G, D = model.build(ch)
     weights = {p.untyped_storage().data_ptr() for p in [*G.parameters(), *D.parameters()]}
@@ -34,15 +37,15 @@ def test_activation_estimate_matches_what_autograd_saves(space):
     cfg = tiny_config() if space == "tiny" else config.load("cifar10")
     rng = np.random.default_rng(1)
     for _ in range(2):
-        ch, _ = genome.sample(cfg.space, cfg.data.image_size, cfg.data.channels, rng)
+        ch, _ = registry.sample(cfg.space, cfg.data.image_size, cfg.data.channels, rng)
         ch = dataclasses.replace(ch, batch_size=2)  # the count is linear in the batch
         measured = saved_activation_floats(ch)
         assert measured <= memory.activation_elements(ch) <= 1.2 * measured
 
 
 def test_training_bytes_counts_context_state_and_activations():
-    ch, _ = genome.sample(tiny_config().space, 12, 3, np.random.default_rng(0))
-    params = sum(genome.param_counts(ch))
+    ch, _ = registry.sample(tiny_config().space, 12, 3, np.random.default_rng(0))
+    params = sum(registry.param_counts(ch))
     expected = memory.CUDA_CONTEXT_BYTES + memory.HEADROOM * 4 * (3 * params + memory.activation_elements(ch))
     assert memory.training_bytes(ch) == pytest.approx(expected, abs=1)
     bigger_batch = dataclasses.replace(ch, batch_size=4 * ch.batch_size)
@@ -50,7 +53,7 @@ def test_training_bytes_counts_context_state_and_activations():
 
 
 def test_gpu_share_is_the_smallest_half_power_that_fits():
-    ch, _ = genome.sample(tiny_config().space, 12, 3, np.random.default_rng(0))
+    ch, _ = registry.sample(tiny_config().space, 12, 3, np.random.default_rng(0))
     gib = memory.training_bytes(ch) / 2**30  # about 0.5: the CUDA context dominates a tiny chromosome
     assert memory.gpu_share(ch, 100 * gib) == 0.125  # never below 1/8
     assert memory.gpu_share(ch, 5 * gib) == 0.25
@@ -63,17 +66,17 @@ def test_gpu_share_is_the_smallest_half_power_that_fits():
 def test_reference_chromosomes_spread_over_shares_of_a_24gb_gpu():
     cfg = config.load("cifar10")
     rng = np.random.default_rng(0)
-    shares = {memory.gpu_share(genome.sample(cfg.space, 64, 3, rng)[0], 24) for _ in range(40)}
+    shares = {memory.gpu_share(registry.sample(cfg.space, 64, 3, rng)[0], 24) for _ in range(40)}
     assert len(shares) >= 2 and shares <= set(memory.SHARES)
 
 
 def test_num_gpus_memory_is_a_config_value():
     assert tiny_config(resources={"num_gpus": "memory", "gpu_memory_gb": 24}).resources.num_gpus == "memory"
-    with pytest.raises(config.ConfigError, match=r"^resources\.num_gpus: expected a number >= 0, 'auto' or 'memory'"):
+    with pytest.raises(errors.ConfigError, match=r"^resources\.num_gpus: expected a number >= 0, 'auto' or 'memory'"):
         tiny_config(resources={"num_gpus": "mem"})
-    with pytest.raises(config.ConfigError, match=r"^resources\.gpu_memory_gb"):
+    with pytest.raises(errors.ConfigError, match=r"^resources\.gpu_memory_gb"):
         tiny_config(resources={"gpu_memory_gb": 0})
-    with pytest.raises(config.ConfigError, match=r"^resources\.max_retries"):
+    with pytest.raises(errors.ConfigError, match=r"^resources\.max_retries"):
         tiny_config(resources={"max_retries": -1})
 
 
@@ -90,8 +93,11 @@ def test_memory_sized_shares_of_v2_and_dcgan_chromosomes_train_on_logical_gpus(r
                                                                                monkeypatch):
     from ray.remote_function import RemoteFunction
 
-    from neuroevo import data, evolve, logs, population, task
-    from neuroevo.spaces import v2
+    from neuroevo.evolve import population
+    from neuroevo.execution import loop, task
+    from neuroevo.space.registry import v2
+    from neuroevo.store import logs
+    from neuroevo.train import data
 
     # the dcgan preset: its seed and two random v2 chromosomes in generation 0, mutants of the elite in 1
     cfg = config.load("dcgan", V2_TINY)
@@ -113,7 +119,7 @@ def test_memory_sized_shares_of_v2_and_dcgan_chromosomes_train_on_logical_gpus(r
 
     monkeypatch.setattr(RemoteFunction, "options", spy)
     images = data.load(cfg.data, cfg.seed).array
-    evolve.evolve(cfg, "shares", tmp_path, images)
+    loop.evolve(cfg, "shares", tmp_path, images)
     monkeypatch.undo()
 
     df = logs.read_generations(tmp_path)
@@ -122,7 +128,7 @@ def test_memory_sized_shares_of_v2_and_dcgan_chromosomes_train_on_logical_gpus(r
     assert all(len(ids) == 1 and ids[0] in ("0", "1") for ids in df.gpu_ids)  # but each task held one
     shares = []
     for row in df.itertuples():
-        ch = genome.from_json(row.chromosome)
+        ch = registry.from_json(row.chromosome)
         share = memory.gpu_share(ch, gb)
         assert asked[f"train-g{row.generation}-{row.chromosome_id}"] == share, row.chromosome_id
         assert task.task_resources(cfg, ch)["num_gpus"] == share

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from neuroevo import pareto
+from neuroevo.evolve import pareto
 
 
 def brute_force_fronts(f: np.ndarray) -> np.ndarray:

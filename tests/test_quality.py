@@ -10,9 +10,9 @@ import torch
 from PIL import Image
 from torch import nn
 
-from neuroevo import data, quality
 from neuroevo.config import DataConfig
-from neuroevo.quality import QualityError
+from neuroevo.train import data, quality
+from neuroevo.train.quality import QualityError
 from tests.conftest import CIFAR_SUBSET, needs_cifar_subset
 
 

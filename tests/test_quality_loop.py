@@ -11,7 +11,11 @@ import pytest
 import torch
 from torch import nn
 
-from neuroevo import config, data, evolve, fitness, logs, pareto, ranking, rundir
+from neuroevo import config
+from neuroevo.evolve import fitness, pareto, ranking
+from neuroevo.execution import loop
+from neuroevo.store import logs, rundir
+from neuroevo.train import data
 from tests.conftest import neuroevo, tiny_dict
 
 
@@ -41,14 +45,14 @@ def quality_dict(standin: str, **keys) -> dict:
 
 def run(tmp_path, standin, name, quality=None, fitness_keys=None, evolve_keys=None, train_keys=None):
     """A tiny evolution with sample quality measured; its config and logs."""
-    from neuroevo import quality as q
+    from neuroevo.train import quality as q
 
     cfg = config.from_dict(tiny_dict(quality=quality_dict(standin, **(quality or {})),
                                      fitness=fitness_keys or {}, evolve=evolve_keys or {}, train=train_keys or {}))
     images = data.load(cfg.data, cfg.seed)
     reference = q.reference(images, max_images=cfg.quality.reference_images, weights=standin,
                             directory=tmp_path / "cache")
-    evolve.evolve(cfg, name, tmp_path / name, images.array, reference=reference)
+    loop.evolve(cfg, name, tmp_path / name, images.array, reference=reference)
     return cfg, logs.read_generations(tmp_path / name)
 
 
@@ -58,7 +62,7 @@ def kinds(ray_local, tmp_path_factory, standin):
     tmp = tmp_path_factory.mktemp("kinds")
     out = {kind: run(tmp, standin, kind, fitness_keys={"kind": kind}) for kind in ("reference", "quality", "pareto")}
     plain = config.from_dict(tiny_dict())
-    evolve.evolve(plain, "plain", tmp / "plain", data.load(plain.data, plain.seed).array)
+    loop.evolve(plain, "plain", tmp / "plain", data.load(plain.data, plain.seed).array)
     out["plain"] = (plain, logs.read_generations(tmp / "plain"))
     return out
 

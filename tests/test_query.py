@@ -9,7 +9,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from neuroevo import data, evolve, logs, query, rundir
+from neuroevo.analysis import query
+from neuroevo.execution import loop
+from neuroevo.store import logs, rundir
+from neuroevo.train import data
 from tests.conftest import neuroevo, plain, tiny_config
 
 
@@ -19,7 +22,7 @@ def runs(ray_local, tmp_path_factory):
     root = tmp_path_factory.mktemp("runs")
     for seed, name in ((0, "a"), (1, "b")):
         cfg = tiny_config(seed=seed, evolve={"population": 4, "generations": 3, "elite_fraction": 0.5})
-        evolve.evolve(cfg, name, root / name, data.load(cfg.data, cfg.seed).array)
+        loop.evolve(cfg, name, root / name, data.load(cfg.data, cfg.seed).array)
     return root / "a", root / "b"
 
 

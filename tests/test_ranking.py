@@ -3,7 +3,8 @@
 import numpy as np
 import pandas as pd
 
-from neuroevo import ranking, report, selection
+from neuroevo.analysis import report
+from neuroevo.evolve import ranking, selection
 
 
 def test_ties_go_to_the_earlier_generation_then_the_smaller_id():

@@ -12,8 +12,19 @@ import yaml
 from matplotlib.colors import BoundaryNorm
 from PIL import Image
 
-from neuroevo import data, progress, query, report, rundir
-from tests.conftest import GRID_FILES, PLOT_FILES, Page, assert_enlarged, assert_report_written, neuroevo, tiny_dict
+from neuroevo.analysis import query, report
+from neuroevo.execution import progress
+from neuroevo.store import rundir
+from neuroevo.train import data
+from tests.conftest import (
+    GRID_FILES,
+    PLOT_FILES,
+    Page,
+    assert_enlarged,
+    assert_report_written,
+    neuroevo,
+    tiny_dict,
+)
 
 GENERATIONS = 3
 

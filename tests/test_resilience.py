@@ -14,8 +14,11 @@ import pandas as pd
 import pytest
 import yaml
 
-from neuroevo import data, dispatch, evolve, logs, population, rundir
-from neuroevo.state import load as load_state
+from neuroevo.evolve import population
+from neuroevo.execution import dispatch, loop
+from neuroevo.store import logs, rundir
+from neuroevo.store.state import load as load_state
+from neuroevo.train import data
 from tests.conftest import neuroevo, tiny_config, tiny_dict
 
 # ---------------------------------------------------------------------------------------------------------
@@ -135,7 +138,7 @@ def test_divergence_and_timeout_are_logged_and_the_run_goes_on(ray_local, tmp_pa
     wild = tiny_config(space={"lr": [1e30, 1e31], "momentum": [0.9, 0.9]}, train={"epochs": 2, "steps_per_epoch": 4},
                        fitness={"failed": -1.0})
     (tmp_path / "wild").mkdir()
-    state = evolve.evolve(wild, "wild", tmp_path / "wild", images)
+    state = loop.evolve(wild, "wild", tmp_path / "wild", images)
     df = logs.read_generations(tmp_path / "wild")
     assert state.completed == 2 and len(df) == 8
     assert (df.status == "diverged").all() and (df.fitness == -1.0).all()
@@ -143,7 +146,7 @@ def test_divergence_and_timeout_are_logged_and_the_run_goes_on(ray_local, tmp_pa
 
     slow = tiny_config(train={"timeout_s": 1e-6})
     (tmp_path / "slow").mkdir()
-    evolve.evolve(slow, "slow", tmp_path / "slow", images)
+    loop.evolve(slow, "slow", tmp_path / "slow", images)
     df = logs.read_generations(tmp_path / "slow")
     assert len(df) == 8 and (df.status == "timeout").all() and (df.fitness == 0.0).all()
     assert df.error.str.contains("train.timeout_s").all()

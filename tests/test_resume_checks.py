@@ -8,7 +8,7 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from neuroevo import logs, rundir
+from neuroevo.store import logs, rundir
 from tests.conftest import neuroevo, tiny_dict
 
 N, GENERATIONS = 4, 3

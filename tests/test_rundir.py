@@ -6,8 +6,11 @@ import os
 import pandas as pd
 import pytest
 
-from neuroevo import config, logs, population, report, rundir, state
-from neuroevo.fitness import Evaluation
+from neuroevo import config
+from neuroevo.analysis import report
+from neuroevo.evolve import population
+from neuroevo.evolve.fitness import Evaluation
+from neuroevo.store import logs, rundir, state
 
 
 class Crash(Exception):

@@ -14,11 +14,17 @@ import torch
 import yaml
 from torch.utils.flop_counter import FlopCounterMode
 
-from neuroevo import config, data, dispatch, evolve, genome, logs, losses, population, rundir, schedule, train
-from neuroevo.model import build, noise
-from neuroevo.population import Member
-from neuroevo.state import RunState
-from neuroevo.state import load as load_state
+from neuroevo import config
+from neuroevo.evolve import population
+from neuroevo.evolve.population import Member
+from neuroevo.execution import dispatch, loop
+from neuroevo.space import registry
+from neuroevo.space.chromosome import Chromosome
+from neuroevo.store import logs, rundir
+from neuroevo.store.state import RunState
+from neuroevo.store.state import load as load_state
+from neuroevo.train import data, flops, losses, trainer
+from neuroevo.train.model import build, noise
 from tests.conftest import tiny_config, tiny_dict
 
 # a space whose chromosomes differ in cost by about 30x
@@ -27,7 +33,7 @@ WIDE = {"channels": [4, 64], "d_blocks": [1, 2], "g_blocks": [1, 5], "d_hidden":
 
 def _sample(cfg, n, seed=0):
     rng = np.random.default_rng(seed)
-    return [genome.sample(cfg.space, cfg.data.image_size, cfg.data.channels, rng)[0] for _ in range(n)]
+    return [registry.sample(cfg.space, cfg.data.image_size, cfg.data.channels, rng)[0] for _ in range(n)]
 
 
 def test_step_flops_equal_torchs_flop_count_of_a_real_step():
@@ -40,17 +46,17 @@ def test_step_flops_equal_torchs_flop_count_of_a_real_step():
             fake = G(noise(ch, bs))
             (losses.bce(D(real)[1], torch.ones(bs)) + losses.bce(D(fake.detach())[1], torch.zeros(bs))).backward()
             losses.bce(D(fake)[1], torch.ones(bs)).backward()
-        assert schedule.step_flops(ch) * bs == counter.get_total_flops()
+        assert flops.step_flops(ch) * bs == counter.get_total_flops()
 
 
 def test_cost_counts_the_images_and_epochs_a_training_sees():
     cfg = tiny_config()
     ch = _sample(cfg, 1)[0]
-    per_image = schedule.step_flops(ch)
-    assert schedule.cost(ch, cfg.train, 128) == per_image * 2 * 32  # steps_per_epoch 2 of 4 possible, batch 32
+    per_image = flops.step_flops(ch)
+    assert flops.cost(ch, cfg.train, 128) == per_image * 2 * 32  # steps_per_epoch 2 of 4 possible, batch 32
     uncapped = replace(cfg.train, steps_per_epoch=None, epochs=3)
-    assert schedule.cost(ch, uncapped, 100) == per_image * 96 * 3  # 3 whole batches; the partial one is dropped
-    assert schedule.cost(ch, cfg.train) == schedule.cost(ch, cfg.train, 10**6)
+    assert flops.cost(ch, uncapped, 100) == per_image * 96 * 3  # 3 whole batches; the partial one is dropped
+    assert flops.cost(ch, cfg.train) == flops.cost(ch, cfg.train, 10**6)
 
 
 def test_cost_orders_chromosomes_as_their_measured_cpu_step_time():
@@ -61,11 +67,11 @@ def test_cost_orders_chromosomes_as_their_measured_cpu_step_time():
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as a Ray task with num_cpus=1 trains
     try:
-        measured = [min(train.train(ch, images, cfg.train, seed=0)[0].train_seconds for _ in range(3))
+        measured = [min(trainer.train(ch, images, cfg.train, seed=0)[0].train_seconds for _ in range(3))
                     for ch in chromosomes]
     finally:
         torch.set_num_threads(threads)
-    estimated = [schedule.cost(ch, cfg.train, len(images)) for ch in chromosomes]
+    estimated = [flops.cost(ch, cfg.train, len(images)) for ch in chromosomes]
     assert max(estimated) / min(estimated) > 10
     rho = pd.DataFrame({"estimated": estimated, "measured": measured}).corr(method="spearman").iloc[0, 1]
     assert rho >= 0.75, (rho, estimated, measured)
@@ -73,10 +79,10 @@ def test_cost_orders_chromosomes_as_their_measured_cpu_step_time():
 
 def test_dispatch_order():
     items, costs, ids = ["a", "b", "c", "d"], [1.0, 5.0, 5.0, 3.0], ["z", "y", "x", "w"]
-    assert schedule.dispatch_order(items, costs, ids, "longest_first") == ["c", "b", "d", "a"]  # ties by id
-    assert schedule.dispatch_order(items, costs, ids, "fifo") == items
+    assert dispatch.order_tasks(items, costs, ids, "longest_first") == ["c", "b", "d", "a"]  # ties by id
+    assert dispatch.order_tasks(items, costs, ids, "fifo") == items
     with pytest.raises(ValueError, match="dispatch"):
-        schedule.dispatch_order(items, costs, ids, "lifo")
+        dispatch.order_tasks(items, costs, ids, "lifo")
 
 
 @pytest.mark.parametrize("order", ["longest_first", "fifo"])
@@ -92,7 +98,7 @@ def test_tasks_start_in_dispatch_order(ray_local, tmp_path, order):
     if order == "fifo":
         assert started == [m.chromosome.id for m in members]
     else:
-        costs = {m.chromosome.id: schedule.cost(m.chromosome, cfg.train, len(images)) for m in members}
+        costs = {m.chromosome.id: flops.cost(m.chromosome, cfg.train, len(images)) for m in members}
         assert started == sorted(costs, key=lambda i: -costs[i])
 
 
@@ -100,7 +106,7 @@ def test_tasks_start_in_dispatch_order(ray_local, tmp_path, order):
 # steady-state mode
 
 
-def _heavy(ch: genome.Genome, channels: int) -> genome.Genome:
+def _heavy(ch: Chromosome, channels: int) -> Chromosome:
     """The same chromosome with every block `channels` wide: many times its cost."""
     widen = lambda blocks: tuple(replace(b, channels=channels) for b in blocks)  # noqa: E731
     return replace(ch, g_blocks=widen(ch.g_blocks), d_blocks=widen(ch.d_blocks), d_hidden=200)
@@ -116,7 +122,7 @@ def both_modes(ray_local, tmp_path_factory):
         first = list(population.fresh_members(cfg, 0, 4))
         first[0] = Member(_heavy(first[0].chromosome, 96), 0, 0)
         run_dir = tmp_path_factory.mktemp(mode)
-        evolve.evolve(cfg, mode, run_dir, data.load(cfg.data, cfg.seed).array, RunState(tuple(first), 0))
+        loop.evolve(cfg, mode, run_dir, data.load(cfg.data, cfg.seed).array, RunState(tuple(first), 0))
         out[mode] = (cfg, logs.read_generations(run_dir))
     return out
 
@@ -167,7 +173,7 @@ def test_a_killed_steady_state_run_resumes_to_the_generational_history(ray_local
     (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(cfg_dict))
     generational = config.from_dict({**cfg_dict, "evolve": {**cfg_dict["evolve"], "mode": "generational"}})
     (tmp_path / "whole").mkdir()
-    evolve.evolve(generational, "whole", tmp_path / "whole", data.load(generational.data, 0).array)
+    loop.evolve(generational, "whole", tmp_path / "whole", data.load(generational.data, 0).array)
 
     run_dir = tmp_path / "runs" / "killed"
     proc = subprocess.Popen([sys.executable, "-m", "neuroevo", "run", "tiny.yaml", "--set", "out_dir=runs",
@@ -197,13 +203,13 @@ def test_v2_step_flops_match_torchs_count_of_the_convolutions_and_fc_layers():
                              "space.max_flatten=4096"])
     rng = np.random.default_rng(0)
     for _ in range(20):
-        ch, _ = genome.sample(cfg.space, 16, 3, rng)
+        ch, _ = registry.sample(cfg.space, 16, 3, rng)
         G, D = build(ch)
         with FlopCounterMode(display=False) as counter:
             G(noise(ch, 2)), D(torch.rand(2, 3, 16, 16))  # two images: BatchNorm1d needs more than one
-        g, d = schedule.layer_flops(ch)
+        g, d = flops.layer_flops(ch)
         assert 2 * (sum(g) + sum(d)) == counter.get_total_flops()  # forward only, for two images
-        assert schedule.cost(ch, cfg.train, 1024) > 0
+        assert flops.cost(ch, cfg.train, 1024) > 0
 
 
 def test_v2_step_flops_equal_torchs_flop_count_of_a_real_step():
@@ -214,7 +220,7 @@ def test_v2_step_flops_equal_torchs_flop_count_of_a_real_step():
                              "space.separate_batches=[true]", "space.label_smoothing=[false]"])
     rng = np.random.default_rng(1)
     for _ in range(20):
-        ch, _ = genome.sample(cfg.space, 16, 3, rng)
+        ch, _ = registry.sample(cfg.space, 16, 3, rng)
         G, D = build(ch)
         objective = losses.objective(ch)
         bs = 4
@@ -223,7 +229,7 @@ def test_v2_step_flops_equal_torchs_flop_count_of_a_real_step():
             fake = G(noise(ch, bs))
             objective.d_loss(D, real, fake.detach()).backward()
             objective.g_loss(D, real, fake).backward()
-        assert schedule.step_flops(ch) * bs == counter.get_total_flops()
+        assert flops.step_flops(ch) * bs == counter.get_total_flops()
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -270,7 +276,7 @@ def test_the_driver_holds_only_the_weights_it_may_still_write(ray_local, tmp_pat
         section, name = key.split(".")
         cfg = replace(cfg, **{section: replace(getattr(cfg, section), **{name: value})})
     submitted, held = _weights_held(monkeypatch)
-    evolve.evolve(cfg, mode, tmp_path, data.load(cfg.data, cfg.seed).array)
+    loop.evolve(cfg, mode, tmp_path, data.load(cfg.data, cfg.seed).array)
     df = logs.read_generations(tmp_path)
     assert (df.status == "ok").all() and held == [held_at_log] * 2
     assert _referenced([i for ids in submitted.values() for i in ids]) == 0  # none left once the run is over
@@ -288,7 +294,7 @@ def test_held_weights_are_the_fittest_whatever_order_the_tasks_finish_in(ray_loc
     second keep their weights (here the second and third are the same chromosome); a failed member holds none."""
     import itertools
 
-    from neuroevo.fitness import Evaluation
+    from neuroevo.evolve.fitness import Evaluation
     cfg = tiny_config()
     members = population.fresh_members(cfg, 0, 4)
     twin = Member(members[1].chromosome, 1, 0)  # the same chromosome: equal on every key of the ranking

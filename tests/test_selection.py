@@ -11,13 +11,18 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from neuroevo import architecture, config, data, evolve, genome, logs, population, rundir, selection, spaces, variation
-from neuroevo.fitness import Evaluation
-from neuroevo.spaces import v2
-from neuroevo.spaces.v2 import ChromosomeV2
-from neuroevo.model import build, noise
-from neuroevo.state import drawn
-from neuroevo.state import load as load_state
+from neuroevo import config
+from neuroevo.evolve import population, selection
+from neuroevo.evolve.fitness import Evaluation
+from neuroevo.execution import loop
+from neuroevo.space import registry, variation
+from neuroevo.space.registry import v2
+from neuroevo.space.v2 import V2Chromosome
+from neuroevo.store import logs, rundir
+from neuroevo.store.state import drawn
+from neuroevo.store.state import load as load_state
+from neuroevo.train import data
+from neuroevo.train.model import build, noise
 from tests.test_space_v2 import assert_valid, one_thread, samples, v2_config  # noqa: F401  (one_thread: a fixture)
 
 # ---------------------------------------------------------------------------------------------------------
@@ -37,7 +42,7 @@ def test_tournament_picks_the_fittest_entrant():
     assert wins[0] == 0 and wins[1] > wins[2] > wins[3] > 0  # the worst never wins a tournament of 2
 
 
-def _kinds(parent: ChromosomeV2, child: ChromosomeV2) -> str:
+def _kinds(parent: V2Chromosome, child: V2Chromosome) -> str:
     if len(child.g_blocks) + len(child.d_blocks) + len(child.g_fc) + len(child.d_fc) > \
             len(parent.g_blocks) + len(parent.d_blocks) + len(parent.g_fc) + len(parent.d_fc):
         return "add"
@@ -83,14 +88,14 @@ def test_mutating_dcgan_keeps_it_valid():
     for _ in range(200):
         child = variation.mutate(parent, space, rng)
         assert_valid(child, space, in_space=False)
-        assert architecture.plan(child).d_features <= architecture.plan(parent).d_features  # D's last block never grows past the flatten bound
+        assert registry.plan(child).d_features <= registry.plan(parent).d_features  # D's last block never grows past the flatten bound
 
 
 def test_seed_v1_mutations_keep_the_reference_invariants():
     cfg = config.load("demo")
     s = cfg.space
     rng = np.random.default_rng(3)
-    parents = [genome.sample(s, 16, 3, rng)[0] for _ in range(300)]
+    parents = [registry.sample(s, 16, 3, rng)[0] for _ in range(300)]
     for parent in parents:
         child = variation.mutate(parent, s, rng)
         assert child.noise_side + sum(b.kernel - 1 for b in child.g_blocks) + child.g_out_kernel - 1 == 16
@@ -105,9 +110,9 @@ def test_seed_v1_mutations_keep_the_reference_invariants():
 @pytest.mark.parametrize("space", ["v2", "seed-v1"])
 def test_crossover_takes_each_gene_group_from_a_parent(space):
     cfg = v2_config() if space == "v2" else config.load("demo")
-    groups = spaces.of(space).GROUPS
+    groups = registry.of(space).GROUPS
     rng = np.random.default_rng(4)
-    chs = [genome.sample(cfg.space, cfg.data.image_size, 3, rng)[0] for _ in range(200)]
+    chs = [registry.sample(cfg.space, cfg.data.image_size, 3, rng)[0] for _ in range(200)]
     swapped_networks = 0
     for a, b in zip(chs[::2], chs[1::2]):
         child = variation.crossover(a, b, rng)
@@ -133,7 +138,7 @@ def test_breed_records_parents_and_operator_and_makes_new_chromosomes(strategy):
     for c in children:
         assert c.operator == strategy and c.rejected >= 0
         assert_valid(c.chromosome, cfg.space, in_space=False)
-        assert sum(genome.param_counts(c.chromosome)) <= cfg.space.max_params
+        assert sum(registry.param_counts(c.chromosome)) <= cfg.space.max_params
         if strategy == "crossover":
             assert len(c.parents) == 2 and set(c.parents) == elite_ids
         elif strategy == "mutation":
@@ -149,10 +154,10 @@ def test_breed_falls_back_to_random_when_no_new_child_exists():
     cfg = v2_config()
     population = samples(cfg, 3, seed=10)
     tight = replace(cfg.space, max_params=1)  # no child can fit; random draws then fail too
-    with pytest.raises(genome.SpaceTooTight):
+    with pytest.raises(registry.SpaceTooTight):
         selection.breed("mutation", population, [1.0, 0.5, 0.2], 1, 1, tight, np.random.default_rng(0), max_tries=5)
     children = selection.breed("mutation", population, [1.0, 0.5, 0.2], 1, 1,
-                               replace(cfg.space, max_params=sum(genome.param_counts(population[0])) + 10**6),
+                               replace(cfg.space, max_params=sum(registry.param_counts(population[0])) + 10**6),
                                np.random.default_rng(0), max_tries=0)
     assert children[0].operator == "random" and children[0].parents == ()
 
@@ -163,7 +168,7 @@ def test_breed_falls_back_to_random_when_no_new_child_exists():
 
 def _evolve(cfg, run_dir, state=None):
     run_dir.mkdir(exist_ok=True)
-    return evolve.evolve(cfg, run_dir.name, run_dir, data.load(cfg.data, cfg.seed).array, state)
+    return loop.evolve(cfg, run_dir.name, run_dir, data.load(cfg.data, cfg.seed).array, state)
 
 
 def _assert_lineage(df: pd.DataFrame, strategy: str, n_elite: int) -> None:
@@ -210,11 +215,11 @@ def test_a_short_v2_run_with_each_strategy_logs_its_lineage(runs, strategy):
     assert set(df.columns) == set(logs.SCHEMA.names) | {"generation"} and (df.schema_version == logs.SCHEMA_VERSION).all()
     assert (df.status == "ok").all() and df.fitness.between(0, 1).all() and (df.space == "v2").all()
     for row in df.itertuples():
-        ch = genome.from_json(row.chromosome)
-        assert isinstance(ch, ChromosomeV2) and ch.id == row.chromosome_id and row.loss == ch.loss
+        ch = registry.from_json(row.chromosome)
+        assert isinstance(ch, V2Chromosome) and ch.id == row.chromosome_id and row.loss == ch.loss
         assert (row.g_optimiser, row.g_lr, row.d_optimiser, row.d_momentum) == (
             ch.g_opt.name, ch.g_opt.lr, ch.d_opt.name, ch.d_opt.momentum)
-        assert (row.params_g, row.params_d) == genome.param_counts(ch)
+        assert (row.params_g, row.params_d) == registry.param_counts(ch)
     _assert_lineage(df, strategy, 2)
     # the state file carries the next population's parents and operators, so that --resume continues the lineage;
     # drawn again from generation 2's logged rows (as --resume draws a damaged generation's), it is the same
@@ -241,7 +246,7 @@ def test_dcgan_seeds_the_first_population(ray_local, tmp_path):
     df = logs.read_generations(tmp_path / "seeded")
     seed = df[df.operator == "seed"]
     assert len(df) == 4 and len(seed) == 1 and seed.status.iloc[0] == "ok"
-    assert genome.from_json(seed.chromosome.iloc[0]) == v2.dcgan(12, 3, batch_size=32)
+    assert registry.from_json(seed.chromosome.iloc[0]) == v2.dcgan(12, 3, batch_size=32)
     # the other three are the random members a run without the seed draws first
     plain = population.fresh_members(cfg, 0, 3)
     assert set(df[df.operator == "random"].chromosome_id) == {m.chromosome.id for m in plain}

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from neuroevo import logs
+from neuroevo.store import logs
 from tests.conftest import neuroevo, tiny_dict
 
 GENERATIONS = 3

@@ -11,11 +11,14 @@ import pandas as pd
 import pytest
 import torch
 
-from neuroevo import architecture, config, genome, train
-from neuroevo.config import ConfigError, SpaceV2
-from neuroevo.model import ConvBlock, build, count_params, noise
-from neuroevo.spaces import seed_v1, v2
-from neuroevo.spaces.v2 import ChromosomeV2, Conv
+from neuroevo import config
+from neuroevo.errors import ConfigError
+from neuroevo.space import registry
+from neuroevo.space.genes import Optimiser
+from neuroevo.space.registry import seed_v1, v2
+from neuroevo.space.v2 import Conv, V2Chromosome, V2Space
+from neuroevo.train import trainer
+from neuroevo.train.model import ConvBlock, build, count_params, noise
 from tests.conftest import tiny_dict
 
 # 12x12 images, 2-6 channels: every gene on offer, a chromosome builds and steps in milliseconds.
@@ -49,12 +52,12 @@ def v2_config(**sections) -> config.RunConfig:
     return config.from_dict(v2_dict(**sections))
 
 
-def samples(cfg: config.RunConfig, n: int, seed: int = 0) -> list[ChromosomeV2]:
+def samples(cfg: config.RunConfig, n: int, seed: int = 0) -> list[V2Chromosome]:
     rng = np.random.default_rng(seed)
-    return [genome.sample(cfg.space, cfg.data.image_size, cfg.data.channels, rng)[0] for _ in range(n)]
+    return [registry.sample(cfg.space, cfg.data.image_size, cfg.data.channels, rng)[0] for _ in range(n)]
 
 
-def assert_valid(ch: ChromosomeV2, s: SpaceV2, in_space: bool = True) -> None:
+def assert_valid(ch: V2Chromosome, s: V2Space, in_space: bool = True) -> None:
     """What makes a v2 chromosome build: G ends at the image side, stride-1 layers have odd kernels, D's maps keep a
     side of 2 and its flattened features stay bounded. `in_space`: also every gene within the space."""
     assert v2.g_sides(ch)[-1] == ch.image_size
@@ -67,7 +70,7 @@ def assert_valid(ch: ChromosomeV2, s: SpaceV2, in_space: bool = True) -> None:
     assert ch.label_smoothing is False or ch.loss == "bce"
     if not in_space:
         return
-    assert architecture.plan(ch).d_features <= s.max_flatten
+    assert registry.plan(ch).d_features <= s.max_flatten
     assert s.noise_dim[0] <= ch.noise_dim <= s.noise_dim[1]
     assert s.g_blocks[0] <= len(ch.g_blocks) <= s.g_blocks[1] and s.d_blocks[0] <= len(ch.d_blocks) <= s.d_blocks[1]
     assert s.g_fc[0] <= len(ch.g_fc) <= s.g_fc[1] and s.d_fc[0] <= len(ch.d_fc) <= s.d_fc[1]
@@ -91,7 +94,7 @@ def assert_valid(ch: ChromosomeV2, s: SpaceV2, in_space: bool = True) -> None:
         assert opt.decay_epoch == 0 or (s.decay_epoch[0] <= opt.decay_epoch <= s.decay_epoch[1]
                                         and s.decay_factor[0] <= opt.decay_factor <= s.decay_factor[1])
     assert ch.batch_size == s.batch_size
-    assert s.max_params is None or sum(genome.param_counts(ch)) <= s.max_params
+    assert s.max_params is None or sum(registry.param_counts(ch)) <= s.max_params
 
 
 @pytest.fixture
@@ -111,10 +114,10 @@ def test_v2_and_dcgan_presets_load_and_seed_v1_stays_the_default():
     assert config.from_dict({}).space.name == "seed-v1"
     assert config.load("demo").space.name == "seed-v1"  # a space without `name` is seed-v1, as before
     cfg = config.load("v2")
-    assert isinstance(cfg.space, SpaceV2) and cfg.space == SpaceV2() and cfg.data.image_size == 64
+    assert isinstance(cfg.space, V2Space) and cfg.space == V2Space() and cfg.data.image_size == 64
     assert set(cfg.space.losses) == {"bce", "wgan-gp", "hinge"} and cfg.space.adam_lr == (1e-4, 4e-4)
     dcgan = config.load("dcgan")
-    assert dcgan.evolve.seed_chromosomes == ("dcgan",) and dcgan.space == SpaceV2()
+    assert dcgan.evolve.seed_chromosomes == ("dcgan",) and dcgan.space == V2Space()
 
 
 def test_yaml_narrows_and_widens_any_choice_list_or_range(tmp_path):
@@ -222,10 +225,10 @@ def test_every_gene_value_is_reachable():
             on_offer = (3, 6)
         assert values == set(on_offer), name
     # FC layers take BatchNorm or nothing (InstanceNorm needs a feature map)
-    assert {d.norm for d in fcs} == {"batch", "none"} and {d.activation for d in fcs} == set(typing.get_args(config.Activation))
+    assert {d.norm for d in fcs} == {"batch", "none"} and {d.activation for d in fcs} == set(typing.get_args(v2.Activation))
     # every activation, norm and loss the code implements is on offer by default
-    assert set(SpaceV2().g_activations) == set(typing.get_args(config.Activation))
-    assert set(SpaceV2().norms) == set(typing.get_args(config.Norm)) and set(SpaceV2().losses) == set(typing.get_args(config.Loss))
+    assert set(V2Space().g_activations) == set(typing.get_args(v2.Activation))
+    assert set(V2Space().norms) == set(typing.get_args(v2.Norm)) and set(V2Space().losses) == set(typing.get_args(v2.Loss))
     # continuous genes span their ranges
     sgd = [o for o in opts if o.name == "sgd"]
     assert min(o.lr for o in sgd) < 1.2e-5 and max(o.lr for o in sgd) > 0.9e-4
@@ -249,10 +252,10 @@ def test_1000_random_v2_chromosomes_build_and_step_forward_and_backward(one_thre
         fake = G(noise(ch, 4))
         assert fake.shape == (4, 3, 12, 12)
         features, score = D(fake)
-        assert features.shape == (4, architecture.plan(ch).d_features) and score.shape == (4,)
+        assert features.shape == (4, registry.plan(ch).d_features) and score.shape == (4,)
         score.mean().backward()  # through D into G
         assert all(p.grad is not None for p in G.parameters())
-        assert (count_params(G), count_params(D)) == genome.param_counts(ch)
+        assert (count_params(G), count_params(D)) == registry.param_counts(ch)
 
 
 @pytest.mark.parametrize("size", [16, 32, 64, 200])
@@ -265,23 +268,23 @@ def test_larger_images_reach_the_image_side_and_bound_d(size):
             G, D = build(ch)
             _, out = D(G(noise(ch, 2, device="meta")))
             assert G(noise(ch, 2, device="meta")).shape == (2, 3, size, size) and out.shape == (2,)
-        assert (count_params(G), count_params(D)) == genome.param_counts(ch)
+        assert (count_params(G), count_params(D)) == registry.param_counts(ch)
 
 
 def test_max_params_redraws_v2_chromosomes():
     cfg = v2_config(space={"max_params": 3000})
     rng = np.random.default_rng(0)
-    drawn = [genome.sample(cfg.space, 12, 3, rng) for _ in range(30)]
-    assert all(sum(genome.param_counts(ch)) <= 3000 for ch, _ in drawn) and sum(r for _, r in drawn) > 0
+    drawn = [registry.sample(cfg.space, 12, 3, rng) for _ in range(30)]
+    assert all(sum(registry.param_counts(ch)) <= 3000 for ch, _ in drawn) and sum(r for _, r in drawn) > 0
 
 
 def test_json_round_trip_and_ids_of_both_chromosome_types():
     for ch in samples(v2_config(), 100, seed=4):
-        back = genome.from_json(ch.to_json())
+        back = registry.from_json(ch.to_json())
         assert back == ch and back.id == ch.id and '"space":"v2"' in ch.to_json()
-    v1, _ = genome.sample(config.load("demo").space, 16, 3, np.random.default_rng(0))
-    assert genome.from_json(v1.to_json()) == v1 and '"space"' not in v1.to_json()  # seed-v1 JSON as before v2
-    assert isinstance(genome.from_json(v1.to_json()), seed_v1.Chromosome)
+    v1, _ = registry.sample(config.load("demo").space, 16, 3, np.random.default_rng(0))
+    assert registry.from_json(v1.to_json()) == v1 and '"space"' not in v1.to_json()  # seed-v1 JSON as before v2
+    assert isinstance(registry.from_json(v1.to_json()), seed_v1.SeedV1Chromosome)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -351,30 +354,30 @@ def test_dcgan_is_radfords_layout_at_64px():
     assert (ch.g_out.kernel, ch.g_out.stride, ch.g_out.activation) == (4, 2, "tanh")
     assert [b.channels for b in ch.d_blocks] == [64, 128, 256, 512] and v2.d_sides(ch) == [32, 16, 8, 4]
     assert [b.norm for b in ch.d_blocks] == ["none", "batch", "batch", "batch"]
-    assert {b.activation for b in ch.d_blocks} == {"leaky_relu"} and architecture.plan(ch).d_features == 512 * 4 * 4 and not ch.d_fc
-    assert ch.g_opt == ch.d_opt == genome.Optimiser("adam", 2e-4, 0.5)
+    assert {b.activation for b in ch.d_blocks} == {"leaky_relu"} and registry.plan(ch).d_features == 512 * 4 * 4 and not ch.d_fc
+    assert ch.g_opt == ch.d_opt == Optimiser("adam", 2e-4, 0.5)
     assert (ch.loss, ch.init, ch.separate_batches, ch.label_smoothing) == ("bce", "normal", True, False)
     # DCGAN's 3,576,704 and 2,765,568 parameters, plus G's output bias (3) and the bias of D's unnormalised
     # first convolution (64) and of its score (1)
-    assert genome.param_counts(ch) == (3_576_704 + 3, 2_765_568 + 64 + 1)
-    assert (count_params(G), count_params(D)) == genome.param_counts(ch)
+    assert registry.param_counts(ch) == (3_576_704 + 3, 2_765_568 + 64 + 1)
+    assert (count_params(G), count_params(D)) == registry.param_counts(ch)
     assert v2.dcgan(64, 3, label_smoothing=True).label_smoothing
 
 
 @pytest.mark.parametrize("size, start", [(12, 6), (16, 4), (32, 4), (200, 25), (13, 13)])
 def test_dcgan_fits_any_image_size(size, start):
     ch = v2.dcgan(size, 1, width=4)
-    assert_valid(ch, SpaceV2(), in_space=False)
+    assert_valid(ch, V2Space(), in_space=False)
     assert ch.g_project.kernel == start
     G, D = build(ch)
     assert G(noise(ch, 2)).shape == (2, 1, size, size) and D(torch.zeros(2, 1, size, size))[1].shape == (2,)
 
 
 def test_dcgan_trains_on_the_demo_images(one_thread):
-    from neuroevo import data
+    from neuroevo.train import data
     cfg = v2_config(train={"epochs": 2, "steps_per_epoch": 3})
     images = data.load(cfg.data, 0).array
-    result, art = train.run(v2.dcgan(12, 3, batch_size=32, width=8), images, cfg.train, seed=0)
+    result, art = trainer.run(v2.dcgan(12, 3, batch_size=32, width=8), images, cfg.train, seed=0)
     assert result.status == "ok" and len(result.d_losses) == 2 and art is not None
 
 

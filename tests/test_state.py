@@ -12,10 +12,12 @@ import numpy as np
 import pytest
 import yaml
 
-from neuroevo import fitness, genome, logs, population, rundir, state
-from neuroevo.fitness import Evaluation
-from neuroevo.genome import from_json
-from neuroevo.results import Quality
+from neuroevo.evolve import fitness, population
+from neuroevo.evolve.fitness import Evaluation
+from neuroevo.space import registry
+from neuroevo.space.registry import from_json
+from neuroevo.store import logs, rundir, state
+from neuroevo.train.results import Quality
 from tests.conftest import neuroevo, tiny_config, tiny_dict
 
 N, GENERATIONS = 4, 3
@@ -30,7 +32,7 @@ def test_logged_rows_give_the_members_as_selection_scored_them(tmp_path):
     cfg = replace(cfg, fitness=replace(cfg.fitness, kind="pareto"))
     members = population.initial_population(cfg)
     rng = np.random.default_rng(0)
-    params = [sum(genome.param_counts(m.chromosome)) for m in members]
+    params = [sum(registry.param_counts(m.chromosome)) for m in members]
     # FID falling as size grows: most measured members on the first front, apart by their crowding
     qualities = [Quality(1e7 / p * float(rng.uniform(1, 1.2)), 0.1, 0.01, 64, 1.0) for p in params[:6]] + [None] * 2
     evaluations = [Evaluation("ok", "", float(rng.random())) for _ in members[:7]] + [Evaluation("failed", "x", 0.0)]

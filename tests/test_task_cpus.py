@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from neuroevo import capacity, data, dispatch, population, task
+from neuroevo.evolve import population
+from neuroevo.execution import capacity, dispatch, task
+from neuroevo.train import data
 from tests.conftest import tiny_config
 
 

@@ -10,8 +10,11 @@ import sys
 
 import pytest
 
-from neuroevo import config, data, evolve, logs, rundir, tracking
-from neuroevo.state import load as load_state
+from neuroevo import config, errors
+from neuroevo.execution import loop
+from neuroevo.store import logs, resume, rundir, tracking
+from neuroevo.store.state import load as load_state
+from neuroevo.train import data
 from tests.conftest import tiny_config
 
 EventAccumulator = pytest.importorskip("tensorboard.backend.event_processing.event_accumulator").EventAccumulator
@@ -36,11 +39,11 @@ def tracked(ray_local, tmp_path_factory):
         cfg = _config(2)
         rundir.write(rundir.config_file(run_dir), config.to_yaml(cfg))
         images = data.load(cfg.data, cfg.seed).array
-        evolve.evolve(cfg, "run", run_dir, images)
+        loop.evolve(cfg, "run", run_dir, images)
         progress = json.loads(rundir.tracking_file(run_dir).read_text())
         assert progress["tensorboard"] == progress["mlflow"] == 1
         rundir.write(rundir.tracking_file(run_dir), json.dumps({**progress, "tensorboard": 0, "mlflow": 0}))
-        evolve.evolve(_config(3), "run", run_dir, images, load_state(run_dir))
+        loop.evolve(_config(3), "run", run_dir, images, load_state(run_dir))
         yield run_dir, mlflow.MlflowClient(), progress["mlflow_run_id"]
 
 
@@ -125,24 +128,24 @@ def test_a_damaged_generation_trained_again_replaces_its_points(tracked, tmp_pat
     before = _scalars(rundir.tensorboard_dir(run_dir), "generation/best_fitness")
     rundir.generation_dir(run_dir, 1).rename(tmp_path / "aside")  # as --resume sets a damaged generation aside
     cfg = dataclasses.replace(_config(3), tracking=config.TrackingConfig())
-    evolve.evolve(cfg, "run", run_dir, data.load(cfg.data, cfg.seed).array, load_state(run_dir), redo=(1,))
+    loop.evolve(cfg, "run", run_dir, data.load(cfg.data, cfg.seed).array, load_state(run_dir), redo=(1,))
     after = _scalars(rundir.tensorboard_dir(run_dir), "generation/best_fitness")
     assert [s for s, _ in after] == [0, 1, 2]  # generations 1 and 2 written again, each once
     assert [v for _, v in after] == pytest.approx([v for _, v in before])  # trained again on the CPU: the same
 
 
 def test_tracking_config_errors_and_older_configs():
-    with pytest.raises(config.ConfigError, match="tracking.mlflow_experiment: 'x' is set, but tracking.mlflow is false"):
+    with pytest.raises(errors.ConfigError, match="tracking.mlflow_experiment: 'x' is set, but tracking.mlflow is false"):
         tiny_config(tracking={"mlflow_experiment": "x"})
-    with pytest.raises(config.ConfigError, match=r"tracking.tensorbord: unknown key \(did you mean tracking.tensorboard"):
+    with pytest.raises(errors.ConfigError, match=r"tracking.tensorbord: unknown key \(did you mean tracking.tensorboard"):
         tiny_config(tracking={"tensorbord": False})
-    with pytest.raises(config.ConfigError, match="tracking.mlflow: input should be a valid boolean"):
+    with pytest.raises(errors.ConfigError, match="tracking.mlflow: input should be a valid boolean"):
         tiny_config(tracking={"mlflow": "sometimes"})
     saved = config.to_dict(tiny_config())
     del saved["tracking"]  # a run from before tracking: resumes as it ran, without trackers
     older = config.loads_saved(json.dumps(saved), "config.yaml")
     assert older.tracking == config.TrackingConfig(tensorboard=False, mlflow=False)
-    assert config.experiment_differences(older, tiny_config()) == []  # --resume may turn them on
+    assert resume.experiment_differences(older, tiny_config()) == []  # --resume may turn them on
 
 
 def test_mlflow_asked_for_but_not_installed_is_one_line_before_anything(tmp_path):
@@ -157,7 +160,7 @@ def test_mlflow_asked_for_but_not_installed_is_one_line_before_anything(tmp_path
 
 def test_tensorboard_loads_without_torch(tmp_path):
     """The driver writes TensorBoard files without importing torch, though tensorboardX would."""
-    code = ("import sys; from neuroevo import tracking; tb = tracking._tensorboardx(); "
+    code = ("import sys; from neuroevo.store import tracking; tb = tracking._tensorboardx(); "
             f"w = tb.SummaryWriter({str(tmp_path)!r}); w.add_scalar('a', 1.0, 0); w.close(); "
             "assert 'torch' not in sys.modules, 'torch was imported'; "
             "import importlib.util; assert importlib.util.find_spec('torch'), 'torch left unimportable'")

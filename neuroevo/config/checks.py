@@ -1,0 +1,81 @@
+"""Relations between config keys that field types cannot express: lambda + gamma = 1, elites that fit the
+population, a fitness that has the measurements it scores. Each search space checks its own keys (space/<name>.py:
+check). Every problem is a one-line ConfigError naming the key, before Ray starts or anything is written."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from neuroevo.config.schema import (
+    AUTO_SAMPLES,
+    EvolveConfig,
+    FitnessConfig,
+    QualityConfig,
+    RunConfig,
+)
+from neuroevo.errors import ConfigError
+from neuroevo.space import registry
+
+
+def check(cfg: RunConfig) -> None:
+    """Relations between keys that field types cannot express; the search space checks its own keys."""
+    if not math.isclose(cfg.fitness.lam + cfg.fitness.gamma, 1.0):
+        raise ConfigError(f"fitness.lam + fitness.gamma: must equal 1 (got {cfg.fitness.lam} + {cfg.fitness.gamma})")
+    if cfg.data.source in ("folder", "imagenet") and not cfg.data.root:
+        raise ConfigError(f"data.root: required when data.source is {cfg.data.source} (a folder of class sub-folders)")
+    registry.of(cfg.space.name).check(cfg.space, cfg.data.image_size, cfg.data.channels, cfg.train.epochs)
+    s = cfg.space
+    if cfg.data.subset_pick == "random" and cfg.data.subset is None:
+        raise ConfigError("data.subset_pick: random needs data.subset, the number of images to draw")
+    if cfg.data.subset is not None and cfg.data.subset < s.batch_size:
+        raise ConfigError(f"data.subset: {cfg.data.subset} images is fewer than one batch (space.batch_size={s.batch_size})")
+    _check_evolve(cfg.evolve, s)
+    _check_quality(cfg.quality, cfg.fitness)
+    if cfg.tracking.mlflow_experiment is not None and not cfg.tracking.mlflow:
+        raise ConfigError(f"tracking.mlflow_experiment: {cfg.tracking.mlflow_experiment!r} is set, but tracking.mlflow "
+                          f"is false; set tracking.mlflow: true to log to MLflow")
+
+
+def _check_quality(q: QualityConfig, f: FitnessConfig) -> None:
+    if f.kind != "reference" and q.evaluate == "off":
+        raise ConfigError(f"fitness.kind: {f.kind} scores sample quality, and quality.evaluate is off; set "
+                          f"quality.evaluate: all (or top_k)")
+    fewest = min(AUTO_SAMPLES.values()) if q.samples == "auto" else q.samples
+    if fewest < q.kid_subset_size:
+        given = f"auto ({fewest} images on the CPU)" if q.samples == "auto" else q.samples
+        raise ConfigError(f"quality.samples: {given} is fewer than KID's subsets of quality.kid_subset_size="
+                          f"{q.kid_subset_size}; raise it or lower quality.kid_subset_size")
+    if q.reference_images is not None and q.reference_images < q.kid_subset_size:
+        raise ConfigError(f"quality.reference_images: {q.reference_images} is fewer than KID's subsets of "
+                          f"quality.kid_subset_size={q.kid_subset_size}")
+
+
+def _check_evolve(e: EvolveConfig, space: Any) -> None:
+    n_elite, population = elite_count(e), e.population
+    if n_elite < 1:
+        raise ConfigError(f"evolve.elite_fraction: {e.elite_fraction} of a population of {population} keeps no elite (needs at least 1)")
+    if n_elite >= population:
+        raise ConfigError(f"evolve.elite_fraction: {e.elite_fraction} keeps the whole population of {population}")
+    if e.mode == "steady_state" and (e.strategy != "random" or e.keep_weights):
+        raise ConfigError(f"evolve.mode: steady_state starts the next generation's newcomers before this one's fitness "
+                          f"is known, so it needs evolve.strategy: random and evolve.keep_weights: false (got "
+                          f"{e.strategy}, {str(e.keep_weights).lower()})")
+    if e.strategy == "crossover" and n_elite < 2:
+        raise ConfigError(f"evolve.strategy: crossover needs at least 2 elites to cross, and evolve.elite_fraction "
+                          f"{e.elite_fraction} of {population} keeps {n_elite}")
+    if e.strategy == "tournament" and e.tournament_size > population:
+        raise ConfigError(f"evolve.tournament_size: {e.tournament_size} is larger than the population of {population}")
+    for name in e.seed_chromosomes:
+        if registry.SEEDS[name][0] != space.name:
+            raise ConfigError(f"evolve.seed_chromosomes: {name} is a {registry.SEEDS[name][0]} chromosome; it needs "
+                              f"space.name: {registry.SEEDS[name][0]}")
+    if len(set(e.seed_chromosomes)) < len(e.seed_chromosomes):
+        raise ConfigError(f"evolve.seed_chromosomes: {list(e.seed_chromosomes)} names a chromosome twice")
+    if len(e.seed_chromosomes) > population:
+        raise ConfigError(f"evolve.seed_chromosomes: {len(e.seed_chromosomes)} seeds do not fit a population of {population}")
+
+
+def elite_count(evolve: EvolveConfig) -> int:
+    """Elites kept per generation: elite_fraction of the population, rounded half up."""
+    return math.floor(evolve.elite_fraction * evolve.population + 0.5)

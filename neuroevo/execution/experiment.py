@@ -1,0 +1,347 @@
+"""One experiment from start to end: the checks that need no Ray, the run on Ray, and Ray stopped whatever happens.
+
+Everything that can be wrong with the input is found before Ray starts: the config, the run directory, the data, and
+whether the search space yields chromosomes under max_params; each raises InputError, whose message is the one line
+that `neuroevo run` prints. `neuroevo run` (cli.py) and `neuroevo.run` (api.py) both run through `run`.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+
+from neuroevo import config, errors
+from neuroevo.errors import FileSystemFault, InputError, Interrupted, file_system_fault
+from neuroevo.evolve import population
+from neuroevo.execution import cluster
+from neuroevo.space import registry
+from neuroevo.store import resume, rundir, state, tracking
+from neuroevo.store.state import RunState
+from neuroevo.train import data
+
+
+def _say(line: str) -> None:
+    print(line, flush=True)  # each line as it happens, also into a pipe or a job's log
+
+
+@dataclass(frozen=True)
+class Request:
+    """What to run, and where: `neuroevo run`'s arguments."""
+    config: str | None = None  # a YAML file or a preset; None: demo, or with resume the run's own config
+    overrides: tuple[str, ...] = ()  # "key=value", the value read as YAML
+    resume: str | None = None  # a run directory to continue
+    address: str | None = None  # a Ray cluster to join (else $RAY_ADDRESS, else a private local one)
+    dashboard: bool = False
+    connect_timeout: float = 30.0
+    verbose: bool = False  # Ray's own output on the terminal, not in RUN_DIR/ray.log
+    quiet: bool = False  # one line per generation (progress.py)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    run_dir: Path
+    trained: bool  # False: every generation was logged already (a finished run resumed), nothing ran
+
+
+@dataclass(frozen=True)
+class Prepared:
+    cfg: config.RunConfig
+    run_id: str
+    run_dir: Path
+    images: data.Images
+    state: RunState | None  # None: a new run
+    redo: tuple[int, ...]  # logged generations to train again (damaged files)
+    reference: object | None  # quality.Reference of the images, with quality.evaluate on
+
+
+def run(request: Request, say: Callable[[str], None] = _say) -> Outcome:
+    """Check the input, then train every generation not yet logged, on the cluster joined or a private one.
+
+    `say` takes the lines printed at start (the run, its resolved config, its data). Raises InputError (before Ray
+    starts), Interrupted (Ctrl-C or SIGTERM, from the start on; Ray stopped first), FileSystemFault, or
+    rundir.ClaimError's message as InputError. On return or raise, SIGINT and SIGTERM are ignored (a second Ctrl-C
+    must not cut the stopping short): a caller that goes on restores its own handlers.
+    """
+    _received.clear()
+    cluster.on_signals(_interrupt)
+    try:
+        p = _prepare(request, say)
+    except KeyboardInterrupt as e:
+        raise _interrupted(None, e) from None
+    cfg, run_dir = p.cfg, p.run_dir
+    if p.state is not None and p.state.completed >= cfg.evolve.generations and not p.redo:
+        say(f"{run_dir}: all {cfg.evolve.generations} generations are already logged")
+        return Outcome(run_dir, trained=False)
+    if not request.verbose:
+        cluster.capture_log()
+    interrupted, fault, claim = None, None, None
+    try:
+        verb = f"resuming at generation {p.state.completed if p.state else 0}" if request.resume else "run"
+        say(f"neuroevo {verb} {p.run_id} (seed {cfg.seed})")
+        say(config.to_yaml(cfg).removesuffix("\n"))
+        shared = data.for_tasks(p.images, cfg.data)
+        print_data(p.images, shared, say)
+        _init_ray(request)
+        from neuroevo.execution import (  # Ray loads only once the input is known to be good
+            capacity,
+            loop,
+            progress,
+            task,
+        )
+
+        cap = capacity.read()  # the start-up's: the request line and the estimate
+        say(task.describe_request(cfg, cap))
+
+        with rundir.claim(run_dir, new=not request.resume):
+            cluster.keep_log(rundir.ray_log(run_dir))
+            _write_run_files(p, shared, bool(request.resume))
+            with progress.quiet(request.quiet):
+                loop.evolve(cfg, p.run_id, run_dir, shared, p.state, p.redo, p.reference, cap)
+    except KeyboardInterrupt as e:
+        interrupted = e
+    except rundir.ClaimError as e:
+        claim = e
+    except OSError as e:
+        if file_system_fault(e) is None:
+            raise
+        fault = e
+    finally:
+        cluster.stop()
+        cluster.release_log()
+    if interrupted is not None:
+        raise _interrupted(run_dir, interrupted) from None
+    if claim is not None:
+        raise InputError(str(claim)) from None
+    if fault is not None:
+        logged = state.completed(run_dir) or 0
+        raise FileSystemFault(file_system_fault(fault), run_dir if run_dir.is_dir() else None, logged) from fault
+    return Outcome(run_dir, trained=True)
+
+
+def load_config(request: Request) -> config.RunConfig:
+    if not request.resume:
+        return config.load(request.config, request.overrides)
+    saved = saved_config(Path(request.resume), restore=True)
+    # the run's own config, not its file through load's defaults: a key added since keeps the value the run had
+    requested = (config.load(request.config, request.overrides) if request.config
+                 else config.override(saved, request.overrides))
+    diffs = resume.experiment_differences(saved, requested)
+    if diffs:
+        raise InputError(f"--resume: the config would change the experiment: {'; '.join(diffs)}")
+    return requested
+def saved_config(run_dir: Path, restore: bool) -> config.RunConfig:
+    """A run's config.yaml, read strictly and checked against the copy in its newest generation file.
+
+    A damaged config.yaml (missing, cut, empty, a key missing or unknown) is never completed from defaults: it is
+    replaced by the copy (restore: rewritten from it; else only used), or refused where the logs keep none. An
+    intact one that differs from the copy in a key that changes the experiment was edited by hand: refused.
+    """
+    from neuroevo.store import (
+        logs,  # pandas and pyarrow: only where a run's logs are read, never for a new run's bad input
+    )
+
+    path, who = rundir.config_file(run_dir), "--resume: " if restore else ""
+    copy = logs.saved_config(run_dir)
+    if not path.exists() and copy is None:
+        raise InputError(f"{who}{path} not found; is {run_dir} a neuroevo run directory?")
+    try:
+        saved = config.load_saved(path)
+    except errors.ConfigError as e:
+        damage = e
+    else:
+        if copy is not None:
+            diffs = resume.experiment_differences(_copy_config(copy, who), saved)
+            if diffs:
+                raise InputError(f"{who}{path} differs from the run's own copy in {copy[0]}: {'; '.join(diffs)}; "
+                                 f"undo the edit, or delete {path.name} to restore it from the copy")
+        return saved
+    if copy is None:
+        if not rundir.state_file(run_dir).exists() and not any(rundir.generations_dir(run_dir).glob("*/*.parquet")):
+            raise InputError(f"{who}{damage}; no generation is logged yet, so nothing was trained: start a new run "
+                             f"(delete {run_dir} to use its run_id again)")
+        raise InputError(f"{who}{damage}; the run's logs keep no copy of its config (written by an older "
+                         f"neuroevo): repair {path.name} by hand with the values the run used")
+    cfg = _copy_config(copy, who)
+    if restore:
+        try:
+            rundir.write(path, copy[1])
+        except OSError as e:
+            raise InputError(f"{who}{path}: cannot be restored ({e.strerror or type(e).__name__})") from None
+    print(f"{'resume' if restore else 'score'}: {damage}; {'restored it from' if restore else 'using'} the copy kept in "
+          f"{copy[0]}", file=sys.stderr)
+    return cfg
+
+
+def _copy_config(copy: tuple[Path, str], who: str) -> config.RunConfig:
+    try:
+        return config.loads_saved(copy[1], f"the config copy in {copy[0]}")
+    except errors.ConfigError as e:
+        raise InputError(f"{who}{e}") from None
+
+
+def _resume_plan(run_dir: Path, cfg: config.RunConfig) -> tuple[RunState | None, tuple[int, ...]]:
+    """The saved state, checked against the config and the logs, and the logged generations to train again: those
+    whose data file is damaged or does not hold a whole population, or whose best's files or elites' weights are
+    missing (training is deterministic, so the same rows and files come out again).
+
+    A run stopped before its first state was saved has trained nothing: it starts again from generation 0. A state
+    that the logs repair (state.load_checked) replaces state.json at once, the old one kept in discarded/.
+    """
+    from neuroevo.store import logs
+
+    if not rundir.state_file(run_dir).exists() and not rundir.generations_dir(run_dir).exists():
+        return None, ()
+    try:
+        saved, repairs = state.load_checked(run_dir, cfg)
+    except state.StateError as e:
+        raise InputError(str(e)) from None
+    for repair in repairs:
+        print(f"resume: {repair}", file=sys.stderr)
+    if repairs:
+        path = rundir.state_file(run_dir)
+        rundir.write(rundir.discarded_dir(run_dir) / f"{path.name}-{datetime.now():%Y%m%d-%H%M%S}", path.read_bytes())
+        state.save(run_dir, saved, cfg.seed)
+    redo = []
+    for g in range(saved.completed):
+        evaluated, problem = state.logged(cfg, run_dir, g)
+        if not problem:  # the elites the next generation keeps, whose weights it starts from
+            kept = [m.chromosome.id for m in population.elites(cfg, evaluated)] if cfg.evolve.keep_weights else []
+            problem = logs.check_saved(run_dir, g, kept)
+        if problem:
+            print(f"resume: {problem}; generation {g} will be trained again", file=sys.stderr)
+            redo.append(g)
+    return saved, tuple(redo)
+
+
+def _set_aside(run_dir: Path, cfg: config.RunConfig, generations: tuple[int, ...]) -> None:
+    """Move what is damaged out of the dataset, into run_dir/discarded/, for inspection: the folder of each logged
+    generation to train again whose data is damaged (else its best's folder, when wrong), and the folder of a
+    generation still to train that holds more than its data file."""
+    from neuroevo.store import logs
+
+    done = state.completed(run_dir)
+    if done is None:
+        return
+    damaged = []
+    for g in generations:
+        folder = rundir.generation_dir(run_dir, g)
+        if state.logged(cfg, run_dir, g)[1]:
+            if folder.exists():  # a folder deleted whole leaves nothing to set aside
+                damaged.append((folder, folder.name))
+        elif rundir.best_dir(run_dir, g).exists() and logs.check_saved(run_dir, g):
+            damaged.append((rundir.best_dir(run_dir, g), f"best-{rundir.best_dir(run_dir, g).name}"))
+    later = range(done, max([done, *rundir.logged_generations(run_dir)]) + 1)
+    damaged += [(rundir.generation_dir(run_dir, g), rundir.generation_dir(run_dir, g).name) for g in later
+                if logs.extra_files(run_dir, g)]
+    for folder, name in damaged:
+        aside = rundir.discarded_dir(run_dir) / f"{name}-{datetime.now():%Y%m%d-%H%M%S}"
+        aside.parent.mkdir(exist_ok=True)
+        folder.rename(aside)
+
+
+def _prepare(request: Request, say: Callable[[str], None]) -> Prepared:
+    """All checks that need no Ray: config, run directory, search space, data."""
+    try:
+        cfg = load_config(request)
+        tracking.check(cfg)
+    except (errors.ConfigError, tracking.TrackingError) as e:
+        raise InputError(str(e)) from None
+    if request.resume:
+        run_dir = Path(request.resume)
+        run_id = run_dir.name
+    else:
+        run_id = cfg.run_id or f"{datetime.now():%Y%m%d-%H%M%S}-seed{cfg.seed}"
+        run_dir = Path(cfg.out_dir) / run_id
+        if run_dir.exists():
+            raise InputError(f"run_id: {run_dir} already exists; choose another run_id or out_dir, or --resume it")
+    try:
+        registry.sample(cfg.space, cfg.data.image_size, cfg.data.channels, np.random.default_rng(cfg.seed))
+    except registry.SpaceTooTight as e:
+        raise InputError(str(e)) from None
+    saved, redo = _resume_plan(run_dir, cfg) if request.resume else (None, ())
+    images = load_data(cfg)
+    ref = reference(cfg, images, say) if cfg.quality.evaluate != "off" else None
+    return Prepared(cfg, run_id, run_dir, images, saved, redo, ref)
+
+
+def reference(cfg: config.RunConfig, images: data.Images, say: Callable[[str], None] = _say) -> object:
+    """The real images' reference statistics for FID and KID: from beside the data cache, or computed there first
+    (once per cache; on this machine's GPU if it has one). Loads the Inception weights, so a missing or corrupt
+    file stops the run here."""
+    from neuroevo.train import quality
+
+    try:
+        ref = quality.reference(images, max_images=cfg.quality.reference_images, batch_size=cfg.quality.batch_size,
+                                device=quality.local_device(), weights=cfg.quality.extractor_weights,
+                                directory=data.cache_dir(cfg.data), progress=sys.stderr.isatty())
+    except quality.QualityError as e:
+        raise InputError(str(e)) from None
+    say(f"quality: reference statistics of {ref.count:,} real images ({ref.path or 'in memory'})")
+    sys.stdout.flush()
+    return ref
+
+
+def load_data(cfg: config.RunConfig) -> data.Images:
+    """The images from the data cache, prepared first (with a progress bar) if missing or stale."""
+    try:
+        images = data.load(cfg.data, cfg.seed, progress=sys.stderr.isatty())
+    except data.DataError as e:
+        raise InputError(str(e)) from None
+    if len(images.array) < cfg.space.batch_size:
+        raise InputError(f"data: {len(images.array)} images is fewer than one batch (space.batch_size={cfg.space.batch_size})")
+    return images
+
+
+def print_data(images: data.Images, shared: np.ndarray | data.Cache | None = None,
+               say: Callable[[str], None] = _say) -> None:
+    say(f"data: {images.description}")
+    for warning in images.warnings:
+        say(f"data: warning: {warning}")
+    if shared is not None:
+        say(f"data: tasks read the images from {data.record(images, shared)['tasks_read']}")
+        sys.stdout.flush()
+
+
+def _init_ray(request: Request) -> None:
+    """Join the cluster at --address or $RAY_ADDRESS, else start a private one (cluster.py); Ctrl-C and SIGTERM
+    stop the run from here on, as KeyboardInterrupt."""
+    try:
+        cluster.start(request.address, request.dashboard, request.connect_timeout, request.verbose)
+    except cluster.ClusterError as e:
+        raise InputError(str(e)) from None
+    cluster.on_signals(_interrupt, signal.SIGTERM)  # again: ray.init installs a handler of its own
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    cluster.on_signals(signal.SIG_IGN)  # a second Ctrl-C must not cut the stopping short
+    _received.append(signum)  # out of ray.get/ray.wait, Ray may raise a KeyboardInterrupt of its own instead
+    raise cluster.Interrupted(signum)  # SIGTERM (e.g. `ray job stop`) stops a run the way Ctrl-C does
+
+
+_received: list[int] = []
+
+
+def _write_run_files(p: Prepared, shared: np.ndarray | data.Cache | None, resume: bool) -> None:
+    """config.yaml (written once; on resume again only where an allowed change changed it), data.json; damaged
+    generations moved aside."""
+    path, text = rundir.config_file(p.run_dir), config.to_yaml(p.cfg)
+    if not (resume and path.is_file() and path.read_bytes() == text.encode("utf-8")):
+        rundir.write(path, text)
+    rundir.write(rundir.data_file(p.run_dir), json.dumps(data.record(p.images, shared), indent=1) + "\n")
+    _set_aside(p.run_dir, p.cfg, p.redo)
+
+
+def _interrupted(run_dir: Path | None, e: KeyboardInterrupt) -> Interrupted:
+    """What the interrupt stopped: the signal (Ctrl-C's SIGINT unless told otherwise), and what is logged."""
+    cluster.on_signals(signal.SIG_IGN)
+    signum = _received[0] if _received else getattr(e, "signum", signal.SIGINT)
+    if run_dir is None or not rundir.config_file(run_dir).is_file():
+        return Interrupted(signum, run_dir, None)
+    return Interrupted(signum, run_dir, state.completed(run_dir) or 0)
