@@ -138,7 +138,7 @@ def _stopped_by(e: errors.FileSystemFault) -> int:
     is gone (rundir.claim removed it): nothing to resume."""
     print(f"neuroevo: error: {e}", file=sys.stderr)
     if e.run_dir is not None:
-        print(f"stopped: {experiment.logged_text(e.logged)} in {e.run_dir}; once the file system is fixed, "
+        print(f"stopped: {errors.logged_text(e.logged)} in {e.run_dir}; once the file system is fixed, "
               f"continue with: neuroevo run --resume {e.run_dir}", file=sys.stderr)
     return EXIT_BAD_INPUT
 
@@ -261,13 +261,14 @@ def cmd_score(args: argparse.Namespace) -> int:
     import dataclasses
 
     from neuroevo import api
+    from neuroevo.store import resume
     from neuroevo.train import quality
     from neuroevo.train.checkpoint import WeightsError, load_generator
 
     saved = rundir.config_file(args.run_dir)
     if not saved.is_file() and not rundir.generations_dir(args.run_dir).is_dir():
         raise InputError(f"{saved}: not found; is {args.run_dir} a neuroevo run directory?")
-    cfg = experiment.saved_config(Path(args.run_dir), restore=False)
+    cfg = resume.saved_config(Path(args.run_dir), restore=False)
     generation = args.generation if args.generation is not None else int(api.best_of(args.run_dir)[1].generation)
     if args.chromosome:
         weights = rundir.generator_file(args.run_dir, generation, args.chromosome)

@@ -111,3 +111,22 @@ def test_a_state_the_logs_cannot_repair_is_refused(base, tmp_path, damage, messa
     assert p.stderr.startswith("neuroevo: error: ") and message.format(run=run_dir) in p.stderr, p.stderr
     assert len(p.stderr.strip().splitlines()) == 1
     assert _tree(run_dir) == before
+
+
+@pytest.mark.parametrize("damage", ["config.yaml deleted", "state.json repaired"])
+def test_a_resume_of_a_run_another_driver_holds_is_refused_before_it_writes(base, tmp_path, damage):
+    """Both damages are repaired by a resume that gets the lock (config.yaml restored from the logs' copy,
+    state.json rewritten): with the lock held elsewhere, the second resume changes nothing."""
+    run_dir = _copy(base, tmp_path)
+    if damage == "config.yaml deleted":
+        rundir.config_file(run_dir).unlink()
+    else:
+        _state(run_dir, lambda d: d.update(completed=-1))
+    with rundir.claim(run_dir, new=False):  # a live driver, as far as a second one can tell
+        before = _tree(run_dir)
+        p = neuroevo("run", "--resume", run_dir, "--set", f"evolve.generations={GENERATIONS + 1}")
+        assert _tree(run_dir) == before
+    assert p.returncode == 2
+    assert "another neuroevo driver is training this run" in p.stderr and len(p.stderr.strip().splitlines()) == 1
+    resumed = neuroevo("run", "--resume", run_dir, "--set", f"evolve.generations={GENERATIONS + 1}", "--quiet")
+    assert resumed.returncode == 0, resumed.stderr

@@ -16,7 +16,7 @@ from neuroevo.evolve import fitness, population
 from neuroevo.evolve.fitness import Evaluation
 from neuroevo.space import registry
 from neuroevo.space.registry import from_json
-from neuroevo.store import logs, rundir, state
+from neuroevo.store import logs, resume, rundir, state
 from neuroevo.train.results import Quality
 from tests.conftest import neuroevo, tiny_config, tiny_dict
 
@@ -41,13 +41,13 @@ def test_logged_rows_give_the_members_as_selection_scored_them(tmp_path):
     assert len({e.crowding for e in trained}) > 2  # crowding tells members apart
     logs.write_generation(tmp_path, 0, [logs.row("r", 0, m, 1, None, e, q)
                                         for m, e, q in zip(members, ranked, qualities)])
-    read, problem = state.logged(cfg, tmp_path, 0)
+    read, problem = resume.logged(cfg, tmp_path, 0)
     assert problem is None and read == trained
-    assert state.drawn(cfg, tmp_path, 1) == population.next_population(cfg, 1, trained)
+    assert resume.drawn(cfg, tmp_path, 1) == population.next_population(cfg, 1, trained)
     logs.write_generation(tmp_path, 0, [logs.row("r", 0, m, 1, None, e, q)
                                         for m, e, q in list(zip(members, ranked, qualities))[1:]])
-    assert state.logged(cfg, tmp_path, 0) == (None, f"{rundir.generation_file(tmp_path, 0)} has 7 rows, expected 8")
-    assert state.drawn(cfg, tmp_path, 1) is None
+    assert resume.logged(cfg, tmp_path, 0) == (None, f"{rundir.generation_file(tmp_path, 0)} has 7 rows, expected 8")
+    assert resume.drawn(cfg, tmp_path, 1) is None
 
 
 @pytest.fixture(scope="module")
@@ -104,7 +104,7 @@ def test_a_state_file_of_the_older_format_resumes_to_the_same_rows(base, tmp_pat
     shutil.copytree(base[0], run_dir)
     rundir.state_file(run_dir).write_text(json.dumps(_old_state(run_dir, 2, lineage=True)))
     with_lineage = state.load(run_dir)
-    assert with_lineage == state.RunState(state.logged_population(tiny_config(evolve={"population": N}), run_dir, 2), 2)
+    assert with_lineage == state.RunState(resume.logged_population(tiny_config(evolve={"population": N}), run_dir, 2), 2)
     rundir.state_file(run_dir).write_text(json.dumps(_old_state(run_dir, 2, lineage=False)))
     assert state.load(run_dir) == with_lineage
     for g in (0, 1):  # cut short, as a crash mid-copy leaves a file

@@ -7,6 +7,7 @@ that `neuroevo run` prints. `neuroevo run` (cli.py) and `neuroevo.run` (api.py) 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import sys
@@ -19,10 +20,9 @@ import numpy as np
 
 from neuroevo import config, errors
 from neuroevo.errors import FileSystemFault, InputError, Interrupted, file_system_fault
-from neuroevo.evolve import population
 from neuroevo.execution import cluster
 from neuroevo.space import registry
-from neuroevo.store import resume, rundir, state, tracking
+from neuroevo.store import rundir, state, tracking
 from neuroevo.store.state import RunState
 from neuroevo.train import data
 
@@ -71,6 +71,18 @@ def run(request: Request, say: Callable[[str], None] = _say) -> Outcome:
     """
     _received.clear()
     cluster.on_signals(_interrupt)
+    # A resumed run is locked before anything is written to it (a config.yaml restored from its logs, a repaired
+    # state.json): a second driver started on a live run is refused having changed nothing.
+    resumed = Path(request.resume) if request.resume else None
+    held = resumed is not None and rundir.is_run_dir(resumed)
+    try:
+        with rundir.claim(resumed, new=False) if held else contextlib.nullcontext():
+            return _run(request, say)
+    except rundir.ClaimError as e:
+        raise InputError(str(e)) from None
+
+
+def _run(request: Request, say: Callable[[str], None]) -> Outcome:
     try:
         p = _prepare(request, say)
     except KeyboardInterrupt as e:
@@ -99,7 +111,7 @@ def run(request: Request, say: Callable[[str], None] = _say) -> Outcome:
         cap = capacity.read()  # the start-up's: the request line and the estimate
         say(task.describe_request(cfg, cap))
 
-        with rundir.claim(run_dir, new=not request.resume):
+        with rundir.claim(run_dir, new=True) if not request.resume else contextlib.nullcontext():
             cluster.keep_log(rundir.ray_log(run_dir))
             _write_run_files(p, shared, bool(request.resume))
             with progress.quiet(request.quiet):
@@ -125,131 +137,13 @@ def run(request: Request, say: Callable[[str], None] = _say) -> Outcome:
     return Outcome(run_dir, trained=True)
 
 
-def load_config(request: Request) -> config.RunConfig:
-    if not request.resume:
-        return config.load(request.config, request.overrides)
-    saved = saved_config(Path(request.resume), restore=True)
-    # the run's own config, not its file through load's defaults: a key added since keeps the value the run had
-    requested = (config.load(request.config, request.overrides) if request.config
-                 else config.override(saved, request.overrides))
-    diffs = resume.experiment_differences(saved, requested)
-    if diffs:
-        raise InputError(f"--resume: the config would change the experiment: {'; '.join(diffs)}")
-    return requested
-def saved_config(run_dir: Path, restore: bool) -> config.RunConfig:
-    """A run's config.yaml, read strictly and checked against the copy in its newest generation file.
-
-    A damaged config.yaml (missing, cut, empty, a key missing or unknown) is never completed from defaults: it is
-    replaced by the copy (restore: rewritten from it; else only used), or refused where the logs keep none. An
-    intact one that differs from the copy in a key that changes the experiment was edited by hand: refused.
-    """
-    from neuroevo.store import (
-        logs,  # pandas and pyarrow: only where a run's logs are read, never for a new run's bad input
-    )
-
-    path, who = rundir.config_file(run_dir), "--resume: " if restore else ""
-    copy = logs.saved_config(run_dir)
-    if not path.exists() and copy is None:
-        raise InputError(f"{who}{path} not found; is {run_dir} a neuroevo run directory?")
-    try:
-        saved = config.load_saved(path)
-    except errors.ConfigError as e:
-        damage = e
-    else:
-        if copy is not None:
-            diffs = resume.experiment_differences(_copy_config(copy, who), saved)
-            if diffs:
-                raise InputError(f"{who}{path} differs from the run's own copy in {copy[0]}: {'; '.join(diffs)}; "
-                                 f"undo the edit, or delete {path.name} to restore it from the copy")
-        return saved
-    if copy is None:
-        if not rundir.state_file(run_dir).exists() and not any(rundir.generations_dir(run_dir).glob("*/*.parquet")):
-            raise InputError(f"{who}{damage}; no generation is logged yet, so nothing was trained: start a new run "
-                             f"(delete {run_dir} to use its run_id again)")
-        raise InputError(f"{who}{damage}; the run's logs keep no copy of its config (written by an older "
-                         f"neuroevo): repair {path.name} by hand with the values the run used")
-    cfg = _copy_config(copy, who)
-    if restore:
-        try:
-            rundir.write(path, copy[1])
-        except OSError as e:
-            raise InputError(f"{who}{path}: cannot be restored ({e.strerror or type(e).__name__})") from None
-    print(f"{'resume' if restore else 'score'}: {damage}; {'restored it from' if restore else 'using'} the copy kept in "
-          f"{copy[0]}", file=sys.stderr)
-    return cfg
-
-
-def _copy_config(copy: tuple[Path, str], who: str) -> config.RunConfig:
-    try:
-        return config.loads_saved(copy[1], f"the config copy in {copy[0]}")
-    except errors.ConfigError as e:
-        raise InputError(f"{who}{e}") from None
-
-
-def _resume_plan(run_dir: Path, cfg: config.RunConfig) -> tuple[RunState | None, tuple[int, ...]]:
-    """The saved state, checked against the config and the logs, and the logged generations to train again: those
-    whose data file is damaged or does not hold a whole population, or whose best's files or elites' weights are
-    missing (training is deterministic, so the same rows and files come out again).
-
-    A run stopped before its first state was saved has trained nothing: it starts again from generation 0. A state
-    that the logs repair (state.load_checked) replaces state.json at once, the old one kept in discarded/.
-    """
-    from neuroevo.store import logs
-
-    if not rundir.state_file(run_dir).exists() and not rundir.generations_dir(run_dir).exists():
-        return None, ()
-    try:
-        saved, repairs = state.load_checked(run_dir, cfg)
-    except state.StateError as e:
-        raise InputError(str(e)) from None
-    for repair in repairs:
-        print(f"resume: {repair}", file=sys.stderr)
-    if repairs:
-        path = rundir.state_file(run_dir)
-        rundir.write(rundir.discarded_dir(run_dir) / f"{path.name}-{datetime.now():%Y%m%d-%H%M%S}", path.read_bytes())
-        state.save(run_dir, saved, cfg.seed)
-    redo = []
-    for g in range(saved.completed):
-        evaluated, problem = state.logged(cfg, run_dir, g)
-        if not problem:  # the elites the next generation keeps, whose weights it starts from
-            kept = [m.chromosome.id for m in population.elites(cfg, evaluated)] if cfg.evolve.keep_weights else []
-            problem = logs.check_saved(run_dir, g, kept)
-        if problem:
-            print(f"resume: {problem}; generation {g} will be trained again", file=sys.stderr)
-            redo.append(g)
-    return saved, tuple(redo)
-
-
-def _set_aside(run_dir: Path, cfg: config.RunConfig, generations: tuple[int, ...]) -> None:
-    """Move what is damaged out of the dataset, into run_dir/discarded/, for inspection: the folder of each logged
-    generation to train again whose data is damaged (else its best's folder, when wrong), and the folder of a
-    generation still to train that holds more than its data file."""
-    from neuroevo.store import logs
-
-    done = state.completed(run_dir)
-    if done is None:
-        return
-    damaged = []
-    for g in generations:
-        folder = rundir.generation_dir(run_dir, g)
-        if state.logged(cfg, run_dir, g)[1]:
-            if folder.exists():  # a folder deleted whole leaves nothing to set aside
-                damaged.append((folder, folder.name))
-        elif rundir.best_dir(run_dir, g).exists() and logs.check_saved(run_dir, g):
-            damaged.append((rundir.best_dir(run_dir, g), f"best-{rundir.best_dir(run_dir, g).name}"))
-    later = range(done, max([done, *rundir.logged_generations(run_dir)]) + 1)
-    damaged += [(rundir.generation_dir(run_dir, g), rundir.generation_dir(run_dir, g).name) for g in later
-                if logs.extra_files(run_dir, g)]
-    for folder, name in damaged:
-        aside = rundir.discarded_dir(run_dir) / f"{name}-{datetime.now():%Y%m%d-%H%M%S}"
-        aside.parent.mkdir(exist_ok=True)
-        folder.rename(aside)
-
-
 def _prepare(request: Request, say: Callable[[str], None]) -> Prepared:
     """All checks that need no Ray: config, run directory, search space, data."""
+    if request.resume:
+        from neuroevo.store import resume  # pandas and pyarrow: only a resumed run reads its logs before Ray starts
     try:
-        cfg = load_config(request)
+        cfg = (resume.requested_config(Path(request.resume), request.config, request.overrides) if request.resume
+               else config.load(request.config, request.overrides))
         tracking.check(cfg)
     except (errors.ConfigError, tracking.TrackingError) as e:
         raise InputError(str(e)) from None
@@ -265,7 +159,7 @@ def _prepare(request: Request, say: Callable[[str], None]) -> Prepared:
         registry.sample(cfg.space, cfg.data.image_size, cfg.data.channels, np.random.default_rng(cfg.seed))
     except registry.SpaceTooTight as e:
         raise InputError(str(e)) from None
-    saved, redo = _resume_plan(run_dir, cfg) if request.resume else (None, ())
+    saved, redo = resume.plan(run_dir, cfg) if request.resume else (None, ())
     images = load_data(cfg)
     ref = reference(cfg, images, say) if cfg.quality.evaluate != "off" else None
     return Prepared(cfg, run_id, run_dir, images, saved, redo, ref)
@@ -328,14 +222,17 @@ def _interrupt(signum: int, frame: object) -> None:
 _received: list[int] = []
 
 
-def _write_run_files(p: Prepared, shared: np.ndarray | data.Cache | None, resume: bool) -> None:
+def _write_run_files(p: Prepared, shared: np.ndarray | data.Cache | None, resumed: bool) -> None:
     """config.yaml (written once; on resume again only where an allowed change changed it), data.json; damaged
     generations moved aside."""
     path, text = rundir.config_file(p.run_dir), config.to_yaml(p.cfg)
-    if not (resume and path.is_file() and path.read_bytes() == text.encode("utf-8")):
+    if not (resumed and path.is_file() and path.read_bytes() == text.encode("utf-8")):
         rundir.write(path, text)
     rundir.write(rundir.data_file(p.run_dir), json.dumps(data.record(p.images, shared), indent=1) + "\n")
-    _set_aside(p.run_dir, p.cfg, p.redo)
+    if resumed:
+        from neuroevo.store import resume
+
+        resume.set_aside(p.run_dir, p.cfg, p.redo)
 
 
 def _interrupted(run_dir: Path | None, e: KeyboardInterrupt) -> Interrupted:

@@ -19,6 +19,7 @@ from neuroevo.config import RunConfig
 from neuroevo.evolve import population
 from neuroevo.execution import dispatch, progress
 from neuroevo.store import logs, tracking
+from neuroevo.store import resume
 from neuroevo.store import state as run_state
 from neuroevo.store.state import RunState
 from neuroevo.train import data
@@ -40,7 +41,7 @@ def evolve(cfg: RunConfig, run_id: str, run_dir: Path, images: np.ndarray | data
     finishing in between, and a reply for a task Ray has already failed makes its core worker abort the driver
     (`Check failed: ... Tried to complete task that was not pending`).
     `state` continues a run from its last logged generation; `redo` re-trains logged generations whose files
-    were found damaged, in order (each one's population: state.logged_population). `reference`: the
+    were found damaged, in order (each one's population: resume.logged_population). `reference`: the
     real images' statistics for sample quality (quality.reference), needed when quality.evaluate is on. `cap`: the
     cluster's capacity as the start-up read it, for the estimate.
     """
@@ -55,10 +56,10 @@ def evolve(cfg: RunConfig, run_id: str, run_dir: Path, images: np.ndarray | data
         todo = len(redo) + max(0, cfg.evolve.generations - state.completed)
         if todo:
             first = redo[0] if redo else state.completed
-            members = run_state.logged_population(cfg, run_dir, first) if redo else state.population
+            members = resume.logged_population(cfg, run_dir, first) if redo else state.population
             progress.before_training(cfg, members, todo, images.shape[0], resumed=first > 0, cap=cap)
         for generation in redo:  # in order: a population drawn again needs the generation before logged whole
-            members = run_state.logged_population(cfg, run_dir, generation)
+            members = resume.logged_population(cfg, run_dir, generation)
             dispatch.run_generation(cfg, run_id, run_dir, generation, members, images_ref, images.shape[0],
                                     reference_ref)
         track.upto(state.completed)  # what the trackers lack of the logged generations, those trained again too

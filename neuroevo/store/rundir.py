@@ -148,6 +148,11 @@ def discarded_dir(run_dir: str | Path) -> Path:
     return Path(run_dir) / "discarded"
 
 
+def is_run_dir(path: str | Path) -> bool:
+    """Whether `path` holds a run (its config, its state or its logs), so that it may be locked and resumed."""
+    return config_file(path).exists() or state_file(path).exists() or generations_dir(path).is_dir()
+
+
 @contextmanager
 def claim(run_dir: str | Path, new: bool) -> Iterator[Path]:
     """Hold the run directory for the lifetime of the one driver that trains it; ClaimError if another has it.

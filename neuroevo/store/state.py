@@ -16,17 +16,11 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from neuroevo.config import RunConfig
-from neuroevo.evolve import fitness
 from neuroevo.evolve.population import (
-    Evaluated,
     Member,
-    initial_population,
-    next_population,
 )
 from neuroevo.space.registry import from_json
 from neuroevo.store import rundir
-from neuroevo.train.results import Quality
 
 FORMAT = 2
 
@@ -50,7 +44,7 @@ def _member_json(m: Member) -> dict:
             "parents": list(m.parents), "operator": m.operator}
 
 
-def _member(doc: dict, generation: int) -> Member:
+def member(doc: dict, generation: int) -> Member:
     """State files and log rows written before parents and operators were recorded hold only the reference's two
     operators."""
     ch = from_json(doc["chromosome"])
@@ -69,7 +63,7 @@ def save(run_dir: Path, state: RunState, seed: int) -> None:
     rundir.write(rundir.state_file(run_dir), json.dumps(doc))  # a reader sees the old state or the new one
 
 
-def _read(run_dir: Path) -> tuple[object, object]:
+def read(run_dir: Path) -> tuple[object, object]:
     """state.json's `completed` and the member entries of generation `completed` (None where an older file holds
     no such generation), as saved: unchecked."""
     path = rundir.state_file(run_dir)
@@ -86,21 +80,21 @@ def _read(run_dir: Path) -> tuple[object, object]:
         entries, completed = doc["generations"], doc.get("completed")  # before format 2: every generation's
         if not isinstance(entries, list) or not entries:
             raise TypeError("generations is not a list of populations")
-        if not _count(completed) or completed >= len(entries):
+        if not is_count(completed) or completed >= len(entries):
             return completed, None
         return completed, entries[completed]["population"]
     except (ValueError, KeyError, TypeError) as e:
         raise StateError(f"{path}: unreadable ({type(e).__name__}: {e})") from None
 
 
-def _count(n: object) -> bool:
+def is_count(n: object) -> bool:
     return isinstance(n, int) and not isinstance(n, bool) and n >= 0
 
 
 def load(run_dir: Path) -> RunState:
-    completed, entries = _read(run_dir)
+    completed, entries = read(run_dir)
     try:
-        return RunState(tuple(_member(m, completed) for m in entries), int(completed))
+        return RunState(tuple(member(m, completed) for m in entries), int(completed))
     except (ValueError, KeyError, TypeError, AttributeError) as e:
         raise StateError(f"{rundir.state_file(run_dir)}: unreadable ({type(e).__name__}: {e})") from None
 
@@ -112,103 +106,4 @@ def completed(run_dir: Path) -> int | None:
         done = json.loads(rundir.state_file(run_dir).read_text()).get("completed")
     except (OSError, ValueError, AttributeError):
         return None
-    return done if _count(done) else None
-
-
-def load_checked(run_dir: Path, cfg: RunConfig) -> tuple[RunState, list[str]]:
-    """The saved state checked against the config's population size and the logs, for --resume.
-
-    What the Parquet logs tell is repaired, and each repair said in one line of the list: a `completed` that is not
-    a whole number, is negative or runs past the logged generations is counted again, as the generations logged
-    whole from 0 on; a population that does not load or has other than evolve.population members is drawn again
-    from the generation before's rows (`drawn`). Anything else raises StateError naming the file and what differs.
-    """
-    path = rundir.state_file(run_dir)
-    done, entries = _read(run_dir)
-    notes = []
-    folders = rundir.logged_generations(run_dir)
-    last = folders[-1] + 1 if folders else 0
-    if not _count(done) or done > last:
-        counted = next((g for g in range(last) if logged(cfg, run_dir, g)[1]), last)
-        notes.append(f"{path}: completed is {done!r}, but its populations allow 0-{last}; counted again from the "
-                     f"logged generations: {counted}")
-        return RunState(drawn(cfg, run_dir, counted), counted), notes
-    problem = _population_problem(entries, done, cfg.evolve.population)
-    if problem is None:
-        return RunState(tuple(_member(m, done) for m in entries), done), notes
-    population = drawn(cfg, run_dir, done)
-    source = rundir.generation_file(run_dir, done - 1) if done else "the run seed"
-    if population is None:
-        raise StateError(f"{path}: generation {done}'s population {problem}, and {source} cannot rebuild it")
-    notes.append(f"{path}: generation {done}'s population {problem}; rebuilt from {source}")
-    return RunState(population, done), notes
-
-
-def _population_problem(entries: object, generation: int, size: int) -> str | None:
-    """What is wrong with a saved population (None: nothing)."""
-    try:
-        population = tuple(_member(m, generation) for m in entries)
-    except (ValueError, KeyError, TypeError, AttributeError) as e:
-        return f"does not load ({type(e).__name__}: {e})"
-    if len(population) != size:
-        return f"has {len(population)} members, expected {size}"
-    return None
-
-
-_SCORES = ("status", "error", "fitness", "params_g", "params_d", "fid", "kid", "kid_std", "quality_samples",
-           "quality_seconds")
-
-
-def logged(cfg: RunConfig, run_dir: Path, generation: int) -> tuple[list[Evaluated] | None, str | None]:
-    """A logged generation's members in row order (the population's), scored as selection read them, or None and
-    what is wrong with its folder: anything logs.check_generation finds, a row that does not load, other than
-    evolve.population rows, a chromosome born after the generation."""
-    from neuroevo.store import (
-        logs,  # pandas and pyarrow, for --resume only: a new run's driver saves state without them
-    )
-
-    problem = logs.check_generation(run_dir, generation)
-    if problem:
-        return None, problem
-    path = rundir.generation_file(run_dir, generation)
-    rows = logs.logged_members(run_dir, generation, _SCORES)
-    try:
-        members = [_member({k: v for k, v in r.items() if v is not None}, generation) for r in rows]
-    except (ValueError, KeyError, TypeError, AttributeError) as e:
-        return None, f"{path}: a row's member does not load ({type(e).__name__}: {e})"
-    if len(members) != cfg.evolve.population:
-        return None, f"{path} has {len(members)} rows, expected {cfg.evolve.population}"
-    if any(m.born_generation > generation for m in members):
-        return None, f"{path}: its chromosomes are not generation {generation}'s population (one is born later)"
-    return _evaluated(cfg, members, rows), None
-
-
-def _evaluated(cfg: RunConfig, members: list[Member], rows: list[dict]) -> list[Evaluated]:
-    """The members as dispatch evaluated them: the logged fitness, and fitness.kind pareto's front and crowding
-    ranked again from the logged sample quality and sizes (the log keeps the front, not the crowding)."""
-    evaluations = [fitness.Evaluation(r["status"], r["error"] or "", r["fitness"]) for r in rows]
-    qualities = [None if r.get("quality_samples") is None else
-                 Quality(r["fid"], r["kid"], r["kid_std"], r["quality_samples"], r["quality_seconds"]) for r in rows]
-    ranked = fitness.rank_generation(evaluations, qualities, [r["params_g"] + r["params_d"] for r in rows],
-                                     cfg.fitness)
-    return [Evaluated(m, e.fitness, e.front or 0, e.crowding) for m, e in zip(members, ranked)]
-
-
-def drawn(cfg: RunConfig, run_dir: Path, generation: int) -> tuple[Member, ...] | None:
-    """Generation `generation`'s population drawn again as the run drew it: generation 0's from the run seed, a
-    later one's by selection from the logged rows of the one before; None where those are damaged."""
-    if generation == 0:
-        return initial_population(cfg)
-    before, _ = logged(cfg, run_dir, generation - 1)
-    return None if before is None else next_population(cfg, generation, before)
-
-
-def logged_population(cfg: RunConfig, run_dir: Path, generation: int) -> tuple[Member, ...]:
-    """A logged generation's population, to train again: its rows' where they are whole, else drawn again (its
-    generation before must be whole by then: generations are trained again in order)."""
-    evaluated, _ = logged(cfg, run_dir, generation)
-    members = tuple(e.member for e in evaluated) if evaluated else drawn(cfg, run_dir, generation)
-    if members is None:
-        raise StateError(f"{rundir.generation_file(run_dir, generation - 1)} cannot rebuild generation "
-                         f"{generation}'s population")
-    return members
+    return done if is_count(done) else None
