@@ -32,7 +32,7 @@ import torch
 
 from neuroevo import config
 from neuroevo.evolve import population
-from neuroevo.execution import capacity, dispatch, estimate, task
+from neuroevo.execution import capacity, estimate, loop, task
 from neuroevo.train import data, trainer
 
 
@@ -85,7 +85,7 @@ def main() -> None:
     notes = [f"A: median speed-up of {cores} threads over 1: {speedup:.3f} (Amdahl serial fraction {fitted:.3f}; "
              f"estimate.SERIAL_FRACTION is {estimate.SERIAL_FRACTION})"]
     with tempfile.TemporaryDirectory() as tmp, contextlib.redirect_stdout(io.StringIO()):
-        dispatch.run_generation(run_config(cores, 1, 2), "warm", Path(tmp), 0, members[:cores], images_ref,
+        loop.run_generation(run_config(cores, 1, 2), "warm", Path(tmp), 0, members[:cores], images_ref,
                                 len(images))
     for size in (2, 8):
         auto = task.task_cpus(run_config(size, "auto", steps), cap)
@@ -99,7 +99,7 @@ def main() -> None:
                 else:
                     cfg = run_config(size, ways[way], steps)
                     with tempfile.TemporaryDirectory() as tmp, contextlib.redirect_stdout(io.StringIO()):
-                        wall = timed(lambda: dispatch.run_generation(cfg, "bench", Path(tmp), 0, members[:size],
+                        wall = timed(lambda: loop.run_generation(cfg, "bench", Path(tmp), 0, members[:size],
                                                                      images_ref, len(images)))
                 runs.append({"experiment": f"B: one generation of {size}", "rep": rep, "way": way, "wall_s": wall})
                 print(runs[-1], flush=True)

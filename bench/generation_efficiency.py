@@ -36,7 +36,7 @@ import ray
 
 from neuroevo import config
 from neuroevo.evolve.population import Member
-from neuroevo.execution import dispatch, loop
+from neuroevo.execution import loop
 from neuroevo.space import registry
 from neuroevo.store import logs
 from neuroevo.store.state import RunState
@@ -74,7 +74,7 @@ def one_generation(cfg: config.RunConfig, population: tuple[Member, ...], images
                    workers: int) -> dict:
     with tempfile.TemporaryDirectory() as tmp, contextlib.redirect_stdout(io.StringIO()):
         start = time.perf_counter()
-        trained = dispatch.run_generation(cfg, "bench", Path(tmp), 0, population, images_ref, n_images)
+        trained = loop.run_generation(cfg, "bench", Path(tmp), 0, population, images_ref, n_images)
         df = pd.DataFrame(t.row for t in trained)
         wall = time.perf_counter() - start
     return metrics(df, wall, workers)

@@ -27,7 +27,7 @@ import torch
 
 from neuroevo import config
 from neuroevo.evolve import population
-from neuroevo.execution import dispatch
+from neuroevo.execution import loop
 from neuroevo.train import data
 
 
@@ -35,9 +35,9 @@ def one_generation(cfg: config.RunConfig, images) -> dict:
     ref = ray.put(images)
     members = population.fresh_members(cfg, 0, cfg.evolve.population)
     with tempfile.TemporaryDirectory() as tmp, contextlib.redirect_stdout(io.StringIO()):
-        dispatch.run_generation(cfg, "bench", Path(tmp), 0, members[:2], ref, len(images))  # warm the workers
+        loop.run_generation(cfg, "bench", Path(tmp), 0, members[:2], ref, len(images))  # warm the workers
         start = time.perf_counter()
-        df = pd.DataFrame(t.row for t in dispatch.run_generation(cfg, "bench", Path(tmp), 0, members, ref, len(images)))
+        df = pd.DataFrame(t.row for t in loop.run_generation(cfg, "bench", Path(tmp), 0, members, ref, len(images)))
         wall = time.perf_counter() - start
     images_trained = (df.images_per_second * df.train_seconds).sum()
     return {"wall_s": wall, "images_per_second": images_trained / wall, "failed": int((df.status != "ok").sum()),

@@ -16,7 +16,7 @@ What a task pays besides its training steps, each measured on its own:
 against the training time of the first chromosome of the `demo` preset (measured) and of the `cifar10`
 preset (one step measured, times its 7,810 steps: 10 epochs of 50,000 images in batches of 64).
 
-And what the object store holds when a generation's last task is in (at dispatch.log_generation): one
+And what the object store holds when a generation's last task is in (at outputs.write_generation): one
 generation of 20 `demo` chromosomes, train.keep best (the driver holds the weights of the best so far only)
 interleaved with train.keep all (every member's, all written).
 
@@ -44,7 +44,7 @@ from ray._private.internal_api import memory_summary
 
 from neuroevo import config
 from neuroevo.evolve import population
-from neuroevo.execution import dispatch, task
+from neuroevo.execution import loop, outputs, task
 from neuroevo.train import checkpoint, data, fastpath, trainer
 from neuroevo.train.model import build
 
@@ -82,7 +82,7 @@ def held_at_generation_end(cfg: config.RunConfig, images: np.ndarray, reps: int)
     """One generation of POPULATION, train.keep best and all interleaved: the weights objects the driver still
     references, and the object store's use, when the generation's tasks are all in."""
     held: list[dict] = []
-    log = dispatch.log_generation
+    log = outputs.write_generation
 
     def measured_log(run_cfg, run_dir, generation, trained, cap):
         weights = [t.weights for t in trained if t.weights is not None]
@@ -91,9 +91,9 @@ def held_at_generation_end(cfg: config.RunConfig, images: np.ndarray, reps: int)
         held.append({"keep": run_cfg.train.keep, "weights": len(weights),
                      "weights_mb": sum(len(w) for w in ray.get(weights)) / 1e6,
                      "store_mib": int(store.group(1)), "store_objects": int(store.group(2))})
-        log(run_cfg, run_dir, generation, trained, cap)
+        return log(run_cfg, run_dir, generation, trained, cap)
 
-    dispatch.log_generation = measured_log
+    outputs.write_generation = measured_log
     common.start_ray(num_cpus=2)
     ref = ray.put(images)
     try:
@@ -102,10 +102,10 @@ def held_at_generation_end(cfg: config.RunConfig, images: np.ndarray, reps: int)
                 run_cfg = replace(cfg, train=replace(cfg.train, keep=keep, epochs=1, steps_per_epoch=2),
                                   evolve=replace(cfg.evolve, population=POPULATION, generations=1))
                 with tempfile.TemporaryDirectory() as tmp:
-                    dispatch.run_generation(run_cfg, "bench", Path(tmp), 0,
+                    loop.run_generation(run_cfg, "bench", Path(tmp), 0,
                                             population.initial_population(run_cfg), ref, len(images))
     finally:
-        dispatch.log_generation = log
+        outputs.write_generation = log
         ray.shutdown()
     return held
 

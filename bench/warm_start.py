@@ -34,7 +34,7 @@ def child(warm: bool, steps: int | None, out_dir: str) -> None:
     """One cold run in this process; prints its figures as one JSON line."""
     start = time.perf_counter()
     from neuroevo import api
-    from neuroevo.execution import dispatch, experiment
+    from neuroevo.execution import experiment, loop
 
     if warm:
         start_ray = experiment._init_ray
@@ -52,13 +52,13 @@ def child(warm: bool, steps: int | None, out_dir: str) -> None:
 
         experiment._init_ray = init_and_warm
     submitted = []
-    run_generation = dispatch.run_generation
+    run_generation = loop.run_generation
 
     def timed_generation(*args, **kwargs):
         submitted.append(datetime.now(timezone.utc))
         return run_generation(*args, **kwargs)
 
-    dispatch.run_generation = timed_generation
+    loop.run_generation = timed_generation
     printed = io.StringIO()
     with contextlib.redirect_stdout(printed):
         result = api.run("demo", {"evolve.generations": 1, "train.steps_per_epoch": steps}, out_dir=out_dir)

@@ -33,7 +33,7 @@ from ray._private import ray_constants
 from ray.cluster_utils import Cluster
 
 from neuroevo.evolve import population
-from neuroevo.execution import capacity, dispatch, task
+from neuroevo.execution import capacity, loop, task
 from neuroevo.store import logs
 from neuroevo.train import data, memory
 from tests.conftest import REPO, tiny_config, tiny_dict
@@ -336,7 +336,7 @@ def test_generation_with_memory_sized_gpu_shares_logs_node_and_gpu(cluster, tmp_
     assert all(s < 1 for s in shares)  # a tiny chromosome needs well under 4 GiB
 
     images = ray.put(data.load(cfg.data, cfg.seed).array)
-    df = pd.DataFrame(t.row for t in dispatch.run_generation(cfg, "r", tmp_path, 0, members, images))
+    df = pd.DataFrame(t.row for t in loop.run_generation(cfg, "r", tmp_path, 0, members, images))
     logged = logs.read_generations(tmp_path)
     assert len(logged) == 4 and (logged.status == "ok").all()
     assert all(len(ids) == 1 and ids[0] in ("0", "1") for ids in logged.gpu_ids)
@@ -371,7 +371,7 @@ def test_node_lost_mid_generation_loses_no_chromosome(cluster, tmp_path):
 
     images = ray.put(data.load(cfg.data, cfg.seed).array)
     with ThreadPoolExecutor(1) as pool:
-        generation = pool.submit(dispatch.run_generation, cfg, "r", tmp_path, 0, population.fresh_members(cfg, 0, 4),
+        generation = pool.submit(loop.run_generation, cfg, "r", tmp_path, 0, population.fresh_members(cfg, 0, 4),
                                  images)
         wait_until(lambda: running_tasks(doomed, "train-g0-") == 2, "two training tasks running on the third node")
         removed_at = datetime.now(timezone.utc)

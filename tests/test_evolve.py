@@ -117,7 +117,7 @@ def test_a_failing_task_is_logged_and_the_generation_goes_on(ray_local, tmp_path
     from dataclasses import replace
     broken = population.Member(replace(pop[0].chromosome, batch_size=10_000), 0, 0)
     images = data.load(cfg.data, cfg.seed).array
-    df = pd.DataFrame(t.row for t in dispatch.run_generation(cfg, "r", tmp_path, 0, (broken, *pop[1:]),
+    df = pd.DataFrame(t.row for t in loop.run_generation(cfg, "r", tmp_path, 0, (broken, *pop[1:]),
                                                           ray_local.put(images)))
     assert len(df) == 3
     row = df[df.chromosome_id == broken.chromosome.id].iloc[0]

@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from neuroevo.evolve import population
-from neuroevo.execution import dispatch, loop
+from neuroevo.execution import loop
 from neuroevo.store import logs, rundir
 from neuroevo.store.state import load as load_state
 from neuroevo.train import data
@@ -109,7 +109,7 @@ def _generation_with_a_killed_worker(ray, tmp_path, max_retries):
     victim = members[0].chromosome.id
     out = {}
     driver = threading.Thread(target=lambda: out.update(
-        df=pd.DataFrame(t.row for t in dispatch.run_generation(cfg, "r", tmp_path, 0, members, images))))
+        df=pd.DataFrame(t.row for t in loop.run_generation(cfg, "r", tmp_path, 0, members, images))))
     driver.start()
     _kill_when_running(f"train-g0-{victim}")
     driver.join(timeout=300)

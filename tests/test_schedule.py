@@ -17,7 +17,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from neuroevo import config
 from neuroevo.evolve import population
 from neuroevo.evolve.population import Member
-from neuroevo.execution import dispatch, loop
+from neuroevo.execution import dispatch, loop, outputs
 from neuroevo.space import registry
 from neuroevo.space.chromosome import Chromosome
 from neuroevo.store import logs, rundir
@@ -92,7 +92,7 @@ def test_tasks_start_in_dispatch_order(ray_local, tmp_path, order):
                       resources={"num_cpus": 2})
     members = population.fresh_members(cfg, 0, 5)
     images = data.load(cfg.data, cfg.seed).array
-    df = pd.DataFrame(t.row for t in dispatch.run_generation(cfg, "r", tmp_path, 0, members, ray_local.put(images),
+    df = pd.DataFrame(t.row for t in loop.run_generation(cfg, "r", tmp_path, 0, members, ray_local.put(images),
                                                           len(images)))
     started = df.sort_values("started_at").chromosome_id.tolist()
     if order == "fifo":
@@ -157,10 +157,11 @@ def test_early_starts_that_selection_did_not_choose_are_discarded(ray_local, tmp
     cfg = tiny_config(evolve={"population": 4, "generations": 2, "mode": "steady_state"})
     images = data.load(cfg.data, cfg.seed).array
     runner = dispatch.SteadyState(cfg, "r", tmp_path, ray_local.put(images), len(images))
-    runner.run_generation(0, population.fresh_members(cfg, 0, 4))  # the second slot starts generation 1 early
+    loop.run_generation(cfg, "r", tmp_path, 0, population.fresh_members(cfg, 0, 4), runner.images_ref,
+                        runner=runner)  # the second slot starts generation 1 early
     assert runner.started.get(1)
     other = tuple(Member(m.chromosome, 1, 0) for m in population.fresh_members(replace(cfg, seed=99), 1, 4))
-    df = pd.DataFrame(t.row for t in runner.run_generation(1, other))
+    df = pd.DataFrame(t.row for t in loop.run_generation(cfg, "r", tmp_path, 1, other, runner.images_ref, runner=runner))
     assert sorted(df.chromosome_id) == sorted(m.chromosome.id for m in other)
     assert "started early are not in generation 1" in capsys.readouterr().err
     assert not runner.running and not runner.queued
@@ -237,11 +238,11 @@ def test_v2_step_flops_equal_torchs_flop_count_of_a_real_step():
 
 
 def _weights_held(monkeypatch) -> tuple[dict, list]:
-    """Watch a run: the ids of each generation's weights objects (as submitted), and at each log_generation, how
+    """Watch a run: the ids of each generation's weights objects (as submitted), and at each write_generation, how
     many of that generation's are still referenced in the driver (what keeps them in the object store)."""
     submitted: dict[int, list[bytes]] = {}
     held: list[int] = []
-    submit, log = dispatch._submit, dispatch.log_generation
+    submit, log = dispatch._submit, outputs.write_generation
 
     def watched_submit(cfg, run_dir, generation, *args, **kwargs):
         report_ref, task = submit(cfg, run_dir, generation, *args, **kwargs)
@@ -250,10 +251,10 @@ def _weights_held(monkeypatch) -> tuple[dict, list]:
 
     def watched_log(cfg, run_dir, generation, trained, cap):
         held.append(_referenced(submitted[generation]))
-        log(cfg, run_dir, generation, trained, cap)
+        return log(cfg, run_dir, generation, trained, cap)
 
     monkeypatch.setattr(dispatch, "_submit", watched_submit)
-    monkeypatch.setattr(dispatch, "log_generation", watched_log)
+    monkeypatch.setattr(outputs, "write_generation", watched_log)
     return submitted, held
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from neuroevo.evolve import population
-from neuroevo.execution import capacity, dispatch, task
+from neuroevo.execution import capacity, loop, task
 from neuroevo.train import data
 from tests.conftest import tiny_config
 
@@ -24,7 +24,7 @@ def ray4():
 def generation(ray, cfg, tmp_path) -> list:
     images = data.load(cfg.data, cfg.seed).array
     members = population.initial_population(cfg)
-    return [t.row for t in dispatch.run_generation(cfg, "r", tmp_path, 0, members, ray.put(images), len(images))]
+    return [t.row for t in loop.run_generation(cfg, "r", tmp_path, 0, members, ray.put(images), len(images))]
 
 
 def test_auto_cpus_train_as_the_number_they_resolve_to(ray4, tmp_path):

@@ -1,16 +1,12 @@
-"""The two ways a generation's tasks are dispatched, and what is kept of each finished task.
+"""Dispatching a generation's training tasks, two ways, and what is kept of each finished task.
 
-- Generational (run_generation): every member is submitted at once, longest first (evolve.dispatch), and the
+- Generational (train_generation): every member is submitted at once, longest first (evolve.dispatch), and the
   generation ends when its last task does.
 - SteadyState (evolve.mode steady_state): the same chromosomes, seeds and rows, but a task slot that frees up at
   a generation's end starts the next generation's chromosomes whose genes are already known.
 
-Both evaluate each finished task as it comes in (fitness.evaluate), for the line the progress display prints,
-and finish the generation when all its members are in (finish_generation): with quality.evaluate top_k the sample
-quality of the k fittest by the reference formula is measured (quality tasks) and they are evaluated again;
-fitness.kind pareto ranks the generation; then each member's log row is built from its final evaluation, and the
-Parquet file, the best's weights, chromosome and sample grid (drawn then, by a task, for the best alone), with
-evolve.keep_weights the elites' weights and with train.keep all every generator are written.
+Both evaluate each finished task as it comes in (fitness.evaluate), for the line the progress display prints. What
+follows once all of a generation's members are in (scoring.py, outputs.py) is the loop's (loop.py).
 
 Each task returns its weights file as an object of its own, which the driver holds only while it may still be
 written (Finished): the object store holds the weights of a generation's few contenders, not of all its members.
@@ -28,24 +24,21 @@ from typing import Any, Iterator, Mapping, Sequence, TypeVar
 
 import ray
 
-from neuroevo.config import RunConfig, elite_count, to_yaml
+from neuroevo.config import RunConfig, elite_count
 from neuroevo.evolve import fitness, ranking
 from neuroevo.evolve.fitness import Evaluation
 from neuroevo.evolve.population import (
     Evaluated,
     Member,
     early_members,
-    elites,
     run_losses,
     task_seed,
 )
-from neuroevo.execution import capacity, progress
+from neuroevo.execution import progress
 from neuroevo.execution.capacity import Capacity
 from neuroevo.execution.task import (
     has_room,
     outcome,
-    quality_task,
-    samples_task,
     task_resources,
     train_task,
 )
@@ -222,74 +215,16 @@ class Finished:
         self.contenders = [m for i, m in enumerate(self.contenders) if i not in out]
 
 
-def measure_top_k(cfg: RunConfig, trained: list[Trained], reference: ray.ObjectRef,
-                  cap: Capacity) -> list[Trained]:
-    """quality.evaluate top_k: the sample quality of the quality.top_k members fittest by the reference formula
-    (ties by id), each measured by a quality task on the saved generator; those members evaluated again."""
-    by_reference = dataclasses.replace(cfg.fitness, kind="reference")
-    screen = [_evaluation(dataclasses.replace(cfg, fitness=by_reference), t.report, t.failure, t.member, None)
-              for t in trained]
-    ok = [i for i in ranking.order([e.fitness for e in screen], chromosome_id=[t.member.chromosome.id for t in trained])
-          if screen[i].status == "ok"][:cfg.quality.top_k]
-    refs = {i: quality_task.options(name=f"quality-g{trained[i].generation}-{trained[i].member.chromosome.id}",
-                                    **task_resources(cfg, trained[i].member.chromosome, cap)).remote(
-        trained[i].weights, cfg.quality, reference, trained[i].seed) for i in ok}
-    measured = dict(zip(refs, ray.get(list(refs.values()))))
-    return [t.evaluate(cfg, measured[i]) if i in measured else t for i, t in enumerate(trained)]
-
-
-def finish_generation(cfg: RunConfig, run_dir: Path, generation: int, trained: list[Trained],
-                      reference: ray.ObjectRef | None, cap: Capacity) -> list[Trained]:
-    """A generation whose tasks are all in: measured (top_k), ranked (pareto) and logged; its final members, their
-    weights no longer held."""
-    if cfg.quality.evaluate == "top_k":
-        trained = measure_top_k(cfg, trained, reference, cap)
-    ranked = fitness.rank_generation([t.evaluation for t in trained], [t.quality for t in trained],
-                                     [t.params for t in trained], cfg.fitness)
-    trained = [dataclasses.replace(t, evaluation=e) for t, e in zip(trained, ranked)]
-    log_generation(cfg, run_dir, generation, trained, cap)
-    return [dataclasses.replace(t, weights=None) for t in trained]
-
-
-def log_generation(cfg: RunConfig, run_dir: Path, generation: int, trained: list[Trained], cap: Capacity) -> None:
-    """Write a trained generation's rows, the best's weights, samples and chromosome, with keep_weights the
-    weights the elites will start the next generation from (the elites population.elites will keep), and with
-    train.keep all every generator. The best's sample grid is drawn by a task (samples_task) meanwhile."""
-    best = trained[ranking.order([t.evaluation.fitness for t in trained],
-                                 chromosome_id=[t.member.chromosome.id for t in trained])[0]]
-    ok = best.evaluation.status == "ok"
-    grid = samples_task.options(name=f"samples-g{generation}-{best.member.chromosome.id}",
-                                **task_resources(cfg, best.member.chromosome, cap)).remote(
-        best.weights, cfg.train.sample_grid, best.seed) if ok else None
-    logs.write_generation(run_dir, generation, [t.row for t in trained], to_yaml(cfg))
-    by_member = {t.member: t for t in trained}
-    if ok:
-        rundir.write(rundir.best_weights(run_dir, generation), ray.get(best.weights))
-        rundir.write(rundir.best_samples(run_dir, generation), ray.get(grid))
-        rundir.write(rundir.best_chromosome(run_dir, generation), best.member.chromosome.to_json() + "\n")
-    if cfg.evolve.keep_weights:
-        for m in elites(cfg, [t.evaluated for t in trained]):
-            if by_member[m].evaluation.status == "ok":
-                rundir.write(rundir.weights_file(run_dir, generation + 1, m.chromosome.id),
-                             ray.get(by_member[m].weights))
-    if cfg.train.keep == "all":
-        for t in trained:
-            if t.evaluation.status == "ok":
-                rundir.write(rundir.generator_file(run_dir, generation, t.member.chromosome.id),
-                             ray.get(t.weights))
-
-
-def run_generation(cfg: RunConfig, run_id: str, run_dir: Path, generation: int, population: tuple[Member, ...],
-                   images_ref: ray.ObjectRef | data.Cache, n_images: int | None = None,
-                   reference: ray.ObjectRef | None = None) -> list[Trained]:
-    """Train every member (elites too, from fresh weights unless evolve.keep_weights) and log the generation;
-    returns the trained members in population order.
+def train_generation(cfg: RunConfig, run_id: str, run_dir: Path, generation: int, population: tuple[Member, ...],
+                     images_ref: ray.ObjectRef | data.Cache, cap: Capacity, n_images: int | None = None,
+                     reference: ray.ObjectRef | None = None) -> list[Trained]:
+    """Train every member (elites too, from fresh weights unless evolve.keep_weights); returns the trained members
+    in population order, each evaluated as its task came in.
 
     Every task is submitted at once, in cfg.evolve.dispatch order (n_images: the dataset's size, for the cost
-    estimate); Ray starts queued tasks in that order as workers free up. Always logs exactly one row per
-    member. On Ctrl-C nothing is written (the running tasks are left to Ray's shutdown).
+    estimate); Ray starts queued tasks in that order as workers free up. On Ctrl-C the running tasks are left to
+    Ray's shutdown (see loop.py).
     """
-    cap = capacity.read()
     pending = dict(_submit(cfg, run_dir, generation, m, images_ref, task_resources(cfg, m.chromosome, cap),
                            reference) for m in dispatch_order(cfg, population, n_images))
     done_here = Finished(kept_places(cfg))
@@ -298,14 +233,14 @@ def run_generation(cfg: RunConfig, run_id: str, run_dir: Path, generation: int, 
         for done in finished(pending):
             # no name bound to the task or its Trained: the weights ref must go when Finished drops it
             bar.task_done(done_here.add(_collect(cfg, run_id, done, pending.pop(done))).row)
-    finally:  # on Ctrl-C the running tasks are left to Ray's shutdown (see evolve.py)
+    finally:
         bar.close()
-    return finish_generation(cfg, run_dir, generation, [done_here.trained[m] for m in population], reference, cap)
+    return [done_here.trained[m] for m in population]
 
 
 @dataclass
 class Generational:
-    """run_generation for one run: every member of a generation submitted at once."""
+    """train_generation for one run: every member of a generation submitted at once."""
     cfg: RunConfig
     run_id: str
     run_dir: Path
@@ -313,9 +248,9 @@ class Generational:
     n_images: int | None = None
     reference: ray.ObjectRef | None = None  # the real images' quality.Reference, with quality.evaluate on
 
-    def run_generation(self, generation: int, population: tuple[Member, ...]) -> list[Trained]:
-        return run_generation(self.cfg, self.run_id, self.run_dir, generation, population, self.images_ref,
-                              self.n_images, self.reference)
+    def train(self, generation: int, population: tuple[Member, ...], cap: Capacity) -> list[Trained]:
+        return train_generation(self.cfg, self.run_id, self.run_dir, generation, population, self.images_ref, cap,
+                                self.n_images, self.reference)
 
 
 LOOKAHEAD = 2  # steady_state starts chromosomes at most this many generations past the one it is finishing
@@ -343,11 +278,10 @@ class SteadyState(Generational):
     horizon: int = -1  # the last generation whose known members are queued
     bars: dict[int, progress.GenerationBar] = field(default_factory=dict)
 
-    def run_generation(self, generation: int, population: tuple[Member, ...]) -> list[Trained]:
-        """Generation `generation`, whose population is now known: trained and logged as run_generation does."""
+    def train(self, generation: int, population: tuple[Member, ...], cap: Capacity) -> list[Trained]:
+        """Generation `generation`, whose population is now known: trained as train_generation trains it."""
         self._settle(generation, population)
         done_here = self._finished(generation)
-        cap = capacity.read()
         try:
             if len(done_here.trained) < len(population):
                 self._fill(generation, cap)
@@ -365,8 +299,7 @@ class SteadyState(Generational):
             raise
         self._bar(generation).close()
         del self.finished[generation], self.started[generation], self.bars[generation]
-        return finish_generation(self.cfg, self.run_dir, generation, [done_here.trained[m] for m in population],
-                                 self.reference, cap)
+        return [done_here.trained[m] for m in population]
 
     def _finished(self, generation: int) -> Finished:
         """Its finished members; every weights ref held until the generation is settled (_settle)."""

@@ -1,9 +1,10 @@
-"""The loop: train a generation, log it, select the next one, save the state; repeat.
+"""The loop: train a generation, score it, log it, select the next one, save the state; repeat.
 
 The driver holds the population and the run directory; it never touches a model, nor imports torch. Each
 training task (task.py) gets the images by reference (one ray.put per run, or the path of the data cache that
-it maps) and a seed derived from (run seed, generation, id). Who is in each generation is population.py's
-business; how the tasks are dispatched, dispatch.py's; where the files go, rundir.py's.
+it maps) and a seed derived from (run seed, generation, id). How the tasks are dispatched is dispatch.py's
+business; how a generation is scored, scoring.py's; what it leaves on disk, outputs.py's; who is in the next
+generation, evolve/population.py's.
 """
 
 from __future__ import annotations
@@ -17,9 +18,10 @@ import ray
 
 from neuroevo.config import RunConfig
 from neuroevo.evolve import population
-from neuroevo.execution import dispatch, progress
-from neuroevo.store import logs, tracking
-from neuroevo.store import resume
+from neuroevo.evolve.population import Member
+from neuroevo.execution import capacity, dispatch, outputs, progress, scoring
+from neuroevo.execution.dispatch import Trained
+from neuroevo.store import logs, resume, tracking
 from neuroevo.store import state as run_state
 from neuroevo.store.state import RunState
 from neuroevo.train import data
@@ -27,6 +29,18 @@ from neuroevo.train import data
 if TYPE_CHECKING:
     from neuroevo.execution.capacity import Capacity
     from neuroevo.train.quality import Reference
+
+
+def run_generation(cfg: RunConfig, run_id: str, run_dir: Path, generation: int, members: tuple[Member, ...],
+                   images_ref: ray.ObjectRef | data.Cache, n_images: int | None = None,
+                   reference: ray.ObjectRef | None = None, runner: dispatch.Generational | None = None) -> list[Trained]:
+    """One generation: every member trained (a Ray task each), scored and logged; the members in population order,
+    with their final evaluation and log row. `runner` dispatches the tasks (default: all at once)."""
+    runner = runner or dispatch.Generational(cfg, run_id, run_dir, images_ref, n_images, reference)
+    cap = capacity.read()
+    trained = runner.train(generation, members, cap)
+    scored = scoring.score(cfg, trained, reference, cap)
+    return outputs.write_generation(cfg, run_dir, generation, scored, cap)
 
 
 def evolve(cfg: RunConfig, run_id: str, run_dir: Path, images: np.ndarray | data.Cache,
@@ -47,8 +61,9 @@ def evolve(cfg: RunConfig, run_id: str, run_dir: Path, images: np.ndarray | data
     """
     images_ref = ray.put(images) if isinstance(images, np.ndarray) else images
     reference_ref = ray.put(reference) if reference is not None else None  # once, like the images
+    n_images = images.shape[0]
     runner = (dispatch.SteadyState if cfg.evolve.mode == "steady_state" else dispatch.Generational)(
-        cfg, run_id, run_dir, images_ref, images.shape[0], reference_ref)
+        cfg, run_id, run_dir, images_ref, n_images, reference_ref)
     with tracking.open_trackers(cfg, run_id, run_dir, min((*redo, state.completed)) if state else 0) as track:
         if state is None:
             state = RunState(population.initial_population(cfg), completed=0)
@@ -57,17 +72,18 @@ def evolve(cfg: RunConfig, run_id: str, run_dir: Path, images: np.ndarray | data
         if todo:
             first = redo[0] if redo else state.completed
             members = resume.logged_population(cfg, run_dir, first) if redo else state.population
-            progress.before_training(cfg, members, todo, images.shape[0], resumed=first > 0, cap=cap)
+            progress.before_training(cfg, members, todo, n_images, resumed=first > 0, cap=cap)
         for generation in redo:  # in order: a population drawn again needs the generation before logged whole
             members = resume.logged_population(cfg, run_dir, generation)
-            dispatch.run_generation(cfg, run_id, run_dir, generation, members, images_ref, images.shape[0],
-                                    reference_ref)
+            run_generation(cfg, run_id, run_dir, generation, members, images_ref, n_images, reference_ref)
         track.upto(state.completed)  # what the trackers lack of the logged generations, those trained again too
         summary = []
         for generation in range(state.completed, cfg.evolve.generations):
             start = time.perf_counter()
-            trained = runner.run_generation(generation, state.population)
-            state = state.advance(population.next_population(cfg, generation + 1, [t.evaluated for t in trained]))
+            trained = run_generation(cfg, run_id, run_dir, generation, state.population, images_ref, n_images,
+                                     reference_ref, runner)
+            selected = population.next_population(cfg, generation + 1, [t.evaluated for t in trained])
+            state = state.advance(selected)
             run_state.save(run_dir, state, cfg.seed)
             rows = [t.row for t in trained]
             summary.append(_summary(generation, rows, time.perf_counter() - start))

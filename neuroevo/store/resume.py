@@ -16,7 +16,12 @@ from neuroevo import config
 from neuroevo.config import RunConfig, flat
 from neuroevo.errors import ConfigError, InputError
 from neuroevo.evolve import fitness, population
-from neuroevo.evolve.population import Evaluated, Member, initial_population, next_population
+from neuroevo.evolve.population import (
+    Evaluated,
+    Member,
+    initial_population,
+    next_population,
+)
 from neuroevo.store import logs, rundir, state
 from neuroevo.train.results import Quality
 
