@@ -66,7 +66,7 @@ def main() -> None:
     def train_all(ms, threads: int) -> None:
         torch.set_num_threads(threads)
         for m in ms:
-            trainer.run(m.chromosome, images, base.train, 0, "cpu", base.data.flip)
+            trainer.train_and_save(m.chromosome, images, base.train, 0, "cpu", base.data.flip)
 
     runs = []
     for rep in range(reps):  # A

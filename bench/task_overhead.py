@@ -68,7 +68,7 @@ def attach(refs: list[ray.ObjectRef]) -> float:
 def build_seconds(ch, cfg: config.TrainConfig) -> float:
     start = time.perf_counter()
     G, D = build(ch)
-    fp = fastpath.plan(cfg, fastpath.CPU, 0)
+    fp = fastpath.switches(cfg, fastpath.CPU, 0)
     G, D = fastpath.place(G, torch.device("cpu"), fp), fastpath.place(D, torch.device("cpu"), fp)
     torch.optim.SGD(G.parameters(), lr=ch.g_lr, momentum=ch.g_momentum)
     torch.optim.SGD(D.parameters(), lr=ch.d_lr, momentum=ch.d_momentum)

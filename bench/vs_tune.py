@@ -69,7 +69,7 @@ def train_one(ch: Chromosome, images, cfg: config.RunConfig, seed: int, threads:
 
     torch.set_num_threads(threads)
     started = time.time()
-    result, _ = trainer.run(ch, images, cfg.train, seed, "cpu", cfg.data.flip)
+    result, _ = trainer.train_and_save(ch, images, cfg.train, seed, "cpu", cfg.data.flip)
     return {"chromosome_id": ch.id, "task_seed": seed, "d_loss": result.d_loss, "g_loss": result.g_loss,
             "status": result.status, "started": started, "finished": time.time(), "threads": threads}
 

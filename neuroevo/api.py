@@ -64,7 +64,7 @@ def run(config_or_preset: str | os.PathLike | None = None,
     main = threading.current_thread() is threading.main_thread()
     handlers = [signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)] if main else []
     try:
-        outcome = experiment.run(request, say=print if verbose else _silent)
+        outcome = experiment.execute(request, say=print if verbose else _silent)
     finally:
         for s, handler in zip((signal.SIGINT, signal.SIGTERM), handlers):
             signal.signal(s, handler)

@@ -174,7 +174,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     request = experiment.Request(args.config, tuple(args.overrides), args.resume, args.address, args.dashboard,
                                  args.connect_timeout, args.verbose, args.quiet)
     try:
-        outcome = experiment.run(request)
+        outcome = experiment.execute(request)
     except errors.Interrupted as e:
         return _interrupted(e)
     except errors.FileSystemFault as e:

@@ -7,7 +7,7 @@ import torch
 from neuroevo import config, errors
 from neuroevo.space import registry
 from neuroevo.train import data, fastpath, model, trainer
-from neuroevo.train.fastpath import Device, FastPath
+from neuroevo.train.fastpath import Device, FastPathSwitches
 from tests.conftest import tiny_config
 
 SWITCHES = ("bf16", "channels_last", "data_on_gpu", "cudnn_benchmark", "compile")
@@ -22,23 +22,23 @@ def _train_cfg(value: str, **others):
 
 @pytest.mark.parametrize("value", ["auto", "on", "off"])
 def test_the_cpu_gets_no_fast_path_whatever_the_switches(value):
-    assert fastpath.plan(_train_cfg(value), fastpath.CPU, data_bytes=1000) == FastPath()
+    assert fastpath.switches(_train_cfg(value), fastpath.CPU, data_bytes=1000) == FastPathSwitches()
     assert fastpath.probe("cpu") == fastpath.CPU
 
 
 def test_a_gpu_gets_what_it_supports():
     defaults = config.TrainConfig()
     cifar64 = 50_000 * 3 * 64 * 64  # 614 MB of uint8
-    assert fastpath.plan(defaults, AMPERE, cifar64) == FastPath(True, True, True, True, compile=False)
-    assert fastpath.plan(_train_cfg("auto"), AMPERE, cifar64).compile
-    assert fastpath.plan(_train_cfg("off"), AMPERE, cifar64) == FastPath()
+    assert fastpath.switches(defaults, AMPERE, cifar64) == FastPathSwitches(True, True, True, True, compile=False)
+    assert fastpath.switches(_train_cfg("auto"), AMPERE, cifar64).compile
+    assert fastpath.switches(_train_cfg("off"), AMPERE, cifar64) == FastPathSwitches()
     # an older GPU: no native bf16 under auto, emulated bf16 only when asked for; no Triton, so no compile
-    assert fastpath.plan(_train_cfg("auto"), VOLTA, cifar64) == FastPath(False, True, True, True, False)
-    assert fastpath.plan(_train_cfg("on"), VOLTA, cifar64) == FastPath(True, True, True, True, False)
+    assert fastpath.switches(_train_cfg("auto"), VOLTA, cifar64) == FastPathSwitches(False, True, True, True, False)
+    assert fastpath.switches(_train_cfg("on"), VOLTA, cifar64) == FastPathSwitches(True, True, True, True, False)
     # images on the GPU: auto when they take a quarter of its free memory at most, on when they fit at all
-    assert not fastpath.plan(defaults, VOLTA, 5 * GIB).data_on_gpu
-    assert fastpath.plan(_train_cfg("on"), VOLTA, 5 * GIB).data_on_gpu
-    assert not fastpath.plan(_train_cfg("on"), VOLTA, 15 * GIB).data_on_gpu
+    assert not fastpath.switches(defaults, VOLTA, 5 * GIB).data_on_gpu
+    assert fastpath.switches(_train_cfg("on"), VOLTA, 5 * GIB).data_on_gpu
+    assert not fastpath.switches(_train_cfg("on"), VOLTA, 15 * GIB).data_on_gpu
 
 
 def test_switches_read_on_off_from_yaml_and_reject_anything_else():
@@ -102,8 +102,8 @@ def test_resident_batches_equal_host_batches(setup):
     images, _ = setup
     cpu = torch.device("cpu")
     order = torch.randperm(len(images), generator=torch.Generator().manual_seed(0))
-    host = list(trainer.Batches(images, cpu, FastPath()).epoch(order, 32))
-    resident = trainer.Batches(images, cpu, FastPath(data_on_gpu=True))
+    host = list(trainer.Batches(images, cpu, FastPathSwitches()).epoch(order, 32))
+    resident = trainer.Batches(images, cpu, FastPathSwitches(data_on_gpu=True))
     assert resident.resident is not None
     assert len(host) == len(images) // 32
     for a, b in zip(host, resident.epoch(order, 32)):
@@ -111,9 +111,9 @@ def test_resident_batches_equal_host_batches(setup):
 
 
 def test_channels_last_layout_and_placement():
-    fp = FastPath(channels_last=True)
+    fp = FastPathSwitches(channels_last=True)
     x = fp.layout(torch.zeros(2, 3, 8, 8))
     assert x.is_contiguous(memory_format=torch.channels_last)
     conv = fastpath.place(torch.nn.Conv2d(3, 4, 3), torch.device("cpu"), fp)
     assert conv.weight.is_contiguous(memory_format=torch.channels_last)
-    assert FastPath().layout(x) is x and fp.describe() == "channels_last" and FastPath().describe() == ""
+    assert FastPathSwitches().layout(x) is x and fp.describe() == "channels_last" and FastPathSwitches().describe() == ""

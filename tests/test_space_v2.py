@@ -377,7 +377,7 @@ def test_dcgan_trains_on_the_demo_images(one_thread):
     from neuroevo.train import data
     cfg = v2_config(train={"epochs": 2, "steps_per_epoch": 3})
     images = data.load(cfg.data, 0).array
-    result, art = trainer.run(v2.dcgan(12, 3, batch_size=32, width=8), images, cfg.train, seed=0)
+    result, art = trainer.train_and_save(v2.dcgan(12, 3, batch_size=32, width=8), images, cfg.train, seed=0)
     assert result.status == "ok" and len(result.d_losses) == 2 and art is not None
 
 

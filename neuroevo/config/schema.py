@@ -76,7 +76,7 @@ def _space_name(v: Any) -> str:
     return v.get("name", registry.DEFAULT) if isinstance(v, dict) else getattr(v, "name", registry.DEFAULT)
 
 
-# `space.name` picks the space's own section; without it a space is seed-v1, as before v2 existed.
+# `space.name` picks the space's own section; without it a space is seed-v1, the reference experiment's.
 SPACES = registry.SECTIONS
 Space = Annotated[Union[tuple(Annotated[section, Tag(name)] for name, section in SPACES.items())],  # type: ignore[valid-type]
                   Discriminator(_space_name)]

@@ -2,7 +2,7 @@
 
 Everything that can be wrong with the input is found before Ray starts: the config, the run directory, the data, and
 whether the search space yields chromosomes under max_params; each raises InputError, whose message is the one line
-that `neuroevo run` prints. `neuroevo run` (cli.py) and `neuroevo.run` (api.py) both run through `run`.
+that `neuroevo run` prints. `neuroevo run` (cli.py) and `neuroevo.run` (api.py) both run through `execute`.
 """
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ class Prepared:
     reference: object | None  # quality.Reference of the images, with quality.evaluate on
 
 
-def run(request: Request, say: Callable[[str], None] = _say) -> Outcome:
+def execute(request: Request, say: Callable[[str], None] = _say) -> Outcome:
     """Check the input, then train every generation not yet logged, on the cluster joined or a private one.
 
     `say` takes the lines printed at start (the run, its resolved config, its data). Raises InputError (before Ray

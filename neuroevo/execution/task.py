@@ -62,7 +62,7 @@ def train_task(ch: Chromosome, images: np.ndarray | data.Cache, cfg: TrainConfig
     device = trainer.pick_device(len(gpu_ids))
     trainings, first = [], None  # (seed, result, quality) of each training
     for s in seeds(seed, count):
-        result, weights = trainer.run(ch, data.attach(images), cfg, s, device, flip, init_weights)
+        result, weights = trainer.train_and_save(ch, data.attach(images), cfg, s, device, flip, init_weights)
         ok = result.status == "ok"
         trainings.append((s, result, quality.measure_generator(weights, quality_cfg, reference, device, s)
                           if ok and reference is not None else None))

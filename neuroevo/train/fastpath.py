@@ -1,6 +1,6 @@
 """The GPU fast path: bf16 autocast, channels_last, images resident on the GPU, cuDNN benchmark, torch.compile.
 
-Each is a switch in TrainConfig: auto, on or off. plan() turns the switches and what the device offers into
+Each is a switch in TrainConfig: auto, on or off. switches() turns the switches and what the device offers into
 what one training uses. On the CPU every one is off whatever the switches say, so CPU training is the plain
 float32 loop, bit for bit, and never calls into CUDA.
 """
@@ -46,7 +46,7 @@ def probe(device: str) -> Device:
 
 
 @dataclass(frozen=True)
-class FastPath:
+class FastPathSwitches:
     """What one training uses. All off: the plain float32 loop."""
 
     bf16: bool = False
@@ -63,12 +63,12 @@ class FastPath:
         return " ".join(k for k, v in vars(self).items() if v)
 
 
-def plan(cfg: TrainConfig, dev: Device, data_bytes: int) -> FastPath:
+def switches(cfg: TrainConfig, dev: Device, data_bytes: int) -> FastPathSwitches:
     """The switches as this device can honour them: an `on` the device cannot do falls back to off."""
     if dev.kind != "cuda":
-        return FastPath()
+        return FastPathSwitches()
     share = {"auto": AUTO_DATA_SHARE, "on": ON_DATA_SHARE, "off": 0.0}[cfg.data_on_gpu]
-    return FastPath(
+    return FastPathSwitches(
         bf16=dev.bf16 if cfg.bf16 == "auto" else cfg.bf16 == "on" and dev.bf16_emulated,
         channels_last=cfg.channels_last != "off",
         data_on_gpu=0 < data_bytes <= share * dev.free_bytes,
@@ -77,14 +77,14 @@ def plan(cfg: TrainConfig, dev: Device, data_bytes: int) -> FastPath:
     )
 
 
-def place(module: nn.Module, dev: torch.device, fp: FastPath) -> nn.Module:
+def place(module: nn.Module, dev: torch.device, fp: FastPathSwitches) -> nn.Module:
     """The module on the device, in the planned memory layout; sets cuDNN's benchmark mode for a CUDA device."""
     if dev.type == "cuda":
         torch.backends.cudnn.benchmark = fp.cudnn_benchmark  # a worker's next task sets it again
     return module.to(dev, memory_format=torch.channels_last) if fp.channels_last else module.to(dev)
 
 
-def forward(module: nn.Module, fp: FastPath, compile: bool | None = None) -> Callable:
+def forward(module: nn.Module, fp: FastPathSwitches, compile: bool | None = None) -> Callable:
     """The module as the training step calls it, every call: compiled and in bf16 autocast as planned, with float32
     outputs (a tensor, or a tuple of them such as D's features and score), so that the losses are computed in
     float32. Without either, the module itself. `compile` overrides the plan (off for a D whose loss needs a

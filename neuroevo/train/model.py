@@ -119,9 +119,9 @@ def build_generator(ch: Chromosome) -> Generator:
 
 
 def load_state(module: nn.Module, state: dict[str, torch.Tensor]) -> None:
-    """Load weights saved from a network of the same plan. Files whose networks named their modules otherwise (the
-    seed-v1 networks of neuroevo 0.1 were one nn.Sequential) hold the same tensors in the same order and shapes,
-    so they are matched by position."""
+    """Load weights saved from a network of the same plan. Files whose networks named their modules otherwise (seed-v1
+    networks saved as one nn.Sequential) hold the same tensors in the same order and shapes, so they are matched by
+    position."""
     own = module.state_dict()
     if state.keys() != own.keys() and len(state) == len(own) and all(
             a.shape == b.shape for a, b in zip(state.values(), own.values())):

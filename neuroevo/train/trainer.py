@@ -44,7 +44,7 @@ def optimiser(genes: Optimiser, module: torch.nn.Module) -> tuple[torch.optim.Op
 class Batches:
     """The training images where the step reads them: host memory, or resident on the GPU as uint8."""
 
-    def __init__(self, images: np.ndarray, dev: torch.device, fp: fastpath.FastPath):
+    def __init__(self, images: np.ndarray, dev: torch.device, fp: fastpath.FastPathSwitches):
         self.images, self.dev, self.fp = images, dev, fp
         self.resident = torch.tensor(images, device=dev) if fp.data_on_gpu else None  # a copy: images is read-only
 
@@ -85,7 +85,7 @@ def train(ch: Chromosome, images: np.ndarray, cfg: TrainConfig, seed: int, devic
     flips = torch.Generator().manual_seed(seed + 1)  # its own stream: flipping leaves the batch order alone
     dev = torch.device(device)
     gpu = fastpath.probe(device)
-    fp = fastpath.plan(cfg, gpu, images.nbytes)
+    fp = fastpath.switches(cfg, gpu, images.nbytes)
     G, D = build(ch)
     if init_weights is not None:
         load_weights(G, D, init_weights)
@@ -176,7 +176,7 @@ def train(ch: Chromosome, images: np.ndarray, cfg: TrainConfig, seed: int, devic
     return result, G, D
 
 
-def _describe(dev: torch.device, gpu: fastpath.Device, fp: fastpath.FastPath,
+def _describe(dev: torch.device, gpu: fastpath.Device, fp: fastpath.FastPathSwitches,
               compile_seconds: float | None) -> str:
     if dev.type == "cpu":
         return "cpu"
@@ -184,9 +184,9 @@ def _describe(dev: torch.device, gpu: fastpath.Device, fp: fastpath.FastPath,
     return f"{dev} ({gpu.name}; {used or 'float32'})"
 
 
-def run(ch: Chromosome, images: np.ndarray, cfg: TrainConfig, seed: int, device: str = "cpu", flip: bool = False,
-        init_weights: bytes | None = None) -> tuple[TrainResult, bytes | None]:
-    """train(), then the weights (weights()) of a chromosome that trained to the end.
+def train_and_save(ch: Chromosome, images: np.ndarray, cfg: TrainConfig, seed: int, device: str = "cpu",
+                   flip: bool = False, init_weights: bytes | None = None) -> tuple[TrainResult, bytes | None]:
+    """train(), then the weights file (checkpoint.weights) of a chromosome that trained to the end.
 
     Running out of GPU memory is a property of the chromosome, not a crash: it becomes status "oom" and the
     GPU is left clean for the next task. Any other exception propagates to the caller.
