@@ -95,6 +95,14 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0, help="noise seed (default: 0)")
     s.add_argument("--out", required=True, help="image file to write, e.g. grid.png")
 
+    ex = sub.add_parser("export", help="write a saved generator as TorchScript and safetensors, for use without neuroevo")
+    ex.add_argument("run_dir", metavar="RUN_DIR", help=f"a run's directory, {RUN_DIR}")
+    ex.add_argument("--generation", type=int, help="whose generator (default: the run's best chromosome's)")
+    ex.add_argument("--chromosome", metavar="ID",
+                    help="a chromosome of that generation other than its best (needs train.keep: all)")
+    ex.add_argument("--out", required=True, metavar="DIR",
+                    help="folder to write generator.pt, generator.safetensors and generator.json into")
+
     sc = sub.add_parser("score", help="FID and KID of a saved generator against the run's images or a folder")
     sc.add_argument("run_dir", metavar="RUN_DIR", help=f"a run's directory, {RUN_DIR}")
     sc.add_argument("--generation", type=int, help="whose generator (default: the run's best chromosome's)")
@@ -256,11 +264,47 @@ def cmd_sample(args: argparse.Namespace) -> int:
     return 0
 
 
+def saved_generator(run_dir: str, generation: int | None, chromosome: str | None) -> tuple[Path, int]:
+    """The weights file of a generation's best (default: the run's best chromosome's generation), or of another of
+    its chromosomes where the run kept every generator (train.keep: all)."""
+    from neuroevo import api
+
+    generation = generation if generation is not None else int(api.best_of(run_dir)[1].generation)
+    if chromosome:
+        weights = rundir.generator_file(run_dir, generation, chromosome)
+        best = rundir.best_chromosome(run_dir, generation)
+        if not weights.is_file() and best.is_file() and registry.from_json(best.read_text()).id == chromosome:
+            weights = rundir.best_weights(run_dir, generation)
+        if not weights.is_file():
+            raise InputError(f"--chromosome: {weights} does not exist; only each generation's best is saved unless "
+                             f"the run had train.keep: all")
+        return weights, generation
+    weights = rundir.best_weights(run_dir, generation)
+    if not weights.is_file():
+        kept = rundir.best_generations(run_dir)
+        raise InputError(f"--generation: {weights} does not exist (saved: {', '.join(map(str, kept)) or 'none'})")
+    return weights, generation
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    """A saved generator as files that need nothing of neuroevo: TorchScript, safetensors weights, its genes."""
+    from neuroevo.analysis import export
+    from neuroevo.train.checkpoint import WeightsError
+
+    weights, _ = saved_generator(args.run_dir, args.generation, args.chromosome)
+    try:
+        written = export.export(weights, Path(args.out))
+    except WeightsError as e:
+        raise InputError(str(e)) from None
+    for path in written:
+        print(path)
+    return 0
+
+
 def cmd_score(args: argparse.Namespace) -> int:
     """FID and KID of a saved generator; no Ray, on this machine's GPU if it has one."""
     import dataclasses
 
-    from neuroevo import api
     from neuroevo.store import resume
     from neuroevo.train import quality
     from neuroevo.train.checkpoint import WeightsError, load_generator
@@ -269,20 +313,7 @@ def cmd_score(args: argparse.Namespace) -> int:
     if not saved.is_file() and not rundir.generations_dir(args.run_dir).is_dir():
         raise InputError(f"{saved}: not found; is {args.run_dir} a neuroevo run directory?")
     cfg = resume.saved_config(Path(args.run_dir), restore=False)
-    generation = args.generation if args.generation is not None else int(api.best_of(args.run_dir)[1].generation)
-    if args.chromosome:
-        weights = rundir.generator_file(args.run_dir, generation, args.chromosome)
-        if not weights.is_file() and rundir.best_chromosome(args.run_dir, generation).is_file() and \
-                registry.from_json(rundir.best_chromosome(args.run_dir, generation).read_text()).id == args.chromosome:
-            weights = rundir.best_weights(args.run_dir, generation)
-        if not weights.is_file():
-            raise InputError(f"--chromosome: {weights} does not exist; only each generation's best is saved unless "
-                             f"the run had train.keep: all")
-    else:
-        weights = rundir.best_weights(args.run_dir, generation)
-        if not weights.is_file():
-            kept = rundir.best_generations(args.run_dir)
-            raise InputError(f"--generation: {weights} does not exist (saved: {', '.join(map(str, kept)) or 'none'})")
+    weights, generation = saved_generator(args.run_dir, args.generation, args.chromosome)
     try:  # a file that is no generator's weights stops here, before the reference statistics
         load_generator(weights)
     except WeightsError as e:
@@ -330,7 +361,7 @@ def _bad_input() -> tuple[type[Exception], ...]:
 
 
 COMMANDS = {"run": cmd_run, "prepare": cmd_prepare, "query": cmd_query, "best": cmd_best, "report": cmd_report,
-            "sample": cmd_sample, "score": cmd_score, "ls": cmd_ls}
+            "sample": cmd_sample, "score": cmd_score, "export": cmd_export, "ls": cmd_ls}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -8,10 +8,9 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from neuroevo import config
-from neuroevo.space import registry
+from neuroevo.space import registry, v2
 from neuroevo.space.chromosome import Chromosome
 from neuroevo.space.layer_plan import Layer, LayerPlan
-from neuroevo.space.registry import v2
 from neuroevo.store import logs
 from neuroevo.train import flops, memory
 from neuroevo.train.model import build, noise

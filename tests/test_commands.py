@@ -30,9 +30,8 @@ from PIL import Image
 
 from neuroevo import config
 from neuroevo.analysis import report
-from neuroevo.space import registry
+from neuroevo.space import registry, v2
 from neuroevo.space.chromosome import Chromosome
-from neuroevo.space.registry import v2
 from neuroevo.train import model
 from tests.conftest import (
     GRID_FILES,
@@ -292,6 +291,37 @@ def test_sample_draws_the_best_generators_grid_again(run, history, tmp_path):
         row = history[(history.generation == g) & (history.chromosome_id == cid)].iloc[0]
         report.sample(best / "weights.pt", N_SAMPLES, int(row.task_seed), tmp_path / f"g{g}.png")
         assert_same_pixels(read_png(tmp_path / f"g{g}.png"), read_png(best / "samples.png"), f"generation {g}'s best")
+
+
+def test_export_writes_a_generator_that_draws_the_same_images_without_neuroevo(run, history, tmp_path):
+    """The exported TorchScript file, loaded where neuroevo cannot be imported, draws from the same noise the images
+    `sample` draws; the safetensors file holds the same weights."""
+    from safetensors.torch import load_file
+
+    family, run_dir = run
+    top = fittest(history)
+    out = tmp_path / "export"
+    p = neuroevo("export", run_dir, "--out", out)
+    assert p.returncode == 0 and "Traceback" not in p.stderr, no_traceback(p)
+    assert sorted(f.name for f in out.iterdir()) == ["generator.json", "generator.pt", "generator.safetensors"]
+    meta = json.loads((out / "generator.json").read_text())
+    assert meta["chromosome_id"] == top.chromosome_id and meta["image_shape"] == [3, SIDE, SIDE]
+    code = ("import json, sys, torch\n"
+            "sys.modules['neuroevo'] = None  # any import of neuroevo fails from here on\n"
+            "G = torch.jit.load(sys.argv[1] + '/generator.pt')\n"
+            "shape = json.load(open(sys.argv[1] + '/generator.json'))['noise_shape']\n"
+            "z = torch.randn(int(sys.argv[2]), *shape, generator=torch.Generator().manual_seed(int(sys.argv[3])))\n"
+            "with torch.no_grad():\n"
+            "    torch.save(G(z), sys.argv[1] + '/images.pt')\n")
+    q = subprocess.run([sys.executable, "-c", code, str(out), str(N_SAMPLES), str(top.task_seed)], cwd=tmp_path,
+                       capture_output=True, text=True)
+    assert q.returncode == 0, q.stderr
+    weights = report.best_dir(run_dir, int(top.generation)) / "weights.pt"
+    _, expected = report.draw(weights, N_SAMPLES, int(top.task_seed))
+    torch.testing.assert_close(torch.load(out / "images.pt"), expected, rtol=0, atol=1e-6)
+    saved = torch.load(weights, weights_only=True)["generator"]
+    exported = load_file(out / "generator.safetensors")
+    assert exported.keys() == saved.keys() and all(torch.equal(exported[k], saved[k]) for k in saved)
 
 
 def test_query_json_rows_equal_pandas(run, history):

@@ -5,8 +5,7 @@ import pytest
 import torch
 
 from neuroevo import config
-from neuroevo.space import registry
-from neuroevo.space.registry import seed_v1
+from neuroevo.space import registry, seed_v1
 from neuroevo.space.seed_v1 import SeedV1Chromosome as Chromosome
 from neuroevo.train.model import build, count_params, noise
 from tests.conftest import tiny_config

@@ -15,8 +15,7 @@ import torch
 import torchvision.utils as vutils
 
 from neuroevo.analysis import report
-from neuroevo.space import registry
-from neuroevo.space.registry import v2
+from neuroevo.space import registry, v2
 from neuroevo.store import rundir
 from neuroevo.train import checkpoint, model
 from tests.conftest import neuroevo

@@ -95,7 +95,7 @@ def test_memory_sized_shares_of_v2_and_dcgan_chromosomes_train_on_logical_gpus(r
 
     from neuroevo.evolve import population
     from neuroevo.execution import loop, task
-    from neuroevo.space.registry import v2
+    from neuroevo.space import v2
     from neuroevo.store import logs
     from neuroevo.train import data
 

@@ -15,8 +15,7 @@ from neuroevo import config
 from neuroevo.evolve import population, selection
 from neuroevo.evolve.fitness import Evaluation
 from neuroevo.execution import loop
-from neuroevo.space import registry, variation
-from neuroevo.space.registry import v2
+from neuroevo.space import registry, v2, variation
 from neuroevo.space.v2 import V2Chromosome
 from neuroevo.store import logs, rundir
 from neuroevo.store.state import drawn

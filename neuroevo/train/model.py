@@ -74,7 +74,7 @@ class Generator(nn.Module):
         """z: N x noise (C x H x W) -> N x image, in the range of the output layer's activation."""
         if len(self.fc):
             h = self.fc(z.flatten(1))  # N x units
-            z = h.view(*h.shape, 1, 1)  # N x units x 1 x 1
+            z = h[:, :, None, None]  # N x units x 1 x 1
         return self.convs(z)
 
 
