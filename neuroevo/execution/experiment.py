@@ -74,15 +74,16 @@ def execute(request: Request, say: Callable[[str], None] = _say) -> Outcome:
     # A resumed run is locked before anything is written to it (a config.yaml restored from its logs, a repaired
     # state.json): a second driver started on a live run is refused having changed nothing.
     resumed = Path(request.resume) if request.resume else None
-    held = resumed is not None and rundir.is_run_dir(resumed)
+    held = resumed is not None and rundir.has_logged(resumed)
     try:
         with rundir.claim(resumed, new=False) if held else contextlib.nullcontext():
-            return _run(request, say)
+            return _run(request, say, held)
     except rundir.ClaimError as e:
         raise InputError(str(e)) from None
 
 
-def _run(request: Request, say: Callable[[str], None]) -> Outcome:
+def _run(request: Request, say: Callable[[str], None], held: bool) -> Outcome:
+    """execute, with the run's lock already `held` or taken once Ray is up."""
     try:
         p = _prepare(request, say)
     except KeyboardInterrupt as e:
@@ -111,7 +112,7 @@ def _run(request: Request, say: Callable[[str], None]) -> Outcome:
         cap = capacity.read()  # the start-up's: the request line and the estimate
         say(task.describe_request(cfg, cap))
 
-        with rundir.claim(run_dir, new=True) if not request.resume else contextlib.nullcontext():
+        with contextlib.nullcontext() if held else rundir.claim(run_dir, new=not request.resume):
             cluster.keep_log(rundir.ray_log(run_dir))
             _write_run_files(p, shared, bool(request.resume))
             with progress.quiet(request.quiet):

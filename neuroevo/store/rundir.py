@@ -148,9 +148,9 @@ def discarded_dir(run_dir: str | Path) -> Path:
     return Path(run_dir) / "discarded"
 
 
-def is_run_dir(path: str | Path) -> bool:
-    """Whether `path` holds a run (its config, its state or its logs), so that it may be locked and resumed."""
-    return config_file(path).exists() or state_file(path).exists() or generations_dir(path).is_dir()
+def has_logged(path: str | Path) -> bool:
+    """Whether `path` holds a run that has saved a state or logs: what a resume may repair, so locks first."""
+    return state_file(path).exists() or generations_dir(path).is_dir()
 
 
 @contextmanager
