@@ -1,8 +1,10 @@
-"""`neuroevo run | prepare | query | ls | best | report | sample | score`: the arguments, what they print, exit codes.
+"""`neuroevo run | prepare | query | ls | best | report | sample | score | migrate`: the arguments, what they print,
+exit codes.
 
 Bad input (errors.InputError: a config, data, search space or run directory that is wrong, found before Ray
 starts), a query DuckDB cannot run and a file-system fault print one line and exit with code 2; Ctrl-C exits with
-130, SIGTERM with 143; a run in which no chromosome trained exits with 1.
+130, SIGTERM with 143; a run in which no chromosome trained exits with 1, as does `migrate --check` of a run that
+migrate would change.
 """
 
 from __future__ import annotations
@@ -112,6 +114,18 @@ def _parser() -> argparse.ArgumentParser:
     sc.add_argument("--against", metavar="FOLDER",
                     help="real images to compare with, root/<class>/<image> (default: the run's training images)")
     sc.add_argument("--seed", type=int, default=0, help="noise seed (default: 0)")
+
+    m = sub.add_parser("migrate", help="upgrade a run directory of an older neuroevo to the current formats, in place",
+                       description="Upgrade RUN_DIR in place: state.json to format 2, each generation's log to "
+                                   "generations/NNNN/part-0.parquet of schema_version 4, and the config keys added "
+                                   "since written out into config.yaml with the values the run ran with. The run "
+                                   "resumes, reads and reports as before. Each file is replaced atomically; a migrate "
+                                   "stopped half-way leaves a run that reads, and running it again finishes it.",
+                       epilog="exit codes: 0 the run is current (or now is); 1 --check: migrate would change it; 2 bad "
+                              "input (no run directory, a damaged file) or a driver is training the run")
+    m.add_argument("run_dir", metavar="RUN_DIR", help=f"a run's directory, {RUN_DIR}")
+    m.add_argument("--check", action="store_true",
+                   help="only say what would change, writing nothing (and taking no lock)")
     return p
 
 
@@ -353,6 +367,25 @@ def cmd_ls(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_migrate(args: argparse.Namespace) -> int:
+    from neuroevo.store import logs, migrate, state
+
+    run_dir = Path(args.run_dir)
+    try:
+        plan = migrate.plan(run_dir) if args.check else migrate.migrate(run_dir)
+    except KeyboardInterrupt:
+        print(f"\ninterrupted: {run_dir} reads as it is; run the same command again to finish", file=sys.stderr)
+        return 130
+    if plan.current:
+        print(f"{run_dir}: already current (state.json format {state.FORMAT}, logs schema_version "
+              f"{logs.SCHEMA_VERSION}, config.yaml complete); nothing to do")
+        return 0
+    print(f"{run_dir}: {'would change' if args.check else 'migrated'}:")
+    for line in migrate.describe(plan):
+        print(f"  {line}")
+    return 1 if args.check else 0
+
+
 def _bad_input() -> tuple[type[Exception], ...]:
     """What the commands raise for bad input. query.QueryError only where the command loaded neuroevo.analysis.query: it
     loads DuckDB and pandas, which the other commands do without (evaluated once a command has raised)."""
@@ -361,7 +394,7 @@ def _bad_input() -> tuple[type[Exception], ...]:
 
 
 COMMANDS = {"run": cmd_run, "prepare": cmd_prepare, "query": cmd_query, "best": cmd_best, "report": cmd_report,
-            "sample": cmd_sample, "score": cmd_score, "export": cmd_export, "ls": cmd_ls}
+            "sample": cmd_sample, "score": cmd_score, "export": cmd_export, "ls": cmd_ls, "migrate": cmd_migrate}
 
 
 def main(argv: list[str] | None = None) -> int:

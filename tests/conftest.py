@@ -106,22 +106,37 @@ def plain(*run_dirs) -> pd.DataFrame:
     return df.assign(generation=df["generation"].astype(int))
 
 
-def old_layout(run_dir: Path) -> None:
-    """Turn a run's logs into what neuroevo wrote before schema 4: folders generation=NNNN, files without
-    `generation`, schema_version 3 (metadata, the config's copy among it, kept)."""
+def old_layout(run_dir: Path, version: int = 3) -> None:
+    """Turn a run's logs into what neuroevo wrote before schema 4: folders generation=NNNN, files of schema_version
+    `version` (4: as such a run logs a generation on resume), without `generation` and the other columns later
+    versions added (metadata, the config's copy among it, kept)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     from neuroevo.store import logs, rundir
 
+    later = sorted({"generation", *(name for v, names in logs.ADDED.items() if v > version for name in names)})
     for g in rundir.logged_generations(run_dir):
         new = rundir.generations_dir(run_dir) / f"{g:04d}"
-        table = pq.read_table(new / "part-0.parquet").drop_columns(["generation"])
-        table = table.set_column(0, "schema_version", pa.array([3] * len(table), pa.int16()))
+        table = pq.read_table(new / "part-0.parquet").drop_columns(later)
+        table = table.set_column(0, "schema_version", pa.array([version] * len(table), pa.int16()))
         old = new.with_name(f"generation={g:04d}")
         new.rename(old)
-        pq.write_table(table.replace_schema_metadata({**table.schema.metadata, logs.VERSION_KEY: b"3"}),
-                       old / "part-0.parquet")
+        metadata = {**table.schema.metadata, logs.VERSION_KEY: str(version).encode()}
+        pq.write_table(table.replace_schema_metadata(metadata), old / "part-0.parquet")
+
+
+def old_state(run_dir: Path, completed: int, lineage: bool) -> dict:
+    """The state file neuroevo wrote before format 2, of the run's populations 0..completed (from its rows); without
+    parents and operators (lineage False) as written before those were recorded."""
+    from neuroevo.space.registry import from_json
+    from neuroevo.store import logs
+
+    keys = ("chromosome", "born_generation", "resampled") + (("parents", "operator") if lineage else ())
+    pops = [logs.logged_members(run_dir, g) for g in range(completed + 1)]
+    return {"seed": 0, "completed": completed, "generations": [
+        {"generation": g, "elite_ids": [from_json(m["chromosome"]).id for m in pop if m["born_generation"] < g],
+         "population": [{k: m[k] for k in keys} for m in pop]} for g, pop in enumerate(pops)]}
 
 
 class Page(HTMLParser):

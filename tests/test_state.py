@@ -15,10 +15,9 @@ import yaml
 from neuroevo.evolve import fitness, population
 from neuroevo.evolve.fitness import Evaluation
 from neuroevo.space import registry
-from neuroevo.space.registry import from_json
 from neuroevo.store import logs, resume, rundir, state
 from neuroevo.train.results import Quality
-from tests.conftest import neuroevo, tiny_config, tiny_dict
+from tests.conftest import neuroevo, old_state, tiny_config, tiny_dict
 
 N, GENERATIONS = 4, 3
 COLUMNS = ["generation", "chromosome_id", "chromosome", "born_generation", "parents", "operator", "task_seed",
@@ -85,16 +84,6 @@ def test_state_json_does_not_grow_with_the_generations(base):
     assert all(abs(size - sizes[0]) < 0.3 * sizes[0] for size in sizes.values()), sizes
 
 
-def _old_state(run_dir, completed, lineage):
-    """The state file neuroevo wrote before format 2, of the run's populations 0..completed (from its rows); without
-    parents and operators (lineage False) as written before those were recorded."""
-    keys = ("chromosome", "born_generation", "resampled") + (("parents", "operator") if lineage else ())
-    pops = [logs.logged_members(run_dir, g) for g in range(completed + 1)]
-    return {"seed": 0, "completed": completed, "generations": [
-        {"generation": g, "elite_ids": [from_json(m["chromosome"]).id for m in pop if m["born_generation"] < g],
-         "population": [{k: m[k] for k in keys} for m in pop]} for g, pop in enumerate(pops)]}
-
-
 def test_a_state_file_of_the_older_format_resumes_to_the_same_rows(base, tmp_path):
     """Stopped after two generations under the older format, and generations 0 and 1 damaged: --resume trains them
     again (0 drawn from the seed, 1 from 0's new rows) and the third from the state file, as the uninterrupted run
@@ -102,10 +91,10 @@ def test_a_state_file_of_the_older_format_resumes_to_the_same_rows(base, tmp_pat
     parents and operators were recorded) with the reference's: the same, for evolve.strategy random."""
     run_dir = tmp_path / "old"
     shutil.copytree(base[0], run_dir)
-    rundir.state_file(run_dir).write_text(json.dumps(_old_state(run_dir, 2, lineage=True)))
+    rundir.state_file(run_dir).write_text(json.dumps(old_state(run_dir, 2, lineage=True)))
     with_lineage = state.load(run_dir)
     assert with_lineage == state.RunState(resume.logged_population(tiny_config(evolve={"population": N}), run_dir, 2), 2)
-    rundir.state_file(run_dir).write_text(json.dumps(_old_state(run_dir, 2, lineage=False)))
+    rundir.state_file(run_dir).write_text(json.dumps(old_state(run_dir, 2, lineage=False)))
     assert state.load(run_dir) == with_lineage
     for g in (0, 1):  # cut short, as a crash mid-copy leaves a file
         part = rundir.generation_file(run_dir, g)

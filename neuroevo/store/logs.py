@@ -3,7 +3,8 @@
 Layout: <run_dir>/generations/NNNN/part-0.parquet (rundir.generation_file), one row per chromosome, `generation` an
 int column of the file: no folder name is a hive partition, so pandas, pyarrow, DuckDB and polars all read the
 file's integer. Runs begun before schema_version 4 name their folders generation=NNNN and their files have no
-`generation` column; they keep both on resume (rundir.partitioned), and `dataset` reads both layouts alike.
+`generation` column; they keep both on resume (rundir.partitioned) until `neuroevo migrate` upgrades them (migrate.py),
+and `dataset` reads both layouts alike.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ ADDED = {  # the columns each schema_version added to the one before
     2: ("parents", "operator", "space", "loss", "g_optimiser", "d_optimiser"),
     3: ("fid", "kid", "kid_std", "quality_samples", "quality_seconds", "pareto_rank", "seeds", "seed_d_loss",
         "seed_g_loss", "seed_fid"),
-    4: ("generation",),  # except in a run that rundir.partitioned: there it is the folder's name
+    4: ("generation",),  # except in a folder named generation=NNNN (rundir.hive): there it is the folder's name
 }
 HIDDEN = (".", "_")  # names that pyarrow's dataset discovery skips, e.g. rundir.write's temporary files
 
@@ -216,7 +217,7 @@ def write_generation(run_dir: Path, generation: int, rows: list[dict[str, Any]],
         if r["generation"] != generation:
             raise ValueError(f"a row of generation {r['generation']} written as generation {generation}'s")
     table = pa.Table.from_pylist([{"schema_version": SCHEMA_VERSION, **r} for r in rows], schema=SCHEMA)
-    if rundir.partitioned(run_dir):  # its folders' names hold it, as in the run's older files
+    if rundir.hive(rundir.generation_dir(run_dir, generation)):  # its folder's name holds it, as older files' do
         table = table.drop_columns(["generation"])
     if config_yaml is not None:
         table = table.replace_schema_metadata({CONFIG_KEY: config_yaml.encode("utf-8"),
@@ -268,7 +269,7 @@ def check_generation(run_dir: Path, generation: int, members: Sequence[Member] |
         found = sorted(map(str, versions)) or "none"
         return f"{path} has schema_version {found}, expected one of 1-{SCHEMA_VERSION}"
     for field in schema_of(version):
-        if field.name == "generation" and rundir.partitioned(run_dir):
+        if field.name == "generation" and rundir.hive(path.parent):
             continue
         if field.name not in table.column_names:
             return f"{path} has no column {field.name} (schema_version {version})"

@@ -5,7 +5,8 @@
       data.json                                    the data cache's manifest and how tasks read it
       state.json                                   the next generation's population and progress, for --resume
       generations/NNNN/part-0.parquet              one row per chromosome (runs begun before logs' schema 4:
-                                                   generations/generation=NNNN/, see `partitioned`)
+                                                   generations/generation=NNNN/, see `partitioned`, until
+                                                   `neuroevo migrate`)
       best/generation=NNNN/                        weights.pt, samples.png, chromosome.json of the fittest
       weights/generation=NNNN/<chromosome_id>.pt   evolve.keep_weights: what the elites start NNNN from
       generators/generation=NNNN/<chromosome_id>.pt  train.keep all: every chromosome's trained G and D
@@ -82,7 +83,19 @@ def partitioned(run_dir: str | Path) -> bool:
 
 
 def generation_dir(run_dir: str | Path, generation: int) -> Path:
-    return generations_dir(run_dir) / f"{HIVE if partitioned(run_dir) else ''}{generation:04d}"
+    """The generation's folder under whichever name it has (a run that `neuroevo migrate` stopped half-way holds
+    both kinds); a generation not logged yet is named as the run's others are (`partitioned`)."""
+    plain = generations_dir(run_dir) / f"{generation:04d}"
+    older = plain.with_name(HIVE + plain.name)
+    for folder in (plain, older):
+        if folder.is_dir():
+            return folder
+    return older if partitioned(run_dir) else plain
+
+
+def hive(folder: str | Path) -> bool:
+    """Whether a generation's folder is named generation=NNNN: then its file holds no `generation` column."""
+    return Path(folder).name.startswith(HIVE)
 
 
 def generation_file(run_dir: str | Path, generation: int) -> Path:
@@ -226,6 +239,16 @@ def _release(run_dir: Path, lock: filelock.FileLock) -> None:
         except OSError:  # e.g. the file system turned read-only; the next holder overwrites it
             pass
         lock.release()
+
+
+def move(folder: str | Path, target: str | Path) -> Path:
+    """Rename a folder within the run directory, atomically: a reader finds it under one name or the other."""
+    target = Path(target)
+    if target.exists():  # os.rename would replace an empty folder
+        raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), str(target))
+    os.rename(folder, target)
+    _fsync_dir(target.parent)
+    return target
 
 
 def ray_log(run_dir: str | Path) -> Path:

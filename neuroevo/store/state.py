@@ -57,10 +57,14 @@ def member(doc: dict, generation: int) -> Member:
     return m
 
 
+def dumps(state: RunState, seed: int) -> str:
+    """state.json's text, in format 2."""
+    return json.dumps({"format": FORMAT, "seed": seed, "completed": state.completed,
+                       "population": [_member_json(m) for m in state.population]})
+
+
 def save(run_dir: Path, state: RunState, seed: int) -> None:
-    doc = {"format": FORMAT, "seed": seed, "completed": state.completed,
-           "population": [_member_json(m) for m in state.population]}
-    rundir.write(rundir.state_file(run_dir), json.dumps(doc))  # a reader sees the old state or the new one
+    rundir.write(rundir.state_file(run_dir), dumps(state, seed))  # a reader sees the old state or the new one
 
 
 def read(run_dir: Path) -> tuple[object, object]:
