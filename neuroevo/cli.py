@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from neuroevo import __version__, config, errors
+from neuroevo.config.reference import keys_help
 from neuroevo.errors import InputError, file_system_fault
 from neuroevo.evolve import ranking
 from neuroevo.execution import experiment
@@ -37,7 +38,7 @@ def _parser() -> argparse.ArgumentParser:
                                 epilog="start with: neuroevo run (the demo, about a minute); neuroevo COMMAND --help")
     p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
-    run = sub.add_parser("run", help="run an evolution experiment", epilog=config.keys_help(),
+    run = sub.add_parser("run", help="run an evolution experiment", epilog=keys_help(),
                          formatter_class=argparse.RawDescriptionHelpFormatter)
     run.add_argument("config", nargs="?", default=None,
                      help=f"a YAML config file or a preset: {', '.join(config.PRESETS)} (default: demo, or the "

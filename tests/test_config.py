@@ -22,6 +22,25 @@ def test_cifar_presets_are_the_reference_experiment():
     assert config.load("cifar10") == config.from_dict({})  # the defaults are the CIFAR-10 reference run
 
 
+def test_each_preset_names_only_what_it_changes_from_the_defaults():
+    for preset in config.PRESETS:
+        written = _keys(config.parse_yaml(config.preset_path(preset).read_text(), preset))
+        cfg = config.load(preset)
+        defaults = config.flat(config.from_dict({"space": {"name": cfg.space.name}}))  # of the preset's own space
+        changed = {k for k, v in config.flat(cfg).items() if v != defaults[k]}
+        assert written - changed <= {"data.source", "space.name"}, (preset, written - changed)  # said for the reader
+    assert config.load("cifar10") == config.RunConfig()
+    assert config.load("cifar100") == config.RunConfig(data=config.DataConfig(source="cifar100"))
+    assert config.load("v2") == config.RunConfig(space=config.SPACES["v2"]())
+    assert config.load("dcgan") == config.override(config.load("v2"), ["evolve.strategy=mutation",
+                                                                        "evolve.seed_chromosomes=[dcgan]"])
+
+
+def _keys(d: dict, prefix: str = "") -> set[str]:
+    """The keys a YAML mapping names, as --set writes them."""
+    return {k for key, v in d.items() for k in (_keys(v, f"{prefix}{key}.") if isinstance(v, dict) else [prefix + key])}
+
+
 def test_imagenet_preset():
     cfg = config.load("imagenet")
     assert cfg.data.image_size == 200

@@ -4,6 +4,7 @@ fitness cannot rank, a data root one level too high, the loss on each line, the 
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import re
 from pathlib import Path
 
@@ -12,11 +13,12 @@ import yaml
 from PIL import Image
 
 from neuroevo import cli, config, errors
+from neuroevo.config import reference
 from neuroevo.evolve import fitness, population
 from neuroevo.execution import estimate, progress
 from neuroevo.execution.capacity import Capacity
 from neuroevo.execution.task import task_resources
-from neuroevo.space import registry, v2
+from neuroevo.space import registry
 from neuroevo.train import data
 from tests.conftest import REPO, neuroevo, tiny_config, tiny_dict
 
@@ -157,16 +159,31 @@ def test_a_stopped_run_says_what_is_logged_in_one_wording(tmp_path, capsys, comp
     assert f"interrupted: {logged} in {tmp_path};" in capsys.readouterr().err
 
 
-def test_every_config_key_is_where_run_help_says_readme_documents_it():
-    readme = (REPO / "README.md").read_text()
-    sections = {s.splitlines()[0][3:]: s for s in re.split(r"\n(?=## )", readme)[1:]}
-    keys = [(k, "seed-v1") for k in config.flat(config.RunConfig())]
-    keys += [(f"space.{f.name}", "v2") for f in dataclasses.fields(v2.V2Space)]
-    for key, space in keys:
-        where = config.documented_in(key, space)
-        assert len(where) == 1, (key, where)
-        text, name = sections[where[0]], key.rpartition(".")[2]
-        assert any(form in text for form in (key, f"`{name}`", f"{name}:")), (key, where[0])
+def test_every_config_key_has_a_docstring_whose_first_sentence_is_short():
+    found = reference.sections()
+    assert [s.name for s in found] == ["top level", "data", *(f"space ({n})" for n in registry.SECTIONS), "train",
+                                       "fitness", "evolve", "resources", "quality", "tracking"]
+    keys = [k.name for s in found for k in s.keys if not s.name.startswith("space")]
+    assert keys == [k for k in config.flat(config.RunConfig()) if not k.startswith("space.")]  # every section's
+    for space, section in zip(registry.SECTIONS.values(), found[2:]):
+        assert [k.name for k in section.keys] == [f"space.{f.name}" for f in dataclasses.fields(space)]
+    for section in found:
+        assert reference.summary(section.doc), section.name
+        for key in section.keys:
+            first = reference.summary(key.doc)
+            assert first.endswith(".") and len(first) <= 80, (key.name, first)  # --help shows it on one line
+
+
+def test_the_configuration_reference_is_generated_from_the_docstrings():
+    assert (REPO / "docs" / "configuration.md").read_text() == reference.reference_markdown(), \
+        "docs/configuration.md is stale: regenerate it with `python -m neuroevo.config.reference`"
+    text = reference.reference_markdown()
+    for section in reference.sections():
+        for key in section.keys:
+            assert f"### `{key.name}`\n\n**Values:** {reference.allowed(key)}. **Default:** " \
+                   f"`{reference.value(key.default)}`.\n\n{key.doc}\n" in text, key.name
+    assert "**Values:** an integer in [4, 1024]. **Default:** `64`." in text  # data.image_size
+    assert "**Values:** a non-empty list of `none`, `max`, `avg`. **Default:** `[none, max, avg]`." in text
 
 
 # --- the CLI, as a user runs it -------------------------------------------------------------------------------
@@ -179,13 +196,24 @@ def test_bare_neuroevo_prints_the_help_and_version_prints_the_version():
     assert version.returncode == 0 and re.fullmatch(r"neuroevo \d+\.\d+\.\d+\n", version.stdout)
 
 
-def test_run_help_lists_the_sections_and_where_each_key_is_documented():
+def test_run_help_lists_every_key_with_its_default_and_first_sentence():
     p = neuroevo("run", "--help")
     assert p.returncode == 0
+    lines = p.stdout.splitlines()
+    assert max(map(len, lines[lines.index("options:"):])) <= 110
+    for section, key, default in ((config.EvolveConfig, "evolve.population", "10"),
+                                  (config.DataConfig, "data.in_memory", "auto"),
+                                  (config.SPACES["v2"], "space.max_flatten", "8192"),
+                                  (config.TrainConfig, "train.compile", "'off'")):
+        at = next(i for i, line in enumerate(lines) if line.startswith(f"  {key} = {default} "))
+        rest = itertools.takewhile(lambda line: line.startswith(" " * 42), lines[at + 1:])  # the sentence, wrapped
+        shown = " ".join(" ".join([lines[at][42:], *rest]).split())
+        docstring = section.__pydantic_fields__[key.rpartition(".")[2]].description
+        assert shown == " ".join(docstring.split("\n\n")[0].replace("`", "").split()), key  # its first sentence
     text = " ".join(p.stdout.split())
-    assert "the sections data, space, train, fitness, evolve, resources, quality" in text
-    for section, patterns in config.DOCUMENTED:
-        assert section in text and all(pattern in text for pattern in patterns)
+    assert "space (seed-v1): The search space seed-v1" in text and "space (v2): The search space v2" in text
+    for section in ("top level", "data", "train", "fitness", "evolve", "resources", "quality", "tracking"):
+        assert f"\n{section}: " in p.stdout, section
     assert "--resume RUN_DIR continue a stopped run, OUT_DIR/RUN_ID" in text
     helps = {"query": "RUN_DIR one or more runs' directories, each OUT_DIR/RUN_ID"}
     for command in ("best", "report", "sample", "score", "query"):

@@ -1,6 +1,8 @@
 """Stage 2, the run's configuration: its schema (schema.py, each key's docstring its documentation), loading it from a preset
 or YAML file plus `--set` overrides (loading.py), the checks between keys (checks.py) and the one-line messages of
-what is wrong (messages.py). The presets are presets/*.yaml.
+what is wrong (messages.py). The presets are presets/*.yaml; reference.py turns the docstrings into `neuroevo run
+--help`'s key list and docs/configuration.md (it is not imported here, so that `python -m neuroevo.config.reference`
+runs it as a script).
 
 `from neuroevo import config` gives what the rest of neuroevo uses: config.load, config.RunConfig and so on.
 """
@@ -22,7 +24,6 @@ from neuroevo.config.loading import (
                                      to_dict,
                                      to_yaml,
 )
-from neuroevo.config.reference import DOCUMENTED, documented_in, keys_help
 from neuroevo.config.schema import (
                                      AUTO_SAMPLES,
                                      PRESETS,
@@ -37,7 +38,7 @@ from neuroevo.config.schema import (
                                      TrainConfig,
 )
 
-__all__ = ["AUTO_SAMPLES", "DOCUMENTED", "LATER_KEYS", "MAX_BYTES", "MAX_NODES", "PRESETS", "SPACES", "DataConfig",
+__all__ = ["AUTO_SAMPLES", "LATER_KEYS", "MAX_BYTES", "MAX_NODES", "PRESETS", "SPACES", "DataConfig",
            "EvolveConfig", "FitnessConfig", "QualityConfig", "ResourcesConfig", "RunConfig", "TrackingConfig",
-           "TrainConfig", "check", "documented_in", "elite_count", "flat", "from_dict", "keys_help", "load",
-           "load_saved", "loads_saved", "missing_keys", "override", "parse_yaml", "preset_path", "to_dict", "to_yaml"]
+           "TrainConfig", "check", "elite_count", "flat", "from_dict", "load", "load_saved", "loads_saved", "missing_keys",
+           "override", "parse_yaml", "preset_path", "to_dict", "to_yaml"]

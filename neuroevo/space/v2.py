@@ -63,44 +63,140 @@ Init = Literal["default", "normal"]  # PyTorch's default, or N(0, 0.02) as DCGAN
 
 @config_section(frozen=True, config=STRICT)
 class V2Space:
-    """The search space `v2`: per-block layer, normalisation and activation genes, loss, optimiser and practices.
+    """The search space `v2`: layers, norms, activations, loss, optimisers and GAN practices are all genes.
 
-    Ranges are inclusive [min, max]; lists are choices drawn uniformly. See README "Search space v2".
+    Ranges are inclusive [min, max]; lists are choices, drawn uniformly. G: the noise z -> `g_fc` FC layers -> a
+    projection to G's first feature map (a ConvTranspose of the 1x1 input whose kernel is the map's side, as DCGAN's
+    first layer) -> `g_blocks` blocks -> an output layer to the image channels. D: `d_blocks` blocks -> flatten ->
+    `d_fc` FC layers -> a linear score (no sigmoid: the losses read it). A block is a Conv (D) or ConvTranspose (G),
+    then a norm, an activation, an optional skip connection and (D only) an optional pooling. Every combination
+    builds, by construction: every convolution pads (k - 1) // 2, so a stride-1 layer keeps the side, a stride-2
+    ConvTranspose doubles it and a stride-2 Conv or a pooling halves it. A space that leaves no valid choice is an
+    error at start, naming the key.
     """
 
     name: Literal["v2"] = "v2"
-    noise_dim: IntRange = (32, 128)  # z ~ N(0, I), a noise_dim x 1 x 1 tensor
-    start_side: tuple[Annotated[int, Field(ge=2)], Annotated[int, Field(ge=2)]] = (4, 8)  # G's first feature map
-    g_blocks: CountRange = (0, 4)  # G's blocks between its projection and its output layer
-    d_blocks: CountRange = (1, 5)  # D's blocks before it flattens
-    g_fc: CountRange = (0, 1)  # FC layers on the noise vector, before G's projection
-    d_fc: CountRange = (0, 1)  # hidden FC layers after D flattens, before its score
+    """The search space: `v2`, or `seed-v1` (the default)."""
+    noise_dim: IntRange = (32, 128)
+    """Length of G's noise vector z ~ N(0, I), a noise_dim x 1 x 1 tensor."""
+    start_side: tuple[Annotated[int, Field(ge=2)], Annotated[int, Field(ge=2)]] = (4, 8)
+    """Side of G's first feature map, which its stride-2 layers double.
+
+    The sampler draws how many of G's layers double, u, such that the image side / 2^u is a whole number in this
+    range: at 64 px, 4 -> 64 in four doublings or 8 -> 64 in three.
+    """
+    g_blocks: CountRange = (0, 4)
+    """G's blocks between its projection and its output layer."""
+    d_blocks: CountRange = (1, 5)
+    """D's blocks before it flattens."""
+    g_fc: CountRange = (0, 1)
+    """FC layers on the noise vector, before G's projection."""
+    d_fc: CountRange = (0, 1)
+    """Hidden FC layers after D flattens, before its score."""
     channels: IntRange = (16, 256)
+    """Output channels of each block and of G's projection.
+
+    D's last block draws only up to what keeps its flattened features within `max_flatten`.
+    """
     fc_units: IntRange = (64, 512)
+    """Units of each FC layer."""
     kernels: Choices[PositiveInt] = (3, 4, 5)
-    strides: Choices[Literal[1, 2]] = (1, 2)  # 2: G doubles the side (ConvTranspose), D halves it (Conv)
-    pools: Choices[Pool] = ("none", "max", "avg")  # D only: a 2x2 pooling after the block
-    skips: Choices[bool] = (False, True)  # a residual connection around the block
+    """Kernel sizes of blocks and G's output layer; odd ones at stride 1.
+
+    A stride-1 layer keeps the side only with an odd kernel, so where `strides` holds 1 at least one must be odd.
+    """
+    strides: Choices[Literal[1, 2]] = (1, 2)
+    """Strides: 1 keeps the side; 2 doubles it in G and halves it in D.
+
+    G's stride-2 layers are ConvTransposes, D's Convs. Each layer's stride is drawn such that G reaches the image
+    side and D's features fit `max_flatten`; mutation moves a stride 2 to another layer but never changes how many
+    there are.
+    """
+    pools: Choices[Pool] = ("none", "max", "avg")
+    """Pooling after D's blocks: `none`, or 2x2 `max` or `avg` (halves the side)."""
+    skips: Choices[bool] = (False, True)
+    """Residual connections around blocks: with (true) or without (false).
+
+    A skip adds the block's input to its output, resized to the output's side (nearest neighbour) and 1x1-convolved
+    where the channels differ.
+    """
     norms: Choices[Norm] = ("batch", "instance", "none")
+    """Norm after each convolution: `batch`, `instance` (affine) or `none`.
+
+    Without a norm the convolution has a bias. G's output layer has none; FC layers draw `batch` or `none`.
+    """
     g_activations: Choices[Activation] = ("relu", "leaky_relu", "prelu", "sigmoid", "tanh", "swish", "softplus")
+    """Activations of G's FC layers, projection and blocks.
+
+    `relu`, `leaky_relu` (slope 0.2), `prelu` (a slope per channel), `sigmoid`, `tanh`, `swish` (SiLU) or
+    `softplus`.
+    """
     d_activations: Choices[Activation] = ("relu", "leaky_relu", "prelu", "sigmoid", "tanh", "swish", "softplus")
+    """Activations of D's blocks and FC layers; the names of `g_activations`."""
     outputs: Choices[Output] = ("tanh", "sigmoid")
+    """G's output activation: `tanh` (images in [-1, 1]) or `sigmoid` ([0, 1])."""
     losses: Choices[Loss] = ("bce", "wgan-gp", "hinge")
-    optimisers: Choices[OptimiserName] = ("sgd", "adam")  # per network
-    sgd_lr: LrRange = (1e-5, 1e-4)  # log-uniform
+    """GAN losses: `bce` (on logits), `wgan-gp` (penalty weight 10) or `hinge`.
+
+    Each does one D step per G step. The fitness's loss term reads each loss's own quantity (bce: L_D and L_G;
+    hinge: L_D; wgan-gp: |L_D|), so a population that mixes losses ranks them on that footing, not on sample
+    quality: narrow this to one loss to compare like with like.
+    """
+    optimisers: Choices[OptimiserName] = ("sgd", "adam")
+    """Optimiser of each network, G's and D's drawn apart: `sgd` or `adam`."""
+    sgd_lr: LrRange = (1e-5, 1e-4)
+    """SGD's learning rate, log-uniform; the reference experiment's range."""
     sgd_momentum: MomentumRange = (0.05, 0.9)
-    adam_lr: LrRange = (1e-4, 4e-4)  # log-uniform, around DCGAN's 2e-4
-    adam_beta1: MomentumRange = (0.3, 0.7)  # around DCGAN's 0.5; beta2 is 0.999
-    schedules: Choices[Schedule] = ("none", "step")  # step: lr x decay_factor once, after decay_epoch epochs
+    """SGD's momentum; the reference experiment's range."""
+    adam_lr: LrRange = (1e-4, 4e-4)
+    """Adam's learning rate, log-uniform; around DCGAN's 2e-4."""
+    adam_beta1: MomentumRange = (0.3, 0.7)
+    """Adam's beta1, around DCGAN's 0.5; beta2 is 0.999."""
+    schedules: Choices[Schedule] = ("none", "step")
+    """Each optimiser's learning-rate schedule: `none`, or `step` (one decay).
+
+    `step`: the rate x `decay_factor` after `decay_epoch` epochs.
+    """
     decay_epoch: IntRange = (1, 5)
+    """Epochs a `step` schedule trains at its full rate; below `train.epochs`.
+
+    A decay after the last epoch would never happen: such a range is an error at start.
+    """
     decay_factor: UnitRange = (0.1, 0.5)
-    label_smoothing: Choices[bool] = (False, True)  # bce only: real target 0.9
-    feature_matching: Choices[bool] = (False, True)  # G also matches D's mean features on real images
+    """What a `step` schedule multiplies the learning rate by, once."""
+    label_smoothing: Choices[bool] = (False, True)
+    """One-sided label smoothing (true): D's real target is 0.9; bce only."""
+    feature_matching: Choices[bool] = (False, True)
+    """Feature matching (true): G also matches D's features on real images.
+
+    G's loss adds the mean squared difference of D's mean features (its flattened last feature map) on the real and
+    on the fake batch.
+    """
     inits: Choices[Init] = ("default", "normal")
-    separate_batches: Choices[bool] = (False, True)  # D sees real and fake in separate batches, not one
+    """Weight initialisation: `default` (PyTorch's) or `normal` (DCGAN's).
+
+    `normal`: convolution and linear weights from N(0, 0.02), norm scales from N(1, 0.02).
+    """
+    separate_batches: Choices[bool] = (False, True)
+    """D sees real and fake in separate batches (true) or mixed (false).
+
+    In a mixed batch, BatchNorm mixes real and fake statistics.
+    """
     batch_size: Annotated[int, Field(ge=2)] = 64
-    max_flatten: PositiveInt = 8192  # bound on D's flattened features (channels x side x side)
+    """Images per training batch, for every chromosome; at least 2."""
+    max_flatten: PositiveInt = 8192
+    """Most features D may flatten (channels x side x side).
+
+    8192 is DCGAN's 512 x 4 x 4. D draws how many halvings its blocks make (stride-2 convolutions and poolings): at
+    least enough that `channels`' minimum flattens within this bound, at most as many as keep every feature map at
+    least 2 px.
+    """
     max_params: PositiveInt | None = 50_000_000
+    """Most parameters a chromosome may have (G's + D's); null: no bound.
+
+    Larger chromosomes are drawn again, and each row logs how many were (`resampled`). Where 10,000 draws in a row
+    are larger, the run stops, naming the keys to narrow.
+    """
 
 
 @dataclass(frozen=True)
