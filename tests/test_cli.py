@@ -17,7 +17,10 @@ def test_run_writes_logs_and_reports_the_best(tmp_path):
     cfg.write_text(yaml.safe_dump(tiny_dict()))
     p = neuroevo("run", str(cfg), "--set", f"out_dir={tmp_path}/runs", "--set", "run_id=smoke", cwd=tmp_path)
     assert p.returncode == 0, p.stderr
-    assert "seed: 0" in p.stdout and "population: 4" in p.stdout  # the resolved config, printed at start
+    # the config in two lines at start, saved whole, with the run's id
+    assert f"config: {cfg} with 2 --set: space seed-v1, population 4 x 2 generations (strategy random), train.epochs 1" \
+        in p.stdout
+    assert "seed: 0" not in p.stdout and "config: saved whole in " in p.stdout
     assert re.search(r"^resources: tasks ask for (no GPU and 1 CPU each, and train on CPUs: the cluster has no GPU|"
                      r"1 GPU and 1 CPU each: the cluster has \d+ GPUs?$)", p.stdout, re.MULTILINE)  # said at start
     assert p.stdout.count("gen 0 [") == 4 and p.stdout.count("gen 1 [") == 4
@@ -26,7 +29,8 @@ def test_run_writes_logs_and_reports_the_best(tmp_path):
     run_dir = tmp_path / "runs" / "smoke"
     df = pd.read_parquet(run_dir / "generations")
     assert len(df) == 8
-    assert yaml.safe_load((run_dir / "config.yaml").read_text())["evolve"]["population"] == 4
+    saved = yaml.safe_load((run_dir / "config.yaml").read_text())
+    assert saved["evolve"]["population"] == 4 and saved["run_id"] == "smoke"
     assert (run_dir / "best" / "generation=0001" / "samples.png").is_file()
 
     # the same run id again: refused before anything is touched

@@ -15,8 +15,7 @@ import yaml
 from neuroevo import cli, config
 from neuroevo.evolve.fitness import Evaluation
 from neuroevo.evolve.population import fresh_members
-from neuroevo.execution import experiment
-from neuroevo.store import logs, migrate, rundir, state
+from neuroevo.store import logs, migrate, resume, rundir, state
 from tests.conftest import neuroevo, old_layout, old_state, tiny_config, tiny_dict
 
 N = 4
@@ -127,7 +126,7 @@ def test_an_older_run_is_upgraded_and_reads_as_before(tmp_path, capsys, version)
     """Version 4: a run begun before schema 4 and resumed since, whose new files went to its folders
     generation=NNNN without the `generation` column."""
     run_dir = synthetic(tmp_path / "run", version)
-    before = rows(run_dir), state.load(run_dir), experiment.saved_config(run_dir, restore=False)
+    before = rows(run_dir), state.load(run_dir), resume.saved_config(run_dir, restore=False)
     code, out, err = main(capsys, run_dir)
     schema = f"schema_version {version} -> 4" if version < 4 else "the generation column added"
     assert (code, err) == (0, [])
@@ -136,7 +135,7 @@ def test_an_older_run_is_upgraded_and_reads_as_before(tmp_path, capsys, version)
                    FOLDERS_LINE.format(schema)]
     assert_current(run_dir)
     assert rows(run_dir).equals(before[0])
-    assert (state.load(run_dir), experiment.saved_config(run_dir, restore=False)) == before[1:]
+    assert (state.load(run_dir), resume.saved_config(run_dir, restore=False)) == before[1:]
     assert all(logs.check_generation(run_dir, g) is None for g in range(3))
     files = tree(run_dir)
     assert main(capsys, run_dir) == (0, [CURRENT.format(run_dir)], [])
@@ -215,7 +214,7 @@ def test_a_migrate_stopped_anywhere_leaves_a_run_that_reads_and_migrating_again_
     one folder, reads the same rows, checks whole and loads its state and config; migrate then finishes it."""
     cfg = tiny_config(evolve={"population": N})
     original = synthetic(tmp_path / "original", 1)
-    before = rows(original), state.load(original), experiment.saved_config(original, restore=False)
+    before = rows(original), state.load(original), resume.saved_config(original, restore=False)
     points = []
     with monkeypatch.context() as m:
         m.setattr(rundir, "write", _stopping(rundir.write, points, 0))
@@ -231,8 +230,8 @@ def test_a_migrate_stopped_anywhere_leaves_a_run_that_reads_and_migrating_again_
             migrate.migrate(run_dir)
         assert sorted(rundir.logged_generations(run_dir)) == [0, 1, 2]  # each once
         assert rows(run_dir).equals(before[0])
-        assert all(state.logged(cfg, run_dir, g)[1] is None for g in range(3))
-        assert (state.load(run_dir), experiment.saved_config(run_dir, restore=False)) == before[1:]
+        assert all(resume.logged(cfg, run_dir, g)[1] is None for g in range(3))
+        assert (state.load(run_dir), resume.saved_config(run_dir, restore=False)) == before[1:]
         assert main(capsys, run_dir)[0] == 0
         assert_current(run_dir)
         assert tree(run_dir) == tree(tmp_path / "whole")
@@ -275,7 +274,9 @@ def test_a_migrated_run_reports_queries_and_resumes_as_the_unmigrated_one(older,
         assert not [line for line in p.stderr.splitlines() if line.startswith("resume: ")], p.stderr
     assert logs.read_generations(migrated)[COLUMNS].equals(logs.read_generations(unmigrated)[COLUMNS])
     assert rundir.state_file(migrated).read_text() == rundir.state_file(unmigrated).read_text()
-    assert rundir.config_file(migrated).read_text() == rundir.config_file(unmigrated).read_text()
+    # the same config, each saying which run it is
+    saved = [rundir.config_file(r).read_text() for r in (unmigrated, migrated)]
+    assert saved[1] == saved[0].replace("run_id: a\n", "run_id: b\n") and "run_id: a\n" in saved[0]
     assert rundir.generation_file(unmigrated, 2).parent.name == "generation=0002"
     assert_current(migrated)  # the generation the resumed run added too
 

@@ -170,3 +170,4 @@ def test_ray_output_goes_to_the_run_log_unless_verbose(workdir, whole):
                  cwd=workdir)
     assert p.returncode == 0, p.stderr
     assert "Started a local Ray instance" in p.stderr
+    assert "run_id: loud\n" in p.stdout and "evolve:\n  population: 2\n" in p.stdout  # the whole config, verbose

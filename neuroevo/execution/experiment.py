@@ -8,6 +8,7 @@ that `neuroevo run` prints. `neuroevo run` (cli.py) and `neuroevo.run` (api.py) 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import signal
 import sys
@@ -98,7 +99,7 @@ def _run(request: Request, say: Callable[[str], None], held: bool) -> Outcome:
     try:
         verb = f"resuming at generation {p.state.completed if p.state else 0}" if request.resume else "run"
         say(f"neuroevo {verb} {p.run_id} (seed {cfg.seed})")
-        say(config.to_yaml(cfg).removesuffix("\n"))
+        say(config.to_yaml(cfg).removesuffix("\n") if request.verbose else summary(request, cfg, run_dir))
         shared = data.for_tasks(p.images, cfg.data)
         print_data(p.images, shared, say)
         _init_ray(request)
@@ -138,6 +139,16 @@ def _run(request: Request, say: Callable[[str], None], held: bool) -> Outcome:
     return Outcome(run_dir, trained=True)
 
 
+def summary(request: Request, cfg: config.RunConfig, run_dir: Path) -> str:
+    """The config in two lines: what runs, on what, scored how, and where its whole config is saved."""
+    source = "the run's own config" if request.resume and not request.config else request.config or "demo"
+    sets = f" with {len(request.overrides)} --set" if request.overrides else ""
+    e, d = cfg.evolve, cfg.data
+    return (f"config: {source}{sets}: space {cfg.space.name}, population {e.population} x {e.generations} generations "
+            f"(strategy {e.strategy}), train.epochs {cfg.train.epochs}, fitness {cfg.fitness.kind}, data {d.source} at "
+            f"{d.image_size} px\nconfig: saved whole in {rundir.config_file(run_dir)} (--verbose prints it here)")
+
+
 def _prepare(request: Request, say: Callable[[str], None]) -> Prepared:
     """All checks that need no Ray: config, run directory, search space, data."""
     if request.resume:
@@ -158,6 +169,7 @@ def _prepare(request: Request, say: Callable[[str], None]) -> Prepared:
         run_dir = Path(cfg.out_dir) / run_id
         if run_dir.exists():
             raise InputError(f"run_id: {run_dir} already exists; choose another run_id or out_dir, or --resume it")
+    cfg = dataclasses.replace(cfg, run_id=run_id)  # config.yaml says which run it is
     try:
         registry.sample(cfg.space, cfg.data.image_size, cfg.data.channels, np.random.default_rng(cfg.seed))
     except registry.SpaceTooTight as e:

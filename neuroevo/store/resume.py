@@ -104,7 +104,7 @@ def plan(run_dir: Path, cfg: config.RunConfig) -> tuple[state.RunState | None, t
     missing (training is deterministic, so the same rows and files come out again).
 
     A run stopped before its first state was saved has trained nothing: it starts again from generation 0. A state
-    that the logs repair (state.load_checked) replaces state.json at once, the old one kept in discarded/.
+    that the logs repair (load_checked) replaces state.json at once, the old one kept in discarded/.
     """
     if not rundir.state_file(run_dir).exists() and not rundir.generations_dir(run_dir).exists():
         return None, ()
