@@ -5,7 +5,7 @@ what is wrong (messages.py). The presets are presets/*.yaml.
 `from neuroevo import config` gives what the rest of neuroevo uses: config.load, config.RunConfig and so on.
 """
 
-from neuroevo.config.checks import check, elite_count
+from neuroevo.config.checks import check, elite_count, inheritance
 from neuroevo.config.loading import (
                                      LATER_KEYS,
                                      MAX_BYTES,
@@ -39,5 +39,5 @@ from neuroevo.config.schema import (
 
 __all__ = ["AUTO_SAMPLES", "DOCUMENTED", "LATER_KEYS", "MAX_BYTES", "MAX_NODES", "PRESETS", "SPACES", "DataConfig",
            "EvolveConfig", "FitnessConfig", "QualityConfig", "ResourcesConfig", "RunConfig", "TrackingConfig",
-           "TrainConfig", "check", "documented_in", "elite_count", "flat", "from_dict", "keys_help", "load",
+           "TrainConfig", "check", "documented_in", "elite_count", "flat", "from_dict", "inheritance", "keys_help", "load",
            "load_saved", "loads_saved", "missing_keys", "override", "parse_yaml", "preset_path", "to_dict", "to_yaml"]

@@ -18,7 +18,7 @@ DOCUMENTED = (
                               "fitness.gamma", "fitness.scale", "fitness.failed", "evolve.population",
                               "evolve.generations")),
     ("Selection strategies", ("evolve.elite_fraction", "evolve.strategy", "evolve.tournament_size",
-                              "evolve.keep_weights")),
+                              "evolve.keep_weights", "evolve.inherit")),
     ("Sample quality (FID and KID)", ("quality.*", "fitness.kind", "fitness.quality_metric", "fitness.fid_scale",
                                       "fitness.kid_scale", "evolve.seeds_per_chromosome", "train.keep")),
     ("Failures, interrupts and resuming", ("train.timeout_s", "train.max_loss")),

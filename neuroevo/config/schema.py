@@ -141,7 +141,13 @@ class EvolveConfig:
     # (mutation, crossover), or mutants of tournament winners. See selection.py.
     strategy: Literal["random", "mutation", "crossover", "tournament"] = "random"
     tournament_size: Annotated[int, Field(ge=2)] = 3
-    keep_weights: bool = False  # elites continue from their trained weights instead of fresh ones
+    keep_weights: bool = False  # elites continue from their trained weights instead of fresh ones (= inherit: elites)
+    inherit: Literal["none", "elites", "all"] = "none"
+    """Whose trained weights a member of the next generation starts from: none (fresh weights for all, the
+    reference); elites (an elite continues from its own, as keep_weights: true); all (elites continue, and every
+    child starts from its parent's G and D, a crossover child from the parent whose G and the parent whose D it
+    took, the layers it changed fresh or widened to the same function; train/inherit.py). With keep_weights: true,
+    none means elites."""
     seed_chromosomes: tuple[Literal["dcgan"], ...] = ()  # fixed chromosomes in the first population
     dispatch: Literal["longest_first", "fifo"] = "longest_first"  # task order; cost estimated from the genes
     mode: Literal["generational", "steady_state"] = "generational"  # steady_state: no idle wait at generation ends
