@@ -201,6 +201,17 @@ def test_children_start_from_their_parents_where_inherit_says():
     assert not any(population.inherits(none, 1, m) for m in (elite, mutant, fresh))
 
 
+def test_the_driver_holds_the_weights_of_every_member_that_may_be_a_parent():
+    from neuroevo.execution import dispatch
+
+    def kept(**evolve):
+        return dispatch.kept_places(v2_config(evolve={"population": 6, "elite_fraction": 0.34, **evolve}))
+
+    assert kept() == 1  # the best's
+    assert kept(strategy="mutation", keep_weights=True) == kept(strategy="crossover", inherit="all") == 2  # elites'
+    assert kept(strategy="tournament", inherit="all") is None  # any member may win a tournament
+
+
 def test_an_unknown_inherit_value_is_one_line_naming_the_key_and_its_values(tmp_path):
     p = neuroevo("run", "demo", "--set", "evolve.inherit=everything", "--set", f"out_dir={tmp_path}")
     assert p.returncode == 2, p.stderr
@@ -210,12 +221,12 @@ def test_an_unknown_inherit_value_is_one_line_naming_the_key_and_its_values(tmp_
 
 
 @pytest.mark.slow
-def test_a_run_with_inherit_all_logs_what_each_member_inherited(ray_local, tmp_path):
+def test_a_run_with_inherit_all_logs_what_each_member_inherited(tmp_path):
     import neuroevo as api
 
     space = {**TINY_V2_SPACE, "channels": [2, 4], "fc_units": [4, 8], "d_blocks": [1, 3], "max_params": 20_000}
     overrides = [f"space.{k}={v}" for k, v in space.items() if k != "name"] + [
-        "data.source=demo", "data.image_size=12", "data.subset=64", "train.epochs=1", "train.steps_per_epoch=2",
+        "data.source=demo", "data.image_size=12", "data.subset=64", "train.epochs=2", "train.steps_per_epoch=1",
         "train.sample_grid=4", "evolve.population=4", "evolve.generations=3", "evolve.elite_fraction=0.5",
         "evolve.strategy=mutation", "evolve.inherit=all", "resources.num_cpus=1", "resources.num_gpus=0",
         "tracking.tensorboard=false", "fitness.scale=1e4"]

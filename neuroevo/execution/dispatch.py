@@ -139,23 +139,25 @@ def dispatch_order(cfg: RunConfig, population: tuple[Member, ...], n_images: int
     return order_tasks(population, costs, [m.chromosome.id for m in population], cfg.evolve.dispatch)
 
 
-def _start(cfg: RunConfig, run_dir: Path, generation: int, m: Member) -> Start | None:
-    """evolve.inherit: the trained weights a member starts from, its parents' as the generation before kept them (an
-    elite's parent is itself), with the training steps behind each; None: fresh weights."""
-    if not inherits(cfg, generation, m):
-        return None
-    files = {p: rundir.weights_file(run_dir, generation, p) for p in m.parents}
-    found = {p: path.read_bytes() for p, path in files.items() if path.is_file()}
-    if not found:
-        return None
+def starts(cfg: RunConfig, run_dir: Path, generation: int, members: Sequence[Member]) -> dict[Member, Start]:
+    """evolve.inherit: the trained weights each member that inherits starts from, its parents' as the generation
+    before kept them (an elite's parent is itself), with the training steps behind each. Each file goes into the
+    object store once, however many children share it. A member none of whose parents' weights were kept is not in
+    the dict: it starts fresh."""
+    heirs = [m for m in members if inherits(cfg, generation, m)]
+    if not heirs:
+        return {}
+    files = {p: rundir.weights_file(run_dir, generation, p) for m in heirs for p in m.parents}
+    refs = {p: ray.put(path.read_bytes()) for p, path in files.items() if path.is_file()}
     steps = logs.lineage_steps(run_dir, generation - 1)
-    return Start(found, {p: steps.get(p, 0) for p in found})
+    kept = {m: [p for p in m.parents if p in refs] for m in heirs}
+    return {m: Start({p: refs[p] for p in ps}, {p: steps.get(p, 0) for p in ps}) for m, ps in kept.items() if ps}
 
 
-def _submit(cfg: RunConfig, run_dir: Path, generation: int, m: Member, images_ref: ray.ObjectRef | data.Cache,
-            resources: dict[str, float], reference: ray.ObjectRef | None = None) -> tuple[ray.ObjectRef, _Task]:
+def _submit(cfg: RunConfig, generation: int, m: Member, images_ref: ray.ObjectRef | data.Cache,
+            resources: dict[str, float], reference: ray.ObjectRef | None = None,
+            start: Start | None = None) -> tuple[ray.ObjectRef, _Task]:
     seed = task_seed(cfg.seed, generation, m.chromosome.id)
-    start = _start(cfg, run_dir, generation, m)
     in_task = reference if cfg.quality.evaluate == "all" else None  # top_k measures after the generation
     # a task whose worker or node dies is rerun elsewhere; one that raises is not (training is deterministic)
     report_ref, weights_ref = train_task.options(name=f"train-g{generation}-{m.chromosome.id}", **resources).remote(
@@ -237,8 +239,9 @@ def train_generation(cfg: RunConfig, run_id: str, run_dir: Path, generation: int
     estimate); Ray starts queued tasks in that order as workers free up. On Ctrl-C the running tasks are left to
     Ray's shutdown (see loop.py).
     """
-    pending = dict(_submit(cfg, run_dir, generation, m, images_ref, task_resources(cfg, m.chromosome, cap),
-                           reference) for m in dispatch_order(cfg, population, n_images))
+    begin = starts(cfg, run_dir, generation, population)
+    pending = dict(_submit(cfg, generation, m, images_ref, task_resources(cfg, m.chromosome, cap), reference,
+                           begin.get(m)) for m in dispatch_order(cfg, population, n_images))
     done_here = Finished(kept_places(cfg))
     bar = generation_bar(cfg, generation, len(population))
     try:
@@ -363,5 +366,6 @@ class SteadyState(Generational):
             if self.running and not has_room(cap.most, [t.resources for t in self.running.values()], need):
                 return
             heapq.heappop(self.queued)
-            ref, task = _submit(self.cfg, self.run_dir, generation_of, m, self.images_ref, need, self.reference)
+            start = starts(self.cfg, self.run_dir, generation_of, (m,)).get(m)
+            ref, task = _submit(self.cfg, generation_of, m, self.images_ref, need, self.reference, start)
             self.running[ref] = task

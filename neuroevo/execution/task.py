@@ -7,6 +7,7 @@ torch and the training code load inside the tasks only, on the worker: the drive
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import socket
 from datetime import datetime, timezone
@@ -64,6 +65,9 @@ def train_task(ch: Chromosome, images: np.ndarray | data.Cache, cfg: TrainConfig
     gpu_ids = tuple(str(g) for g in ray.get_gpu_ids())
     device = trainer.pick_device(len(gpu_ids))
     trainings, first, inherited = [], None, Inherited()  # (seed, result, quality) of each training
+    if start is not None:  # the parents' weights files, put in the object store once for all their children
+        start = dataclasses.replace(start, weights={p: ray.get(w) if isinstance(w, ray.ObjectRef) else w
+                                                    for p, w in start.weights.items()})
     for s in seeds(seed, count):
         init_weights = None
         if start is not None:

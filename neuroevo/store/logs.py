@@ -320,11 +320,12 @@ def check_saved(run_dir: Path, generation: int, kept: Sequence[str] = ()) -> str
 def lineage_steps(run_dir: Path, generation: int) -> dict[str, int]:
     """The training steps behind each logged member's weights (lineage_steps), by chromosome id; empty where the
     generation's file is missing or older than the column."""
+    path = rundir.generation_file(run_dir, generation)
     try:
-        table = pq.read_table(rundir.generation_file(run_dir, generation))
+        if "lineage_steps" not in pq.read_schema(path).names:
+            return {}
+        table = pq.read_table(path, columns=["chromosome_id", "lineage_steps"])
     except (OSError, pa.ArrowException):
-        return {}
-    if "lineage_steps" not in table.column_names:
         return {}
     rows = zip(table.column("chromosome_id").to_pylist(), table.column("lineage_steps").to_pylist())
     return {i: steps for i, steps in rows if steps is not None}

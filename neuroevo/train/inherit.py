@@ -122,18 +122,18 @@ def network(net: str, parent: LayerPlan, parent_state: State, child: LayerPlan, 
     for j, (c, i) in enumerate(zip(c_layers, alignment.align(p_layers, c_layers))):
         if i is None:
             update, through = _zero_branch(c, c_mods[j], child_state, generator)
-            flow = (flow[0], flow[1].then(through)) if flow and through else None
+            flow = (flow[0], flow[1].then(through)) if flow is not None and through is not None else None
             state.update(update)
             continue
         p = p_layers[i]
-        inp = flow[1] if flow and flow[0] == i - 1 else None
-        if inp and c.kind == "linear" and j and c_layers[j - 1].kind != "linear":  # D flattens C x side x side
-            side, before = c_layers[j - 1].side, p_layers[i - 1]
+        inp = flow[1] if flow is not None and flow[0] == i - 1 else None
+        if inp is not None and c.kind == "linear" and j and c_layers[j - 1].kind != "linear":
+            side, before = c_layers[j - 1].side, p_layers[i - 1]  # D flattens C channels to C x side x side features
             inp = inp.flattened(side**2) if before.kind != "linear" and before.side == side else None
         if inp is None and p.c_in == c.c_in:  # unrelated inputs of the same shape: the weights are kept anyway
             inp = Channels.same(c.c_in)
         update, out, n = _continue(p, c, p_mods[i], c_mods[j], parent_state, child_state, inp, generator)
-        flow = (i, out) if out else None
+        flow = (i, out) if out is not None else None
         state.update(update)
         taken += n
     return Taken(state, taken)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Mapping
+from typing import Any, Mapping
 
 import numpy as np
 
@@ -54,7 +54,7 @@ class SeedResult:
 class Start:
     """The trained weights a chromosome's training may start from (evolve.inherit): its parents' weights files by
     chromosome id (an elite's parent is itself), and the training steps behind each (its lineage's)."""
-    weights: Mapping[str, bytes]
+    weights: Mapping[str, Any]  # bytes; the driver sends Ray object refs of them, which the task fetches
     steps: Mapping[str, int]
 
 
