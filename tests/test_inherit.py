@@ -201,6 +201,19 @@ def test_children_start_from_their_parents_where_inherit_says():
     assert not any(population.inherits(none, 1, m) for m in (elite, mutant, fresh))
 
 
+def test_the_weights_kept_are_those_of_the_next_generations_parents():
+    """inherit all with tournaments: any member may be a parent, and exactly the parents' weights are kept."""
+    cfg = v2_config(evolve={"population": 8, "elite_fraction": 0.25, "strategy": "tournament", "inherit": "all"})
+    members = population.initial_population(cfg)
+    evaluated = [population.Evaluated(m, fitness=0.1 * i) for i, m in enumerate(members)]
+    parents = {p for m in population.next_population(cfg, 1, evaluated) for p in m.parents}
+    kept = population.weights_kept(cfg, 0, evaluated)
+    assert {m.chromosome.id for m in kept} == parents and len(parents) > 2  # more than the two elites
+    assert population.weights_kept(replace(cfg, evolve=replace(cfg.evolve, inherit="elites")), 0, evaluated) == \
+        population.elites(cfg, evaluated)
+    assert population.weights_kept(replace(cfg, evolve=replace(cfg.evolve, inherit="none")), 0, evaluated) == []
+
+
 def test_the_driver_holds_the_weights_of_every_member_that_may_be_a_parent():
     from neuroevo.execution import dispatch
 
@@ -230,7 +243,7 @@ def test_a_run_with_inherit_all_logs_what_each_member_inherited(tmp_path):
         "train.sample_grid=4", "evolve.population=4", "evolve.generations=3", "evolve.elite_fraction=0.5",
         "evolve.strategy=mutation", "evolve.inherit=all", "resources.num_cpus=1", "resources.num_gpus=0",
         "tracking.tensorboard=false", "fitness.scale=1e4"]
-    overrides = [o.replace(" ", "").replace("(", "[").replace(")", "]") for o in overrides]
+    overrides = [o.replace(" ", "") for o in overrides]
     result = api.run("v2", overrides, out_dir=str(tmp_path), run_id="inherit")
     df = logs.read_generations(result.run_dir)
     ok = df[df.status == "ok"]
@@ -251,6 +264,14 @@ def test_a_run_with_inherit_all_logs_what_each_member_inherited(tmp_path):
     for row in later.itertuples():
         for p in row.parents:
             assert rundir.weights_file(result.run_dir, row.generation, p).is_file()
+    # stopped after two generations and resumed for the third, it logs the same: the parents' weights were kept
+    part = api.run("v2", [*overrides, "evolve.generations=2"], out_dir=str(tmp_path), run_id="part").run_dir
+    api.run(resume=part, overrides=["evolve.generations=3"])
+    resumed = logs.read_generations(part)
+    key = ["generation", "chromosome_id"]
+    a, b = df.sort_values(key).reset_index(drop=True), resumed.sort_values(key).reset_index(drop=True)
+    for col in ("chromosome_id", "d_loss", "g_loss", "fitness", "inherited_from", "inherited_fraction", "lineage_steps"):
+        assert a[col].map(str).tolist() == b[col].map(str).tolist(), col
     # the run's commands read it
     for command in (["best", result.run_dir], ["report", result.run_dir, "--out", tmp_path / "report"],
                     ["query", result.run_dir, "--where", "operator = 'mutation' AND inherited_fraction > 0",

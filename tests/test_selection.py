@@ -19,7 +19,7 @@ from neuroevo.space import registry, variation
 from neuroevo.space.registry import v2
 from neuroevo.space.v2 import V2Chromosome
 from neuroevo.store import logs, rundir
-from neuroevo.store.state import drawn
+from neuroevo.store.resume import drawn
 from neuroevo.store.state import load as load_state
 from neuroevo.train import data
 from neuroevo.train.model import build, noise
