@@ -225,6 +225,13 @@ def test_the_driver_holds_the_weights_of_every_member_that_may_be_a_parent():
     assert kept(strategy="tournament", inherit="all") is None  # any member may win a tournament
 
 
+def test_a_config_saved_before_evolve_inherit_resumes_without_it():
+    text = config.to_yaml(config.load("demo", ["evolve.keep_weights=true"]))
+    older = "\n".join(line for line in text.splitlines() if not line.strip().startswith("inherit:"))
+    saved = config.loads_saved(older, "config.yaml")
+    assert saved.evolve.inherit == "none" and config.inheritance(saved.evolve) == "elites"
+
+
 def test_an_unknown_inherit_value_is_one_line_naming_the_key_and_its_values(tmp_path):
     p = neuroevo("run", "demo", "--set", "evolve.inherit=everything", "--set", f"out_dir={tmp_path}")
     assert p.returncode == 2, p.stderr
