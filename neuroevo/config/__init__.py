@@ -39,5 +39,6 @@ from neuroevo.config.schema import (
 
 __all__ = ["AUTO_SAMPLES", "DOCUMENTED", "LATER_KEYS", "MAX_BYTES", "MAX_NODES", "PRESETS", "SPACES", "DataConfig",
            "EvolveConfig", "FitnessConfig", "QualityConfig", "ResourcesConfig", "RunConfig", "TrackingConfig",
-           "TrainConfig", "check", "documented_in", "elite_count", "flat", "from_dict", "inheritance", "keys_help", "load",
-           "load_saved", "loads_saved", "missing_keys", "override", "parse_yaml", "preset_path", "to_dict", "to_yaml"]
+           "TrainConfig", "check", "documented_in", "elite_count", "flat", "from_dict", "inheritance", "keys_help",
+           "load", "load_saved", "loads_saved", "missing_keys", "override", "parse_yaml", "preset_path", "to_dict",
+           "to_yaml"]

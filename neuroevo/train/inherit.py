@@ -12,7 +12,8 @@ Layers correspond through the layer plans (space/alignment.py), and each child l
 - anything else (fewer channels, another kernel, a new layer without a residual) keeps the child's fresh weights.
 
 Pure functions of layer plans and state dicts. Tensors are located through model.layer_modules, and a weight
-reparametrized by torch.nn.utils.parametrize (spectral_norm's parametrizations.weight.original) is found as well.
+reparametrized by torch.nn.utils.parametrize (spectral_norm's parametrizations.weight.original) is found as well
+(widened, such a weight keeps its values but not its spectral norm, so not its function exactly).
 """
 
 from __future__ import annotations
