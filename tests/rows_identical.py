@@ -3,7 +3,9 @@
 Each preset runs two generations at a tiny size (the same overrides for every preset: 16 px, 128 images, two
 training steps, a population of 4), on the real CIFAR-10 subset where it is beside the checkout (the CIFAR and
 ImageNet presets read it as an image folder), else on the demo's generated pictures. The fingerprint of a run is
-the sha256 of its rows' deterministic columns (everything but times, hosts and devices), as canonical JSON.
+the sha256 of its rows' deterministic columns (everything but times, hosts and devices) of schema_version
+FINGERPRINTED, as canonical JSON: a column added since is a new feature, which the rows of the presets log beside
+the old columns, whose values stay byte for byte.
 
     python tests/rows_identical.py            # compare with tests/fixtures/rows.json; exit 1 on any difference
     python tests/rows_identical.py --write    # record the fingerprints (only where behaviour is meant to change)
@@ -25,6 +27,7 @@ REPO = Path(__file__).resolve().parents[1]
 EXPECTED = REPO / "tests" / "fixtures" / "rows.json"
 SUBSET = Path(os.environ.get("NEUROEVO_SHARED", REPO.parent / "shared")) / "data" / "cifar10-subset" / "train"
 PRESETS = ("demo", "cifar10", "cifar100", "imagenet", "v2", "dcgan")
+FINGERPRINTED = 4  # the schema_version whose columns are compared (its own number aside)
 # columns that say when, where and how fast a row was trained, not what
 VOLATILE = {"run_id", "train_seconds", "images_per_second", "device", "node", "gpu_ids", "started_at", "finished_at",
             "quality_seconds"}
@@ -47,8 +50,10 @@ def overrides(preset: str) -> list[str]:
 def fingerprint(run_dir: Path) -> str:
     import pandas as pd
 
-    frames = [pd.read_parquet(f) for f in sorted((run_dir / "generations").rglob("*.parquet"))]
-    rows = pd.concat(frames).drop(columns=[c for c in VOLATILE if c in frames[0].columns])
+    from neuroevo.store import logs
+
+    columns = [c for c in logs.schema_of(FINGERPRINTED).names if c not in VOLATILE | {"schema_version"}]
+    rows = pd.concat([pd.read_parquet(f, columns=columns) for f in sorted((run_dir / "generations").rglob("*.parquet"))])
     rows = rows.sort_values(["generation", "chromosome_id"]).reset_index(drop=True)
     text = rows.to_json(orient="records", double_precision=15, date_format="iso")
     return hashlib.sha256(text.encode()).hexdigest()

@@ -244,8 +244,8 @@ def _weights_held(monkeypatch) -> tuple[dict, list]:
     held: list[int] = []
     submit, log = dispatch._submit, outputs.write_generation
 
-    def watched_submit(cfg, run_dir, generation, *args, **kwargs):
-        report_ref, task = submit(cfg, run_dir, generation, *args, **kwargs)
+    def watched_submit(cfg, generation, *args, **kwargs):
+        report_ref, task = submit(cfg, generation, *args, **kwargs)
         submitted.setdefault(generation, []).append(task.weights.hex().encode())  # the id only: no ref kept
         return report_ref, task
 

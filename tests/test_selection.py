@@ -18,7 +18,7 @@ from neuroevo.execution import loop
 from neuroevo.space import registry, v2, variation
 from neuroevo.space.v2 import V2Chromosome
 from neuroevo.store import logs, rundir
-from neuroevo.store.state import drawn
+from neuroevo.store.resume import drawn
 from neuroevo.store.state import load as load_state
 from neuroevo.train import data
 from neuroevo.train.model import build, noise

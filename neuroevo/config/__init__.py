@@ -7,7 +7,7 @@ runs it as a script).
 `from neuroevo import config` gives what the rest of neuroevo uses: config.load, config.RunConfig and so on.
 """
 
-from neuroevo.config.checks import check, elite_count
+from neuroevo.config.checks import check, elite_count, inheritance
 from neuroevo.config.loading import (
                                      LATER_KEYS,
                                      MAX_BYTES,
@@ -40,5 +40,5 @@ from neuroevo.config.schema import (
 
 __all__ = ["AUTO_SAMPLES", "LATER_KEYS", "MAX_BYTES", "MAX_NODES", "PRESETS", "SPACES", "DataConfig",
            "EvolveConfig", "FitnessConfig", "QualityConfig", "ResourcesConfig", "RunConfig", "TrackingConfig",
-           "TrainConfig", "check", "elite_count", "flat", "from_dict", "load", "load_saved", "loads_saved", "missing_keys",
-           "override", "parse_yaml", "preset_path", "to_dict", "to_yaml"]
+           "TrainConfig", "check", "elite_count", "flat", "from_dict", "inheritance", "load", "load_saved",
+           "loads_saved", "missing_keys", "override", "parse_yaml", "preset_path", "to_dict", "to_yaml"]

@@ -57,10 +57,10 @@ def _check_evolve(e: EvolveConfig, space: Any) -> None:
         raise ConfigError(f"evolve.elite_fraction: {e.elite_fraction} of a population of {population} keeps no elite (needs at least 1)")
     if n_elite >= population:
         raise ConfigError(f"evolve.elite_fraction: {e.elite_fraction} keeps the whole population of {population}")
-    if e.mode == "steady_state" and (e.strategy != "random" or e.keep_weights):
+    if e.mode == "steady_state" and (e.strategy != "random" or inheritance(e) != "none"):
         raise ConfigError(f"evolve.mode: steady_state starts the next generation's newcomers before this one's fitness "
-                          f"is known, so it needs evolve.strategy: random and evolve.keep_weights: false (got "
-                          f"{e.strategy}, {str(e.keep_weights).lower()})")
+                          f"is known, so it needs evolve.strategy: random, evolve.keep_weights: false and "
+                          f"evolve.inherit: none (got {e.strategy}, {str(e.keep_weights).lower()}, {e.inherit})")
     if e.strategy == "crossover" and n_elite < 2:
         raise ConfigError(f"evolve.strategy: crossover needs at least 2 elites to cross, and evolve.elite_fraction "
                           f"{e.elite_fraction} of {population} keeps {n_elite}")
@@ -79,3 +79,9 @@ def _check_evolve(e: EvolveConfig, space: Any) -> None:
 def elite_count(evolve: EvolveConfig) -> int:
     """Elites kept per generation: elite_fraction of the population, rounded half up."""
     return math.floor(evolve.elite_fraction * evolve.population + 0.5)
+
+
+def inheritance(evolve: EvolveConfig) -> str:
+    """Whose weights the next generation starts from: none | elites | all (evolve.inherit; keep_weights: true is
+    inherit: elites)."""
+    return "elites" if evolve.inherit == "none" and evolve.keep_weights else evolve.inherit

@@ -342,6 +342,17 @@ class EvolveConfig:
     With a fresh optimiser state and a new seed, so an elite's later losses depend on its history, not only on its
     genes. The driver writes those weights to `RUN_DIR/weights/generation=NNNN/` (elite_fraction x population x
     generations weights files in all), so `--resume` starts elites from the same weights as an uninterrupted run.
+    The same as `inherit: elites`.
+    """
+    inherit: Literal["none", "elites", "all"] = "none"
+    """Whose trained weights the next generation starts from: `none`, `elites` or `all`.
+
+    `none` (the reference): fresh weights for everyone. `elites`: each elite continues from its own weights (what
+    `keep_weights: true` means). `all`: elites continue, and every child starts from its parent's trained G and D;
+    a crossover child takes G's weights from the parent whose G it took and D's from its D parent. Layers are
+    matched through the layer plans; a widened layer is widened to the same function (Net2Net), a new residual block
+    starts as the identity where its activation allows, any other changed layer starts fresh (train/inherit.py).
+    Needs `mode: generational`.
     """
     seed_chromosomes: tuple[Literal["dcgan"], ...] = ()
     """Fixed chromosomes in the first population: `[dcgan]`, or none.

@@ -12,11 +12,12 @@ from typing import Sequence
 
 import numpy as np
 
-from neuroevo.config import RunConfig, elite_count
+from neuroevo.config import RunConfig, elite_count, inheritance
 from neuroevo.evolve import selection
 from neuroevo.space import registry
 from neuroevo.space.chromosome import Chromosome
 
+BRED = ("mutation", "crossover", "tournament")  # the operators whose children have parents to inherit from
 _SAMPLE_STREAM = 1  # keeps the sampler's random stream apart from any other drawn from the run seed
 _BREED_STREAM = 2  # the random stream of mutation, crossover and tournaments
 _LOOK_STREAM = 3  # space_sample's, so that looking changes no member
@@ -109,3 +110,26 @@ def early_members(cfg: RunConfig, generation: int) -> tuple[Member, ...]:
     non-elites (evolve.strategy random). steady_state mode trains them before the generation before them is
     finished."""
     return fresh_members(cfg, generation, cfg.evolve.population - elite_count(cfg.evolve))
+
+
+def inherits(cfg: RunConfig, generation: int, m: Member) -> bool:
+    """Whether a member of `generation` starts from its parents' trained weights (evolve.inherit): an elite
+    continues from its own (elites, all); a child of mutation, crossover or a tournament takes its parents' (all)."""
+    how = inheritance(cfg.evolve)
+    if m.born_generation < generation:
+        return how != "none"
+    return how == "all" and m.operator in BRED
+
+
+def weights_kept(cfg: RunConfig, generation: int, evaluated: Sequence[Evaluated]) -> list[Member]:
+    """The members of a trained generation whose weights the next one starts from: none, the elites (inherit
+    elites), or every parent of a member of the next generation (all: the elites, and with evolve.strategy
+    tournament the winners, who may be any member). The next generation is drawn here as next_population draws it,
+    from the same seed and fitness, so these are its parents exactly."""
+    how = inheritance(cfg.evolve)
+    if how == "none":
+        return []
+    if how == "elites":
+        return elites(cfg, evaluated)
+    parents = {p for m in next_population(cfg, generation + 1, evaluated) for p in m.parents}
+    return [e.member for e in evaluated if e.member.chromosome.id in parents]

@@ -24,13 +24,14 @@ from typing import Any, Iterator, Mapping, Sequence, TypeVar
 
 import ray
 
-from neuroevo.config import RunConfig, elite_count
+from neuroevo.config import RunConfig, elite_count, inheritance
 from neuroevo.evolve import fitness, ranking
 from neuroevo.evolve.fitness import Evaluation
 from neuroevo.evolve.population import (
     Evaluated,
     Member,
     early_members,
+    inherits,
     run_losses,
     task_seed,
 )
@@ -45,7 +46,7 @@ from neuroevo.execution.task import (
 from neuroevo.space import registry
 from neuroevo.store import logs, rundir
 from neuroevo.train import data, flops
-from neuroevo.train.results import Quality, TaskReport
+from neuroevo.train.results import Quality, Start, TaskReport
 
 T = TypeVar("T")
 
@@ -138,20 +139,29 @@ def dispatch_order(cfg: RunConfig, population: tuple[Member, ...], n_images: int
     return order_tasks(population, costs, [m.chromosome.id for m in population], cfg.evolve.dispatch)
 
 
-def _start_weights(run_dir: Path, generation: int, m: Member) -> bytes | None:
-    """evolve.keep_weights: an elite starts from the weights it ended the generation before with."""
-    path = rundir.weights_file(run_dir, generation, m.chromosome.id)
-    return path.read_bytes() if m.born_generation < generation and path.is_file() else None
+def starts(cfg: RunConfig, run_dir: Path, generation: int, members: Sequence[Member]) -> dict[Member, Start]:
+    """evolve.inherit: the trained weights each member that inherits starts from, its parents' as the generation
+    before kept them (an elite's parent is itself), with the training steps behind each. Each file goes into the
+    object store once, however many children share it. A member none of whose parents' weights were kept is not in
+    the dict: it starts fresh."""
+    heirs = [m for m in members if inherits(cfg, generation, m)]
+    if not heirs:
+        return {}
+    files = {p: rundir.weights_file(run_dir, generation, p) for m in heirs for p in m.parents}
+    refs = {p: ray.put(path.read_bytes()) for p, path in files.items() if path.is_file()}
+    steps = logs.lineage_steps(run_dir, generation - 1)
+    kept = {m: [p for p in m.parents if p in refs] for m in heirs}
+    return {m: Start({p: refs[p] for p in ps}, {p: steps.get(p, 0) for p in ps}) for m, ps in kept.items() if ps}
 
 
-def _submit(cfg: RunConfig, run_dir: Path, generation: int, m: Member, images_ref: ray.ObjectRef | data.Cache,
-            resources: dict[str, float], reference: ray.ObjectRef | None = None) -> tuple[ray.ObjectRef, _Task]:
+def _submit(cfg: RunConfig, generation: int, m: Member, images_ref: ray.ObjectRef | data.Cache,
+            resources: dict[str, float], reference: ray.ObjectRef | None = None,
+            start: Start | None = None) -> tuple[ray.ObjectRef, _Task]:
     seed = task_seed(cfg.seed, generation, m.chromosome.id)
-    init = _start_weights(run_dir, generation, m) if cfg.evolve.keep_weights else None
     in_task = reference if cfg.quality.evaluate == "all" else None  # top_k measures after the generation
     # a task whose worker or node dies is rerun elsewhere; one that raises is not (training is deterministic)
     report_ref, weights_ref = train_task.options(name=f"train-g{generation}-{m.chromosome.id}", **resources).remote(
-        m.chromosome, images_ref, cfg.train, seed, cfg.data.flip, init, cfg.evolve.seeds_per_chromosome,
+        m.chromosome, images_ref, cfg.train, seed, cfg.data.flip, start, cfg.evolve.seeds_per_chromosome,
         cfg.quality, in_task)
     return report_ref, _Task(generation, m, seed, weights_ref, resources)
 
@@ -166,12 +176,16 @@ def _collect(cfg: RunConfig, run_id: str, ref: ray.ObjectRef, task: _Task) -> Tr
 
 
 def kept_places(cfg: RunConfig) -> int | None:
-    """How many of a generation's fittest may have their weights written: the best, or with evolve.keep_weights
-    the elites. None: any member may, or which ones is known only once all are in (train.keep all, fitness.kind
-    pareto, quality.evaluate top_k)."""
+    """How many of a generation's fittest may have their weights written: the best, or with evolve.inherit (or
+    keep_weights) the elites, the parents of the next generation. None: any member may, or which ones is known only
+    once all are in (train.keep all, fitness.kind pareto, quality.evaluate top_k, inherit all with tournaments,
+    which any member may win)."""
     if cfg.train.keep == "all" or cfg.fitness.kind == "pareto" or cfg.quality.evaluate == "top_k":
         return None
-    return max(1, elite_count(cfg.evolve)) if cfg.evolve.keep_weights else 1
+    how = inheritance(cfg.evolve)
+    if how == "all" and cfg.evolve.strategy == "tournament":
+        return None
+    return max(1, elite_count(cfg.evolve)) if how != "none" else 1
 
 
 @dataclass
@@ -218,15 +232,16 @@ class Finished:
 def train_generation(cfg: RunConfig, run_id: str, run_dir: Path, generation: int, population: tuple[Member, ...],
                      images_ref: ray.ObjectRef | data.Cache, cap: Capacity, n_images: int | None = None,
                      reference: ray.ObjectRef | None = None) -> list[Trained]:
-    """Train every member (elites too, from fresh weights unless evolve.keep_weights); returns the trained members
+    """Train every member (from fresh weights, or what it inherits: evolve.inherit); returns the trained members
     in population order, each evaluated as its task came in.
 
     Every task is submitted at once, in cfg.evolve.dispatch order (n_images: the dataset's size, for the cost
     estimate); Ray starts queued tasks in that order as workers free up. On Ctrl-C the running tasks are left to
     Ray's shutdown (see loop.py).
     """
-    pending = dict(_submit(cfg, run_dir, generation, m, images_ref, task_resources(cfg, m.chromosome, cap),
-                           reference) for m in dispatch_order(cfg, population, n_images))
+    begin = starts(cfg, run_dir, generation, population)
+    pending = dict(_submit(cfg, generation, m, images_ref, task_resources(cfg, m.chromosome, cap), reference,
+                           begin.get(m)) for m in dispatch_order(cfg, population, n_images))
     done_here = Finished(kept_places(cfg))
     bar = generation_bar(cfg, generation, len(population))
     try:
@@ -351,5 +366,6 @@ class SteadyState(Generational):
             if self.running and not has_room(cap.most, [t.resources for t in self.running.values()], need):
                 return
             heapq.heappop(self.queued)
-            ref, task = _submit(self.cfg, self.run_dir, generation_of, m, self.images_ref, need, self.reference)
+            start = starts(self.cfg, self.run_dir, generation_of, (m,)).get(m)
+            ref, task = _submit(self.cfg, generation_of, m, self.images_ref, need, self.reference, start)
             self.running[ref] = task

@@ -7,6 +7,7 @@ torch and the training code load inside the tasks only, on the worker: the drive
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import socket
 from datetime import datetime, timezone
@@ -21,8 +22,10 @@ from neuroevo.execution.capacity import Capacity
 from neuroevo.space.chromosome import Chromosome
 from neuroevo.train import data, memory
 from neuroevo.train.results import (
+    Inherited,
     Quality,
     SeedResult,
+    Start,
     TaskReport,
     mean_quality,
     mean_result,
@@ -48,20 +51,27 @@ def _use_task_cpus() -> None:
 
 @ray.remote(num_returns=2)
 def train_task(ch: Chromosome, images: np.ndarray | data.Cache, cfg: TrainConfig, seed: int, flip: bool = False,
-               init_weights: bytes | None = None, count: int = 1, quality_cfg: QualityConfig | None = None,
+               start: Start | None = None, count: int = 1, quality_cfg: QualityConfig | None = None,
                reference: Reference | None = None) -> tuple[TaskReport, bytes | None]:
-    """Train the chromosome `count` times (evolve.seeds_per_chromosome); with a reference (quality.evaluate all),
-    measure each generator's sample quality against it. Returns the report and the first training's weights file
-    (train.weights; None when a training failed): two objects, so that the driver fetches the weights only of
-    those it keeps, and drops the others' as soon as it knows."""
-    from neuroevo.train import quality, trainer
+    """Train the chromosome `count` times (evolve.seeds_per_chromosome), each from fresh weights or, given its
+    parents' (`start`, evolve.inherit), from what it inherits of theirs (inherit.start_weights); with a reference
+    (quality.evaluate all), measure each generator's sample quality against it. Returns the report and the first
+    training's weights file (train.weights; None when a training failed): two objects, so that the driver fetches
+    the weights only of those it keeps, and drops the others' as soon as it knows."""
+    from neuroevo.train import inherit, quality, trainer
 
     started = datetime.now(timezone.utc)
     _use_task_cpus()
     gpu_ids = tuple(str(g) for g in ray.get_gpu_ids())
     device = trainer.pick_device(len(gpu_ids))
-    trainings, first = [], None  # (seed, result, quality) of each training
+    trainings, first, inherited = [], None, Inherited()  # (seed, result, quality) of each training
+    if start is not None:  # the parents' weights files, put in the object store once for all their children
+        start = dataclasses.replace(start, weights={p: ray.get(w) if isinstance(w, ray.ObjectRef) else w
+                                                    for p, w in start.weights.items()})
     for s in seeds(seed, count):
+        init_weights = None
+        if start is not None:
+            init_weights, inherited = inherit.start_weights(ch, s, start)
         result, weights = trainer.train_and_save(ch, data.attach(images), cfg, s, device, flip, init_weights)
         ok = result.status == "ok"
         trainings.append((s, result, quality.measure_generator(weights, quality_cfg, reference, device, s)
@@ -74,7 +84,8 @@ def train_task(ch: Chromosome, images: np.ndarray | data.Cache, cfg: TrainConfig
     measured = [q for _, _, q in trainings if q is not None]
     report = TaskReport(mean_result([r for _, r, _ in trainings]), node, gpu_ids, started,
                         datetime.now(timezone.utc), mean_quality(measured) if ok and measured else None,
-                        tuple(SeedResult(s, r.d_loss, r.g_loss, q.fid if q else None) for s, r, q in trainings))
+                        tuple(SeedResult(s, r.d_loss, r.g_loss, q.fid if q else None) for s, r, q in trainings),
+                        inherited)
     return report, first if ok else None
 
 

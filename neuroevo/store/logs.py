@@ -29,12 +29,13 @@ from neuroevo.store import rundir
 if TYPE_CHECKING:
     from neuroevo.train.results import Quality, TaskReport
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 ADDED = {  # the columns each schema_version added to the one before
     2: ("parents", "operator", "space", "loss", "g_optimiser", "d_optimiser"),
     3: ("fid", "kid", "kid_std", "quality_samples", "quality_seconds", "pareto_rank", "seeds", "seed_d_loss",
         "seed_g_loss", "seed_fid"),
     4: ("generation",),  # except in a folder named generation=NNNN (rundir.hive): there it is the folder's name
+    5: ("inherited_from", "inherited_fraction", "lineage_steps"),
 }
 HIDDEN = (".", "_")  # names that pyarrow's dataset discovery skips, e.g. rundir.write's temporary files
 
@@ -102,6 +103,10 @@ SCHEMA = pa.schema([
     ("seed_d_loss", _floats),  # per seed
     ("seed_g_loss", _floats),
     ("seed_fid", _floats),
+    # evolve.inherit: the trained weights its training started from
+    ("inherited_from", pa.list_(pa.string())),  # ids: its own (an elite), its parent's, or its G's then D's parent's
+    ("inherited_fraction", pa.float64()),  # of its parameters, the share taken from them (0: fresh weights)
+    ("lineage_steps", pa.int64()),  # training steps behind its weights: its own, and those of the weights it took
 ])
 
 
@@ -179,6 +184,9 @@ def row(run_id: str, generation: int, member: Member, seed: int, report: TaskRep
         "seed_d_loss": [s.d_loss for s in seeds] if seeds else None,
         "seed_g_loss": [s.g_loss for s in seeds] if seeds else None,
         "seed_fid": [s.fid for s in seeds] if seeds and all(s.fid is not None for s in seeds) else None,
+        "inherited_from": list(report.inherited.parents) if report else None,
+        "inherited_fraction": report.inherited.fraction if report else None,
+        "lineage_steps": r.steps + report.inherited.steps if r else None,
     }
 
 
@@ -308,6 +316,20 @@ def check_saved(run_dir: Path, generation: int, kept: Sequence[str] = ()) -> str
         if status.get(chromosome_id) == "ok" and not path.is_file():
             return f"{path} is missing"
     return None
+
+
+def lineage_steps(run_dir: Path, generation: int) -> dict[str, int]:
+    """The training steps behind each logged member's weights (lineage_steps), by chromosome id; empty where the
+    generation's file is missing or older than the column."""
+    path = rundir.generation_file(run_dir, generation)
+    try:
+        if "lineage_steps" not in pq.read_schema(path).names:
+            return {}
+        table = pq.read_table(path, columns=["chromosome_id", "lineage_steps"])
+    except (OSError, pa.ArrowException):
+        return {}
+    rows = zip(table.column("chromosome_id").to_pylist(), table.column("lineage_steps").to_pylist())
+    return {i: steps for i, steps in rows if steps is not None}
 
 
 def logged_members(run_dir: Path, generation: int, columns: Sequence[str] = ()) -> list[dict[str, Any]] | None:

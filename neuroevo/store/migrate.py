@@ -1,8 +1,8 @@
 """`neuroevo migrate`: a run directory written by an older neuroevo, upgraded in place to the current formats.
 
     state.json     format 1 (every generation's population) -> format 2 (the next generation's only)
-    generations/   generation=NNNN/ -> NNNN/, and each file to schema_version 4: the `generation` column, nulls in
-                   the columns later versions added (logs.ADDED), its metadata kept, with the version key 4 and the
+    generations/   generation=NNNN/ -> NNNN/, and each file to the current schema_version (logs.SCHEMA_VERSION): the `generation` column, nulls in
+                   the columns later versions added (logs.ADDED), its metadata kept, with the current version key and the
                    config copy completed as config.yaml is
     config.yaml    the keys added later (config.LATER_KEYS) written out, with the values the run ran with
 
@@ -131,7 +131,7 @@ def _rewrite(file: Path, version: int, schema: pa.Schema) -> str | None:
 
 
 def upgraded(table: pa.Table, generation: int) -> pa.Table:
-    """A generation file's table at schema_version 4: the columns of logs.SCHEMA in its order, `generation` filled,
+    """A generation file's table at the current schema_version: the columns of logs.SCHEMA in its order, `generation` filled,
     nulls in those the file's version lacks; its rows in their order, and any column SCHEMA does not know after."""
     n = table.num_rows
     given = {"schema_version": pa.array([logs.SCHEMA_VERSION] * n, pa.int16()),
@@ -143,7 +143,7 @@ def upgraded(table: pa.Table, generation: int) -> pa.Table:
 
 
 def upgraded_metadata(metadata: dict[bytes, bytes], file: Path) -> dict[bytes, bytes]:
-    """A generation file's key-value metadata as a current file's: every key kept, the version key 4 and the
+    """A generation file's key-value metadata as a current file's: every key kept, the current version key and the
     config copy completed; none added to a file written without neuroevo's."""
     if logs.CONFIG_KEY not in metadata and logs.VERSION_KEY not in metadata:
         return metadata

@@ -100,8 +100,8 @@ def _copy_config(copy: tuple[Path, str], who: str) -> config.RunConfig:
 
 def plan(run_dir: Path, cfg: config.RunConfig) -> tuple[state.RunState | None, tuple[int, ...]]:
     """The saved state, checked against the config and the logs, and the logged generations to train again: those
-    whose data file is damaged or does not hold a whole population, or whose best's files or elites' weights are
-    missing (training is deterministic, so the same rows and files come out again).
+    whose data file is damaged or does not hold a whole population, or whose best's files or the weights the next
+    generation starts from are missing (training is deterministic, so the same rows and files come out again).
 
     A run stopped before its first state was saved has trained nothing: it starts again from generation 0. A state
     that the logs repair (load_checked) replaces state.json at once, the old one kept in discarded/.
@@ -121,8 +121,8 @@ def plan(run_dir: Path, cfg: config.RunConfig) -> tuple[state.RunState | None, t
     redo = []
     for g in range(saved.completed):
         evaluated, problem = logged(cfg, run_dir, g)
-        if not problem:  # the elites the next generation keeps, whose weights it starts from
-            kept = [m.chromosome.id for m in population.elites(cfg, evaluated)] if cfg.evolve.keep_weights else []
+        if not problem:  # the members whose weights the next generation starts from
+            kept = [m.chromosome.id for m in population.weights_kept(cfg, g, evaluated)]
             problem = logs.check_saved(run_dir, g, kept)
         if problem:
             print(f"resume: {problem}; generation {g} will be trained again", file=sys.stderr)

@@ -7,6 +7,8 @@ memory computed from the plan are those of the networks built here.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -59,9 +61,13 @@ class ConvBlock(nn.Module):
 def dense(layer: Layer) -> nn.Module:
     """A linear layer, its norm and activation; a bare nn.Linear when it has neither (a score)."""
     linear = nn.Linear(layer.c_in, layer.c_out, bias=layer.bias)
-    if layer.norm == "none" and layer.activation == "none":
+    if _bare(layer):
         return linear
     return nn.Sequential(linear, norm(layer), activation(layer.activation, layer.c_out))
+
+
+def _bare(layer: Layer) -> bool:
+    return layer.norm == "none" and layer.activation == "none"
 
 
 class Generator(nn.Module):
@@ -91,6 +97,37 @@ class Discriminator(nn.Module):
         """x: N x image -> (the flattened features feature matching compares, N x d_features; the score, N)."""
         f = self.convs(x).flatten(1)
         return f, self.fc(f).view(-1)
+
+
+@dataclass(frozen=True)
+class LayerModules:
+    """Where one layer of the plan lives in its network: its modules' names, the prefixes of their state_dict keys.
+    A name whose module holds no tensor (an nn.Identity norm, a ReLU) has no key."""
+
+    weights: str  # the convolution or linear layer
+    norm: str | None
+    activation: str | None
+    shortcut: str | None  # ConvBlock's 1x1 projection of the residual
+
+
+def layer_modules(plan: LayerPlan) -> tuple[tuple[LayerModules, ...], tuple[LayerModules, ...]]:
+    """G's and D's layers, in the plan's order, as Generator and Discriminator name their modules."""
+
+    def names(layers: tuple[Layer, ...]) -> tuple[LayerModules, ...]:
+        out, fc, conv = [], 0, 0
+        for layer in layers:
+            if layer.kind == "linear":
+                m = f"fc.{fc}"
+                fc += 1
+                out.append(LayerModules(m, None, None, None) if _bare(layer) else
+                           LayerModules(f"{m}.0", f"{m}.1", f"{m}.2", None))
+            else:
+                m = f"convs.{conv}"
+                conv += 1
+                out.append(LayerModules(f"{m}.main.0", f"{m}.main.1", f"{m}.main.2", f"{m}.shortcut"))
+        return tuple(out)
+
+    return names(plan.g), names(plan.d)
 
 
 @torch.no_grad()

@@ -1,6 +1,6 @@
 """What a training task reports to the driver (beside the weights file, which it returns as a separate object):
-the training's result, the generator's sample quality, the task's report; and several trainings of one chromosome
-as one.
+the training's result, the generator's sample quality, what its weights started from, the task's report; and
+several trainings of one chromosome as one. And what the driver gives a task to start from (Start).
 
 Plain data, no torch: the driver unpickles these from every task, and unpickling imports the module that defines
 them.
@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any, Mapping
 
 import numpy as np
 
@@ -28,6 +29,7 @@ class TrainResult:
     train_seconds: float
     images_per_second: float  # real images through D per second of training
     device: str  # "cpu", or e.g. "cuda:0 (NVIDIA H100 80GB HBM3; bf16 channels_last ... compile 31.2s)"
+    steps: int = 0  # training steps taken (each one D step and one G step)
 
 
 @dataclass(frozen=True)
@@ -49,6 +51,23 @@ class SeedResult:
 
 
 @dataclass(frozen=True)
+class Start:
+    """The trained weights a chromosome's training may start from (evolve.inherit): its parents' weights files by
+    chromosome id (an elite's parent is itself), and the training steps behind each (its lineage's)."""
+    weights: Mapping[str, Any]  # bytes; the driver sends Ray object refs of them, which the task fetches
+    steps: Mapping[str, int]
+
+
+@dataclass(frozen=True)
+class Inherited:
+    """What a training's weights started from: the parents whose weights it took (G's, then D's where that is
+    another), the share of its parameters taken from them, and the training steps behind those."""
+    parents: tuple[str, ...] = ()  # empty: fresh weights
+    fraction: float = 0.0
+    steps: int = 0
+
+
+@dataclass(frozen=True)
 class TaskReport:
     result: TrainResult  # with several seeds: the losses are their means, the time their sum
     node: str  # host name / the first 8 characters of Ray's node id
@@ -57,6 +76,7 @@ class TaskReport:
     finished_at: datetime
     quality: Quality | None = None  # quality.evaluate all: the generator's FID and KID (the seeds' means)
     seeds: tuple[SeedResult, ...] = ()
+    inherited: Inherited = Inherited()
 
 
 def mean_result(runs: list[TrainResult]) -> TrainResult:

@@ -172,6 +172,7 @@ def train(ch: Chromosome, images: np.ndarray, cfg: TrainConfig, seed: int, devic
         train_seconds=seconds,
         images_per_second=images_seen / seconds if seconds > 0 else 0.0,
         device=_describe(dev, gpu, fp, compile_seconds),
+        steps=images_seen // bs,
     )
     return result, G, D
 
