@@ -1,9 +1,9 @@
 """`neuroevo migrate`: a run directory written by an older neuroevo, upgraded in place to the current formats.
 
     state.json     format 1 (every generation's population) -> format 2 (the next generation's only)
-    generations/   generation=NNNN/ -> NNNN/, and each file to the current schema_version (logs.SCHEMA_VERSION): the `generation` column, nulls in
-                   the columns later versions added (logs.ADDED), its metadata kept, with the current version key and the
-                   config copy completed as config.yaml is
+    generations/   generation=NNNN/ -> NNNN/, and each file to the current schema_version (logs.SCHEMA_VERSION):
+                   the `generation` column, nulls in the columns later versions added (logs.ADDED), its metadata
+                   kept, with the current version key and the config copy completed as config.yaml is
     config.yaml    the keys added later (config.LATER_KEYS) written out, with the values the run ran with
 
 `plan` reads and checks everything and writes nothing; `apply` writes, through rundir: each file atomically, and a
@@ -131,8 +131,9 @@ def _rewrite(file: Path, version: int, schema: pa.Schema) -> str | None:
 
 
 def upgraded(table: pa.Table, generation: int) -> pa.Table:
-    """A generation file's table at the current schema_version: the columns of logs.SCHEMA in its order, `generation` filled,
-    nulls in those the file's version lacks; its rows in their order, and any column SCHEMA does not know after."""
+    """A generation file's table at the current schema_version: the columns of logs.SCHEMA in its order,
+    `generation` filled, nulls in those the file's version lacks; its rows in their order, and any column SCHEMA
+    does not know after."""
     n = table.num_rows
     given = {"schema_version": pa.array([logs.SCHEMA_VERSION] * n, pa.int16()),
              "generation": pa.array([generation] * n, pa.int32())}
