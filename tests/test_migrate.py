@@ -19,7 +19,8 @@ from neuroevo.store import logs, migrate, resume, rundir, state
 from tests.conftest import neuroevo, old_layout, old_state, tiny_config, tiny_dict
 
 N = 4
-CURRENT = "{}: already current (state.json format 2, logs schema_version 4, config.yaml complete); nothing to do"
+CURRENT = ("{}: already current (state.json format 2, logs schema_version " + str(logs.SCHEMA_VERSION)
+           + ", config.yaml complete); nothing to do")
 STATE_LINE = "  state.json: format 1 (every generation's population) -> 2 (the next generation's)"
 FOLDERS_LINE = "  generations 0-2: folder generation=NNNN -> NNNN; {}, its config copy completed"
 COLUMNS = ["generation", "chromosome_id", "chromosome", "born_generation", "parents", "operator", "task_seed",
@@ -85,8 +86,8 @@ def rows(run_dir):
 
 
 def assert_current(run_dir):
-    """Every file of the run in the current format: the folders NNNN, each file of schema_version 4 with exactly
-    logs.SCHEMA and its generation, metadata of version 4 with a complete config copy; state.json format 2; a
+    """Every file of the run in the current format: the folders NNNN, each file of the current schema_version with
+    exactly logs.SCHEMA and its generation, metadata of that version with a complete config copy; state.json format 2; a
     complete config.yaml."""
     folders = sorted(p.name for p in rundir.generations_dir(run_dir).iterdir())
     assert folders == [f"{g:04d}" for g in range(len(folders))]
@@ -95,7 +96,7 @@ def assert_current(run_dir):
         assert table.schema.remove_metadata() == logs.SCHEMA
         assert set(table.column("generation").to_pylist()) == {g}
         assert set(table.column("schema_version").to_pylist()) == {logs.SCHEMA_VERSION}
-        assert table.schema.metadata[logs.VERSION_KEY] == b"4"
+        assert table.schema.metadata[logs.VERSION_KEY] == str(logs.SCHEMA_VERSION).encode()
         copy = yaml.safe_load(table.schema.metadata[logs.CONFIG_KEY])
         assert config.missing_keys(copy) == []
     doc = json.loads(rundir.state_file(run_dir).read_text())
@@ -116,7 +117,7 @@ def test_a_file_of_an_older_schema_gains_the_later_columns_as_nulls():
     old = pa.Table.from_pylist([{**row, "schema_version": 1}], schema=logs.SCHEMA).drop_columns(later)
     new = migrate.upgraded(old, 5)
     assert new.schema == logs.SCHEMA
-    assert new.column("generation").to_pylist() == [5] and new.column("schema_version").to_pylist() == [4]
+    assert new.column("generation").to_pylist() == [5] and new.column("schema_version").to_pylist() == [logs.SCHEMA_VERSION]
     assert all(new.column(name).null_count == 1 for name in later if name != "generation")
     assert new.select(old.column_names[1:]).equals(old.select(old.column_names[1:]))
 
@@ -128,10 +129,10 @@ def test_an_older_run_is_upgraded_and_reads_as_before(tmp_path, capsys, version)
     run_dir = synthetic(tmp_path / "run", version)
     before = rows(run_dir), state.load(run_dir), resume.saved_config(run_dir, restore=False)
     code, out, err = main(capsys, run_dir)
-    schema = f"schema_version {version} -> 4" if version < 4 else "the generation column added"
+    schema = f"schema_version {version} -> {logs.SCHEMA_VERSION}"
     assert (code, err) == (0, [])
     assert out == [f"{run_dir}: migrated:", STATE_LINE,
-                   "  config.yaml: train.max_loss, tracking written out with the values the run ran with",
+                   f"  config.yaml: {', '.join(config.LATER_KEYS)} written out with the values the run ran with",
                    FOLDERS_LINE.format(schema)]
     assert_current(run_dir)
     assert rows(run_dir).equals(before[0])
@@ -149,7 +150,7 @@ def test_check_says_what_would_change_and_writes_nothing(tmp_path, capsys):
     files = tree(run_dir)
     code, out, err = main(capsys, run_dir, "--check")
     assert (code, err) == (1, [])
-    assert out == [f"{run_dir}: would change:", STATE_LINE, FOLDERS_LINE.format("schema_version 3 -> 4")]
+    assert out == [f"{run_dir}: would change:", STATE_LINE, FOLDERS_LINE.format(f"schema_version 3 -> {logs.SCHEMA_VERSION}")]
     assert tree(run_dir) == files
 
 
@@ -262,7 +263,7 @@ def test_a_migrated_run_reports_queries_and_resumes_as_the_unmigrated_one(older,
     unmigrated, migrated = shutil.copytree(older, tmp_path / "a"), shutil.copytree(older, tmp_path / "b")
     p = neuroevo("migrate", migrated)
     assert p.returncode == 0 and p.stderr == "", p.stderr
-    assert p.stdout.splitlines()[0] == f"{migrated}: migrated:" and "schema_version 1 -> 4" in p.stdout
+    assert p.stdout.splitlines()[0] == f"{migrated}: migrated:" and f"schema_version 1 -> {logs.SCHEMA_VERSION}" in p.stdout
     assert_current(migrated)
     assert "best chromosome" in _same_output(unmigrated, migrated, "best")
     _same_output(unmigrated, migrated, "query", "--format", "json", "--where", "generation >= 0")
