@@ -118,7 +118,7 @@ def _parser() -> argparse.ArgumentParser:
 
     m = sub.add_parser("migrate", help="upgrade a run directory of an older neuroevo to the current formats, in place",
                        description="Upgrade RUN_DIR in place: state.json to format 2, each generation's log to "
-                                   "generations/NNNN/part-0.parquet of schema_version 4, and the config keys added "
+                                   "generations/NNNN/part-0.parquet of the current schema version, and the config keys added "
                                    "since written out into config.yaml with the values the run ran with. The run "
                                    "resumes, reads and reports as before. Each file is replaced atomically; a migrate "
                                    "stopped half-way leaves a run that reads, and running it again finishes it.",
