@@ -345,7 +345,7 @@ class EvolveConfig:
     The same as `inherit: elites`.
     """
     inherit: Literal["none", "elites", "all"] = "none"
-    """Whose trained weights the next generation starts from: `none`, `elites` or `all`.
+    """Whose trained weights the next generation starts from: `none`, `elites`, `all`.
 
     `none` (the reference): fresh weights for everyone. `elites`: each elite continues from its own weights (what
     `keep_weights: true` means). `all`: elites continue, and every child starts from its parent's trained G and D;
