@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 
-import numpy as np
 import pytest
 import torch
 
@@ -59,3 +58,75 @@ def test_a_paused_training_reports_its_partial_epoch(setup):
     assert len(result.d_losses) == 2 and result.d_loss == result.d_losses[-1]  # epoch 0, then 1 step of epoch 1
     state = continuation.from_bytes(pause)  # plain data and tensors: weights_only reads it
     assert (state["epoch"], state["step"], state["done"]) == (1, 1, 1)
+
+
+# --- the rung schedule and the ranking across rungs ------------------------------------------------------------
+
+
+def test_the_last_rung_trains_to_the_end_and_each_rung_eta_times_the_one_before():
+    from neuroevo.execution.rungs import promoted, rung_steps
+
+    assert rung_steps(27, 3, 3) == (3, 9, 27)
+    assert rung_steps(20, 2, 3) == (7, 20)  # rounded up
+    assert rung_steps(2, 3, 3) == (1, 1, 2)  # never 0 steps
+    assert rung_steps(9, 1, 3) == (9,)  # one rung: the whole training
+    assert [promoted(n, 3) for n in (9, 10, 3, 2, 1)] == [3, 4, 1, 1, 1]
+
+
+def test_a_higher_rung_ranks_first_whatever_the_fitness():
+    from neuroevo.evolve import ranking, selection
+
+    fitness, rung, ids = [0.9, 0.2, 0.5, 0.8], [0, 2, 1, 1], ["a", "b", "c", "d"]
+    assert list(ranking.order(fitness, chromosome_id=ids, rung=rung)) == [1, 3, 2, 0]
+    assert list(ranking.order(fitness, chromosome_id=ids)) == [0, 3, 2, 1]  # without rungs: fitness alone
+    # a training that failed counts as rung 0, below those stopped earlier that trained
+    key = ranking.rung_key(rung, ["ok", "failed", "ok", "ok"])
+    assert key == [0, 0, 1, 1] and list(ranking.order(fitness, chromosome_id=ids, rung=key)) == [3, 2, 0, 1]
+    assert ranking.rung_key(None, ["ok"]) is None and ranking.rung_key([float("nan")], ["ok"]) == [0]
+    # selection reads the same rule
+    assert selection.elites(ids, fitness, ids, 2, rung=rung) == ["b", "d"]
+
+
+def test_rungs_are_checked_against_what_they_cannot_do():
+    from neuroevo.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="evolve.rungs"):
+        tiny_config(evolve={"rungs": 2, "mode": "steady_state"})
+    with pytest.raises(ConfigError, match="evolve.rungs"):
+        tiny_config(evolve={"rungs": 2}, fitness={"kind": "pareto"}, quality={"evaluate": "all"})
+    assert tiny_config().evolve.rungs == 1 and tiny_config().evolve.eta == 3
+
+
+# --- a real tiny run in rungs ----------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_each_rung_is_a_wave_of_the_fittest_1_over_eta(ray_local, tmp_path):
+    import ray
+
+    from neuroevo.evolve import population
+    from neuroevo.execution import loop, rungs
+
+    cfg = tiny_config(evolve={"population": 7, "rungs": 3, "eta": 2},
+                      train={"epochs": 2, "steps_per_epoch": 2})  # 4 steps: rungs of 1, 2 and 4
+    images = data.load(cfg.data, seed=0).array
+    runner = rungs.Rungs(cfg, "r", tmp_path, ray.put(images), len(images))
+    members = population.initial_population(cfg)
+    trained = loop.run_generation(cfg, "r", tmp_path, 0, members, runner.images_ref, len(images), runner=runner)
+    assert runner.tasks == [7, 4, 2]  # N, ceil(N / eta), ceil(ceil(N / eta) / eta)
+    ok = [t for t in trained if t.evaluation.status == "ok"]
+    assert len(ok) == 7
+    reached = sorted((t.rung, t.report.result.steps) for t in trained)
+    assert reached == [(0, 1)] * 3 + [(1, 2)] * 2 + [(2, 4)] * 2
+    # those promoted were the fittest of their rung; the row of each is that of the last rung it trained in
+    rows = [t.row for t in trained]
+    assert [r["rung"] for r in rows] == [t.rung for t in trained] and all(r["steps"] for r in rows)
+    best = ranking_best(rows)
+    assert best["rung"] == 2 and (tmp_path / "best").exists()
+
+
+def ranking_best(rows):
+    from neuroevo.evolve import ranking
+
+    return rows[ranking.order([r["fitness"] for r in rows], chromosome_id=[r["chromosome_id"] for r in rows],
+                              rung=ranking.rung_key([r["rung"] for r in rows], [r["status"] for r in rows]))[0]]
