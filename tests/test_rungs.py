@@ -130,3 +130,37 @@ def ranking_best(rows):
 
     return rows[ranking.order([r["fitness"] for r in rows], chromosome_id=[r["chromosome_id"] for r in rows],
                               rung=ranking.rung_key([r["rung"] for r in rows], [r["status"] for r in rows]))[0]]
+
+
+@pytest.mark.slow
+def test_a_run_in_rungs_logs_one_row_per_chromosome_and_every_command_reads_it(tmp_path):
+    import json
+
+    from tests.conftest import neuroevo, plain
+
+    sets = ["data.image_size=16", "data.subset=128", "train.epochs=2", "train.steps_per_epoch=2",
+            "train.sample_grid=4", "evolve.population=5", "evolve.generations=2", "evolve.elite_fraction=0.4",
+            "evolve.rungs=2", "evolve.eta=2", "evolve.budget=1e12", "resources.num_cpus=1", "resources.num_gpus=0",
+            "tracking.tensorboard=false", "space.channels=[4,8]", "space.g_blocks=[1,3]", "space.d_blocks=[1,2]",
+            "space.d_hidden=[16,32]", "space.batch_size=32", "space.max_params=200000",
+            f"out_dir={tmp_path / 'runs'}", "run_id=rungs"]
+    p = neuroevo("run", "demo", "--quiet", *[a for s in sets for a in ("--set", s)], cwd=tmp_path, timeout=600)
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert p.stdout.count("budget: generation") == 2
+    run_dir = tmp_path / "runs" / "rungs"
+    rows = plain(run_dir)
+    assert len(rows) == 10 and set(rows["schema_version"]) == {6}
+    for _, gen in rows.groupby("generation"):  # 5 in rung 0, the fittest 3 on to rung 1 (4 steps, the end)
+        assert sorted(gen["rung"]) == [0, 0, 1, 1, 1]
+        assert set(gen[gen.rung == 1]["steps"]) == {4} and set(gen[gen.rung == 0]["steps"]) == {2}
+
+    p = neuroevo("best", run_dir)
+    assert p.returncode == 0, p.stderr[-3000:]
+    ok = rows[(rows.status == "ok") & (rows.rung == 1)]  # the fittest of the last rung, not of all
+    want = ok.sort_values(["fitness", "generation", "chromosome_id"], ascending=[False, True, True]).iloc[0]
+    assert want.chromosome_id in p.stdout.splitlines()[0]
+    p = neuroevo("report", run_dir, "--out", tmp_path / "rep")
+    assert p.returncode == 0 and (tmp_path / "rep" / "report.html").is_file(), p.stderr[-3000:]
+    p = neuroevo("query", run_dir, "--columns", "generation,chromosome_id,rung,steps,fitness", "--format", "json")
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert sorted(r["rung"] for r in json.loads(p.stdout)) == sorted(rows["rung"])

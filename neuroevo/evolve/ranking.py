@@ -1,12 +1,12 @@
 """Which chromosome is fitter: the one ranking rule of selection, the saved best, the reports and the tables.
 
 Fittest first; equal fitness: the earlier generation, then the smaller chromosome id. With fitness.kind pareto,
-selection ranks by NSGA-II's front first (the lower, the better), then by crowding distance (the larger, the
-better; pareto.py), and only then by fitness. With evolve.rungs, the rung a chromosome reached comes before all of
-these (the higher, the better, as in ASHA): one that trained further ranks above one that was stopped earlier,
-whatever their fitness, as its fitness measures a longer training. A chromosome whose training failed counts as
-rung 0 there (rung_key), among the other failures and the chromosomes stopped first. The order never depends on the order in which tasks finished, so the
-same seed ranks the same way in every run.
+selection ranks by NSGA-II's front first (the lower, the better), then by crowding distance (the larger, the better;
+pareto.py), and only then by fitness. With evolve.rungs, the rung a chromosome reached comes before all of these
+(the higher, the better, as in ASHA): one that trained further ranks above one that was stopped earlier, whatever
+their fitness, as its fitness measures a longer training. A chromosome whose training failed counts as rung 0 there
+(rung_key), among the other failures and the chromosomes stopped first. The order never depends on the order in
+which tasks finished, so the same seed ranks the same way in every run.
 """
 
 from __future__ import annotations

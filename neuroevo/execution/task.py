@@ -65,7 +65,8 @@ def train_task(ch: Chromosome, images: np.ndarray | data.Cache, cfg: TrainConfig
 @ray.remote(num_returns=3)
 def rung_task(ch: Chromosome, images: np.ndarray | data.Cache, cfg: TrainConfig, seed: int, flip: bool,
               start: Start | None, count: int, quality_cfg: QualityConfig | None, reference: Reference | None,
-              until: int, resume: tuple[bytes, ...] | None) -> tuple[TaskReport, bytes | None, tuple[bytes, ...] | None]:
+              until: int,
+              resume: tuple[bytes, ...] | None) -> tuple[TaskReport, bytes | None, tuple[bytes, ...] | None]:
     """One rung of evolve.rungs: train_task's trainings, each paused after `until` steps of its whole training,
     or continued from its continuation in `resume` (one per seed, from the rung before) up to `until`. The third
     object is the trainings' continuations, for the next rung (None when a training failed or all ran to the
