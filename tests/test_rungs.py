@@ -164,3 +164,19 @@ def test_a_run_in_rungs_logs_one_row_per_chromosome_and_every_command_reads_it(t
     p = neuroevo("query", run_dir, "--columns", "generation,chromosome_id,rung,steps,fitness", "--format", "json")
     assert p.returncode == 0, p.stderr[-3000:]
     assert sorted(r["rung"] for r in json.loads(p.stdout)) == sorted(rows["rung"])
+
+
+@pytest.mark.slow
+def test_a_rung_over_the_budget_is_not_started(ray_local, tmp_path, capsys):
+    import ray
+
+    from neuroevo.evolve import population
+    from neuroevo.execution import loop, rungs
+
+    cfg = tiny_config(evolve={"population": 4, "rungs": 2, "eta": 2, "budget": 1.0})  # less than rung 0 costs
+    images = data.load(cfg.data, seed=0).array
+    runner = rungs.Rungs(cfg, "b", tmp_path, ray.put(images), len(images))
+    trained = loop.run_generation(cfg, "b", tmp_path, 0, population.initial_population(cfg), runner.images_ref,
+                                  len(images), runner=runner)
+    assert runner.tasks == [4] and [t.rung for t in trained] == [0] * 4  # rung 0 always trains
+    assert "budget: generation 0 spent" in capsys.readouterr().out
