@@ -177,7 +177,8 @@ def _print_summary(run_dir: Path) -> int:
         print(f"\nno chromosome trained ({counts}): see the `error` column, e.g. neuroevo query {run_dir} "
               f"--columns generation,chromosome_id,status,error", file=sys.stderr)
         return 1
-    best = trained.iloc[ranking.order(trained["fitness"], trained["generation"], trained["chromosome_id"])[0]]
+    best = trained.iloc[ranking.order(trained["fitness"], trained["generation"], trained["chromosome_id"],
+                                      rung=ranking.rung_key(trained["rung"], trained["status"]))[0]]
     print(f"\nbest chromosome {best.chromosome_id} (generation {best.generation}): fitness {best.fitness:.4f}, "
           f"d_loss {best.d_loss:.4f}, g_loss {best.g_loss:.4f}, params {best.params_g + best.params_d:,}")
     print(f"  {best.chromosome}")

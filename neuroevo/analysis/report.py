@@ -44,8 +44,10 @@ ELITES_SHOWN = 40
 
 
 def ranked(df: pd.DataFrame) -> pd.DataFrame:
-    """Rows of the logs, fittest first (ranking.order: ties go to the earlier generation, then the smaller id)."""
-    return df.iloc[ranking.order(df["fitness"], df["generation"], df["chromosome_id"])]
+    """Rows of the logs, fittest first (ranking.order: the higher rung first, with evolve.rungs; ties go to the
+    earlier generation, then the smaller id)."""
+    return df.iloc[ranking.order(df["fitness"], df["generation"], df["chromosome_id"], 
+                                 rung=ranking.rung_key(df.get("rung"), df["status"]))]
 
 
 def best(df: pd.DataFrame) -> pd.Series | None:

@@ -32,6 +32,10 @@ def check(cfg: RunConfig) -> None:
         raise ConfigError(f"data.subset: {cfg.data.subset} images is fewer than one batch (space.batch_size={s.batch_size})")
     _check_evolve(cfg.evolve, s)
     _check_quality(cfg.quality, cfg.fitness)
+    if cfg.evolve.rungs > 1 and (cfg.fitness.kind == "pareto" or cfg.quality.evaluate == "top_k"):
+        raise ConfigError(f"evolve.rungs: {cfg.evolve.rungs} rungs promote by each chromosome's own fitness as its "
+                          f"task comes in; it needs fitness.kind other than pareto and quality.evaluate other than "
+                          f"top_k (got {cfg.fitness.kind}, {cfg.quality.evaluate})")
     if cfg.tracking.mlflow_experiment is not None and not cfg.tracking.mlflow:
         raise ConfigError(f"tracking.mlflow_experiment: {cfg.tracking.mlflow_experiment!r} is set, but tracking.mlflow "
                           f"is false; set tracking.mlflow: true to log to MLflow")
@@ -61,6 +65,9 @@ def _check_evolve(e: EvolveConfig, space: Any) -> None:
         raise ConfigError(f"evolve.mode: steady_state starts the next generation's newcomers before this one's fitness "
                           f"is known, so it needs evolve.strategy: random, evolve.keep_weights: false and "
                           f"evolve.inherit: none (got {e.strategy}, {str(e.keep_weights).lower()}, {e.inherit})")
+    if e.rungs > 1 and e.mode == "steady_state":
+        raise ConfigError("evolve.rungs: successive halving needs each rung's fitness before the next rung starts; "
+                          "it needs evolve.mode: generational")
     if e.strategy == "crossover" and n_elite < 2:
         raise ConfigError(f"evolve.strategy: crossover needs at least 2 elites to cross, and evolve.elite_fraction "
                           f"{e.elite_fraction} of {population} keeps {n_elite}")

@@ -39,6 +39,7 @@ class Evaluated:
     fitness: float
     front: int = 0  # fitness.kind pareto: NSGA-II's front (0 = non-dominated); 0 for every member otherwise
     crowding: float = 0.0  # and its crowding distance within the front
+    rung: int = 0  # evolve.rungs: the last rung it trained in (0 for every member without rungs)
 
 
 def task_seed(run_seed: int, generation: int, chromosome_id: str) -> int:
@@ -86,7 +87,7 @@ def bred_members(cfg: RunConfig, generation: int, evaluated: Sequence[Evaluated]
     children = selection.breed(cfg.evolve.strategy, [e.member.chromosome for e in evaluated],
                                [e.fitness for e in evaluated], n_elite, cfg.evolve.population - n_elite, cfg.space,
                                rng, cfg.evolve.tournament_size, front=[e.front for e in evaluated],
-                               crowding=[e.crowding for e in evaluated])
+                               crowding=[e.crowding for e in evaluated], rung=[e.rung for e in evaluated])
     return tuple(Member(c.chromosome, generation, c.rejected, c.parents, c.operator) for c in children)
 
 
@@ -94,7 +95,8 @@ def elites(cfg: RunConfig, evaluated: Sequence[Evaluated]) -> list[Member]:
     """The elite_count fittest members of a generation, kept unchanged into the next."""
     members = [e.member for e in evaluated]
     return selection.elites(members, [e.fitness for e in evaluated], [m.chromosome.id for m in members],
-                            elite_count(cfg.evolve), [e.front for e in evaluated], [e.crowding for e in evaluated])
+                            elite_count(cfg.evolve), [e.front for e in evaluated], [e.crowding for e in evaluated],
+                            [e.rung for e in evaluated])
 
 
 def next_population(cfg: RunConfig, generation: int, evaluated: Sequence[Evaluated]) -> tuple[Member, ...]:

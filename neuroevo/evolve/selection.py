@@ -26,30 +26,34 @@ T = TypeVar("T")
 OPERATORS = ("seed", "random", "elite", "mutation", "crossover", "tournament")
 
 
-# front and crowding: NSGA-II's, per member, with fitness.kind pareto (None otherwise); see ranking.order.
+# front and crowding: NSGA-II's, per member, with fitness.kind pareto (None otherwise); rung: the rung each member
+# reached, with evolve.rungs (None otherwise); see ranking.order.
 
 
 def rank(members: Sequence[T], fitness: Sequence[float], ids: Sequence[str], front: Sequence[int] | None = None,
-         crowding: Sequence[float] | None = None) -> list[T]:
+         crowding: Sequence[float] | None = None, rung: Sequence[int] | None = None) -> list[T]:
     """Best first, as ranking.order ranks one generation (ties by chromosome id)."""
-    return [members[i] for i in ranking.order(fitness, chromosome_id=ids, front=front, crowding=crowding)]
+    return [members[i] for i in ranking.order(fitness, chromosome_id=ids, front=front, crowding=crowding, rung=rung)]
 
 
 def elites(members: Sequence[T], fitness: Sequence[float], ids: Sequence[str], n_elite: int,
-           front: Sequence[int] | None = None, crowding: Sequence[float] | None = None) -> list[T]:
+           front: Sequence[int] | None = None, crowding: Sequence[float] | None = None,
+           rung: Sequence[int] | None = None) -> list[T]:
     """The n_elite fittest, kept unchanged by every strategy."""
-    return rank(members, fitness, ids, front, crowding)[:n_elite]
+    return rank(members, fitness, ids, front, crowding, rung)[:n_elite]
 
 
 def tournament(fitness: Sequence[float], ids: Sequence[str], size: int, rng: np.random.Generator,
-               front: Sequence[int] | None = None, crowding: Sequence[float] | None = None) -> int:
+               front: Sequence[int] | None = None, crowding: Sequence[float] | None = None,
+               rung: Sequence[int] | None = None) -> int:
     """The index of the fittest of `size` members drawn without replacement (ties broken by id)."""
     entrants = rng.choice(len(fitness), size=size, replace=False)
 
     def pick(keys):
         return None if keys is None else [keys[i] for i in entrants]
 
-    best = ranking.order(pick(fitness), chromosome_id=pick(ids), front=pick(front), crowding=pick(crowding))[0]
+    best = ranking.order(pick(fitness), chromosome_id=pick(ids), front=pick(front), crowding=pick(crowding),
+                         rung=pick(rung))[0]
     return int(entrants[best])
 
 
@@ -64,14 +68,14 @@ class Child:
 def breed(strategy: str, population: Sequence[Chromosome], fitness: Sequence[float], n_elite: int, count: int,
           space: SpaceSection, rng: np.random.Generator, tournament_size: int = 3,
           max_tries: int = 100, front: Sequence[int] | None = None,
-          crowding: Sequence[float] | None = None) -> list[Child]:
+          crowding: Sequence[float] | None = None, rung: Sequence[int] | None = None) -> list[Child]:
     """`count` children for the places after the elites, by the strategy mutation, crossover or tournament.
 
     A child over space.max_params, or equal to a member of this generation or to an earlier child, is drawn again;
     after max_tries such draws a fresh random chromosome takes the place (operator "random").
     """
     ids = [ch.id for ch in population]
-    parents = elites(population, fitness, ids, n_elite, front, crowding)
+    parents = elites(population, fitness, ids, n_elite, front, crowding, rung)
     taken = set(ids)
     children = []
     for _ in range(count):
@@ -84,7 +88,7 @@ def breed(strategy: str, population: Sequence[Chromosome], fitness: Sequence[flo
                 chosen = (parents[i], parents[j])
                 child = registry.crossover(*chosen, rng)
             elif strategy == "tournament":
-                p = population[tournament(fitness, ids, tournament_size, rng, front, crowding)]
+                p = population[tournament(fitness, ids, tournament_size, rng, front, crowding, rung)]
                 child, chosen = registry.mutate(p, space, rng), (p,)
             else:
                 raise ValueError(f"unknown strategy {strategy!r}")

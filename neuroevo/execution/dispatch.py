@@ -63,12 +63,13 @@ class Trained:
     weights: ray.ObjectRef | None  # its weights file (train.weights); None when it failed or none can be written
     evaluation: Evaluation
     quality: Quality | None = None
+    rung: int = 0  # evolve.rungs: the last rung it trained in
 
     @property
     def row(self) -> dict[str, Any]:
         """Its log row."""
         return logs.row(self.run_id, self.generation, self.member, self.seed, self.report, self.evaluation,
-                        self.quality)
+                        self.quality, self.rung)
 
     @property
     def params(self) -> int:
@@ -78,7 +79,13 @@ class Trained:
 
     @property
     def evaluated(self) -> Evaluated:
-        return Evaluated(self.member, self.evaluation.fitness, self.evaluation.front or 0, self.evaluation.crowding)
+        return Evaluated(self.member, self.evaluation.fitness, self.evaluation.front or 0, self.evaluation.crowding,
+                         self.ranked_rung)
+
+    @property
+    def ranked_rung(self) -> int:
+        """The rung it ranks by (ranking.rung_key): the one it reached, 0 if its training failed."""
+        return self.rung if self.evaluation.status == "ok" else 0
 
     def evaluate(self, cfg: RunConfig, quality: Quality | None) -> Trained:
         """This member evaluated with its generator's `quality`."""
@@ -220,8 +227,8 @@ class Finished:
         if self.places is None or len(self.contenders) <= self.places:
             return
         held = [self.trained[m] for m in self.contenders]
-        keys = [(t.evaluation.fitness, t.member.chromosome.id) for t in held]
-        rank = ranking.order([f for f, _ in keys], chromosome_id=[i for _, i in keys])
+        keys = [(t.evaluation.fitness, t.member.chromosome.id, t.ranked_rung) for t in held]
+        rank = ranking.order([k[0] for k in keys], chromosome_id=[k[1] for k in keys], rung=[k[2] for k in keys])
         last = keys[rank[self.places - 1]]
         out = {int(i) for i in rank[self.places:] if keys[i] != last}  # a member tied with the last place stays
         for i in out:

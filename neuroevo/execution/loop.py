@@ -4,7 +4,8 @@ The driver holds the population and the run directory; it never touches a model,
 training task (task.py) gets the images by reference (one ray.put per run, or the path of the data cache that
 it maps) and a seed derived from (run seed, generation, id). How the tasks are dispatched is dispatch.py's
 business; how a generation is scored, scoring.py's; what it leaves on disk, outputs.py's; who is in the next
-generation, evolve/population.py's.
+generation, evolve/population.py's. With evolve.rungs, a generation trains in rungs of successive halving
+(rungs.py).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import ray
 from neuroevo.config import RunConfig
 from neuroevo.evolve import population
 from neuroevo.evolve.population import Member
-from neuroevo.execution import capacity, dispatch, outputs, progress, scoring
+from neuroevo.execution import capacity, dispatch, outputs, progress, rungs, scoring
 from neuroevo.execution.dispatch import Trained
 from neuroevo.store import logs, resume, tracking
 from neuroevo.store import state as run_state
@@ -62,7 +63,8 @@ def evolve(cfg: RunConfig, run_id: str, run_dir: Path, images: np.ndarray | data
     images_ref = ray.put(images) if isinstance(images, np.ndarray) else images
     reference_ref = ray.put(reference) if reference is not None else None  # once, like the images
     n_images = images.shape[0]
-    runner = (dispatch.SteadyState if cfg.evolve.mode == "steady_state" else dispatch.Generational)(
+    runner = (dispatch.SteadyState if cfg.evolve.mode == "steady_state" else
+              rungs.Rungs if cfg.evolve.rungs > 1 or cfg.evolve.budget is not None else dispatch.Generational)(
         cfg, run_id, run_dir, images_ref, n_images, reference_ref)
     with tracking.open_trackers(cfg, run_id, run_dir, min((*redo, state.completed)) if state else 0) as track:
         if state is None:
@@ -75,7 +77,8 @@ def evolve(cfg: RunConfig, run_id: str, run_dir: Path, images: np.ndarray | data
             progress.before_training(cfg, members, todo, n_images, resumed=first > 0, cap=cap)
         for generation in redo:  # in order: a population drawn again needs the generation before logged whole
             members = resume.logged_population(cfg, run_dir, generation)
-            run_generation(cfg, run_id, run_dir, generation, members, images_ref, n_images, reference_ref)
+            run_generation(cfg, run_id, run_dir, generation, members, images_ref, n_images, reference_ref,
+                           runner if isinstance(runner, rungs.Rungs) else None)
         track.upto(state.completed)  # what the trackers lack of the logged generations, those trained again too
         summary = []
         for generation in range(state.completed, cfg.evolve.generations):

@@ -25,7 +25,8 @@ def write_generation(cfg: RunConfig, run_dir: Path, generation: int, trained: li
     every generator. The best's sample grid is drawn by a task (samples_task) meanwhile. Returns the
     members without their weights, which the driver no longer holds."""
     best = trained[ranking.order([t.evaluation.fitness for t in trained],
-                                 chromosome_id=[t.member.chromosome.id for t in trained])[0]]
+                                 chromosome_id=[t.member.chromosome.id for t in trained],
+                                 rung=[t.ranked_rung for t in trained])[0]]
     ok = best.evaluation.status == "ok"
     grid = samples_task.options(name=f"samples-g{generation}-{best.member.chromosome.id}",
                                 **task_resources(cfg, best.member.chromosome, cap)).remote(

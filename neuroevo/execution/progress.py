@@ -80,7 +80,8 @@ def generation_done(rows: list[dict], summary: list[dict]) -> None:
         return
     df = pd.DataFrame(rows)
     df = df.assign(params=df["params_g"] + df["params_d"])
-    table = df.iloc[ranking.order(df["fitness"], chromosome_id=df["chromosome_id"])]
+    table = df.iloc[ranking.order(df["fitness"], chromosome_id=df["chromosome_id"],
+                                  rung=ranking.rung_key(df["rung"], df["status"]))]
     cols = ["chromosome_id", "is_elite", "born_generation", "params", "d_loss", "g_loss", "fitness", "status",
             "train_seconds"]
     print(table[cols].to_string(index=False, float_format=lambda x: f"{x:.4f}"))

@@ -58,6 +58,26 @@ def train_task(ch: Chromosome, images: np.ndarray | data.Cache, cfg: TrainConfig
     (quality.evaluate all), measure each generator's sample quality against it. Returns the report and the first
     training's weights file (train.weights; None when a training failed): two objects, so that the driver fetches
     the weights only of those it keeps, and drops the others' as soon as it knows."""
+    report, first, _ = _train(ch, images, cfg, seed, flip, start, count, quality_cfg, reference)
+    return report, first
+
+
+@ray.remote(num_returns=3)
+def rung_task(ch: Chromosome, images: np.ndarray | data.Cache, cfg: TrainConfig, seed: int, flip: bool,
+              start: Start | None, count: int, quality_cfg: QualityConfig | None, reference: Reference | None,
+              until: int,
+              resume: tuple[bytes, ...] | None) -> tuple[TaskReport, bytes | None, tuple[bytes, ...] | None]:
+    """One rung of evolve.rungs: train_task's trainings, each paused after `until` steps of its whole training,
+    or continued from its continuation in `resume` (one per seed, from the rung before) up to `until`. The third
+    object is the trainings' continuations, for the next rung (None when a training failed or all ran to the
+    end)."""
+    return _train(ch, images, cfg, seed, flip, start, count, quality_cfg, reference, until, resume)
+
+
+def _train(ch: Chromosome, images: np.ndarray | data.Cache, cfg: TrainConfig, seed: int, flip: bool,
+           start: Start | None, count: int, quality_cfg: QualityConfig | None, reference: Reference | None,
+           until: int | None = None,
+           resume: tuple[bytes, ...] | None = None) -> tuple[TaskReport, bytes | None, tuple[bytes, ...] | None]:
     from neuroevo.train import inherit, quality, trainer
 
     started = datetime.now(timezone.utc)
@@ -65,17 +85,20 @@ def train_task(ch: Chromosome, images: np.ndarray | data.Cache, cfg: TrainConfig
     gpu_ids = tuple(str(g) for g in ray.get_gpu_ids())
     device = trainer.pick_device(len(gpu_ids))
     trainings, first, inherited = [], None, Inherited()  # (seed, result, quality) of each training
-    if start is not None:  # the parents' weights files, put in the object store once for all their children
+    pauses = []  # each training's continuation
+    if start is not None and resume is None:  # the parents' weights files, put in the object store once for all
         start = dataclasses.replace(start, weights={p: ray.get(w) if isinstance(w, ray.ObjectRef) else w
                                                     for p, w in start.weights.items()})
-    for s in seeds(seed, count):
+    for i, s in enumerate(seeds(seed, count)):
         init_weights = None
-        if start is not None:
+        if start is not None and resume is None:
             init_weights, inherited = inherit.start_weights(ch, s, start)
-        result, weights = trainer.train_and_save(ch, data.attach(images), cfg, s, device, flip, init_weights)
+        result, weights, pause = trainer.train_and_pause(ch, data.attach(images), cfg, s, device, flip,
+                                                         init_weights, until, resume[i] if resume else None)
         ok = result.status == "ok"
         trainings.append((s, result, quality.measure_generator(weights, quality_cfg, reference, device, s)
                           if ok and reference is not None else None))
+        pauses.append(pause)
         first = first or weights
         if not ok:
             break
@@ -86,7 +109,8 @@ def train_task(ch: Chromosome, images: np.ndarray | data.Cache, cfg: TrainConfig
                         datetime.now(timezone.utc), mean_quality(measured) if ok and measured else None,
                         tuple(SeedResult(s, r.d_loss, r.g_loss, q.fid if q else None) for s, r, q in trainings),
                         inherited)
-    return report, first if ok else None
+    go_on = ok and all(p is not None for p in pauses)
+    return report, first if ok else None, tuple(pauses) if go_on else None
 
 
 @ray.remote

@@ -29,13 +29,14 @@ from neuroevo.store import rundir
 if TYPE_CHECKING:
     from neuroevo.train.results import Quality, TaskReport
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 ADDED = {  # the columns each schema_version added to the one before
     2: ("parents", "operator", "space", "loss", "g_optimiser", "d_optimiser"),
     3: ("fid", "kid", "kid_std", "quality_samples", "quality_seconds", "pareto_rank", "seeds", "seed_d_loss",
         "seed_g_loss", "seed_fid"),
     4: ("generation",),  # except in a folder named generation=NNNN (rundir.hive): there it is the folder's name
     5: ("inherited_from", "inherited_fraction", "lineage_steps"),
+    6: ("rung", "steps"),
 }
 HIDDEN = (".", "_")  # names that pyarrow's dataset discovery skips, e.g. rundir.write's temporary files
 
@@ -107,6 +108,9 @@ SCHEMA = pa.schema([
     ("inherited_from", pa.list_(pa.string())),  # ids: its own (an elite), its parent's, or its G's then D's parent's
     ("inherited_fraction", pa.float64()),  # of its parameters, the share taken from them (0: fresh weights)
     ("lineage_steps", pa.int64()),  # training steps behind its weights: its own, and those of the weights it took
+    # evolve.rungs: how far it trained in the generation; `fitness` is its fitness there (ranking.order)
+    ("rung", pa.int32()),  # the last rung it trained in, 0 to evolve.rungs - 1 (0 for every row without rungs)
+    ("steps", pa.int64()),  # training steps it took in the generation
 ])
 
 
@@ -142,9 +146,9 @@ def gene_columns(ch: Chromosome) -> dict[str, Any]:
 
 
 def row(run_id: str, generation: int, member: Member, seed: int, report: TaskReport | None,
-        evaluation: Evaluation, quality: Quality | None = None) -> dict[str, Any]:
+        evaluation: Evaluation, quality: Quality | None = None, rung: int = 0) -> dict[str, Any]:
     """The log row of one member's training in `generation`: its genes, its task's report (None: the task
-    returned none), its generator's quality where measured, and its evaluation."""
+    returned none), its generator's quality where measured, its evaluation, and the rung it reached."""
     r = report.result if report else None
     seeds = report.seeds if report else ()
     params_g, params_d = (r.params_g, r.params_d) if r else registry.param_counts(member.chromosome)
@@ -187,6 +191,8 @@ def row(run_id: str, generation: int, member: Member, seed: int, report: TaskRep
         "inherited_from": list(report.inherited.parents) if report else None,
         "inherited_fraction": report.inherited.fraction if report else None,
         "lineage_steps": r.steps + report.inherited.steps if r else None,
+        "rung": rung,
+        "steps": r.steps if r else None,
     }
 
 
@@ -298,9 +304,11 @@ def check_saved(run_dir: Path, generation: int, kept: Sequence[str] = ()) -> str
     """What is missing of what a valid logged generation saved beside its rows (dispatch.log_generation), or None:
     the best's weights, samples and chromosome when the best trained, and the weights the `kept` elites (ids;
     evolve.keep_weights) start the next generation from."""
-    table = pq.read_table(rundir.generation_file(run_dir, generation),
-                          columns=["chromosome_id", "chromosome", "fitness", "status"]).to_pydict()
-    best = ranking.order(table["fitness"], chromosome_id=table["chromosome_id"])[0]
+    path = rundir.generation_file(run_dir, generation)
+    table = pq.read_table(path, columns=["chromosome_id", "chromosome", "fitness", "status",
+                                         *(["rung"] if "rung" in pq.read_schema(path).names else [])]).to_pydict()
+    best = ranking.order(table["fitness"], chromosome_id=table["chromosome_id"],
+                         rung=ranking.rung_key(table.get("rung"), table["status"]))[0]
     if table["status"][best] == "ok":
         for path in (rundir.best_weights(run_dir, generation), rundir.best_samples(run_dir, generation)):
             if not path.is_file():

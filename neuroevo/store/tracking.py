@@ -109,7 +109,8 @@ def _hparams(row: Mapping[str, Any]) -> dict[str, Any]:
 
 def fittest(rows: Sequence[Mapping[str, Any]], count: int) -> list[Mapping[str, Any]]:
     """A generation's `count` fittest rows (ranking.order), in the rows' order."""
-    keep = ranking.order([r["fitness"] for r in rows], chromosome_id=[r["chromosome_id"] for r in rows])[:count]
+    keep = ranking.order([r["fitness"] for r in rows], chromosome_id=[r["chromosome_id"] for r in rows],
+                         rung=ranking.rung_key([r.get("rung") for r in rows], [r["status"] for r in rows]))[:count]
     return [rows[i] for i in sorted(keep)]
 
 

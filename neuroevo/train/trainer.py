@@ -13,7 +13,7 @@ from neuroevo.config import TrainConfig
 from neuroevo.space.chromosome import Chromosome
 from neuroevo.space.genes import Optimiser
 from neuroevo.space.registry import param_counts
-from neuroevo.train import fastpath, losses
+from neuroevo.train import continuation, fastpath, losses
 from neuroevo.train.checkpoint import load_weights, weights
 from neuroevo.train.model import build, count_params, noise
 from neuroevo.train.results import TrainResult
@@ -71,6 +71,14 @@ def pick_device(assigned_gpus: int) -> str:
 
 def train(ch: Chromosome, images: np.ndarray, cfg: TrainConfig, seed: int, device: str = "cpu", flip: bool = False,
           init_weights: bytes | None = None) -> tuple[TrainResult, torch.nn.Module, torch.nn.Module]:
+    """The whole training (train_leg, run to its end)."""
+    result, G, D, _ = train_leg(ch, images, cfg, seed, device, flip, init_weights)
+    return result, G, D
+
+
+def train_leg(ch: Chromosome, images: np.ndarray, cfg: TrainConfig, seed: int, device: str = "cpu",
+              flip: bool = False, init_weights: bytes | None = None, until: int | None = None,
+              resume: bytes | None = None) -> tuple[TrainResult, torch.nn.Module, torch.nn.Module, bytes | None]:
     """The DCGAN step for cfg.epochs epochs: D on real and fake images, then G to make D say real, each with the
     chromosome's loss and practices (losses.py; seed-v1: BCE, a real and a fake batch).
 
@@ -79,6 +87,13 @@ def train(ch: Chromosome, images: np.ndarray, cfg: TrainConfig, seed: int, devic
     init_weights: start from these weights (a weights file, weights()) instead of fresh ones.
     Same seed on CPU -> same losses. On a GPU, cfg's fast-path switches apply (see fastpath.py); on the
     CPU they change nothing.
+
+    until: pause once this many steps (of the whole training, counted from its start) are done; None: run to the
+    end. resume: the continuation (continuation.py) of an earlier leg with the same chromosome, images, cfg and
+    seed, to continue from; init_weights is then ignored. Returns the result so far (the losses of the epochs
+    done, then, paused within an epoch, the mean of its steps so far), G, D and the continuation at the
+    pause (None: it ran to the end, or stopped).
+    On the CPU, legs of r and then s more steps give the losses and weights of one training of r + s steps.
     """
     torch.manual_seed(seed)
     shuffle = torch.Generator().manual_seed(seed)
@@ -87,7 +102,11 @@ def train(ch: Chromosome, images: np.ndarray, cfg: TrainConfig, seed: int, devic
     gpu = fastpath.probe(device)
     fp = fastpath.switches(cfg, gpu, images.nbytes)
     G, D = build(ch)
-    if init_weights is not None:
+    state = continuation.from_bytes(resume) if resume is not None else None
+    if state is not None:
+        G.load_state_dict(state["generator"])
+        D.load_state_dict(state["discriminator"])
+    elif init_weights is not None:
         load_weights(G, D, init_weights)
     G, D = fastpath.place(G, dev, fp), fastpath.place(D, dev, fp)
     objective = losses.objective(ch)
@@ -96,6 +115,18 @@ def train(ch: Chromosome, images: np.ndarray, cfg: TrainConfig, seed: int, devic
     d_forward = fastpath.forward(D, fp, compile=fp.compile and not objective.double_backward)
     batches = Batches(images, dev, fp)
     (opt_g, sched_g), (opt_d, sched_d) = (optimiser(genes, net) for genes, net in zip(ch.optimisers, (G, D)))
+    first_epoch, first_step, order = 0, 0, None
+    if state is not None:
+        opt_g.load_state_dict(state["opt_g"])
+        opt_d.load_state_dict(state["opt_d"])
+        for schedule, saved in zip(sched_g + sched_d, state["schedules"]):
+            continuation.load_schedule(schedule, saved)
+        torch.set_rng_state(state["torch_rng"])
+        if dev.type == "cuda" and state["cuda_rng"] is not None:
+            torch.cuda.set_rng_state(state["cuda_rng"], dev)
+        shuffle.set_state(state["shuffle"])
+        flips.set_state(state["flips"])
+        first_epoch, first_step, order = state["epoch"], state["step"], state["order"]
 
     bs = ch.batch_size
     steps = len(images) // bs  # drop the last partial batch: BatchNorm needs a full one
@@ -104,19 +135,28 @@ def train(ch: Chromosome, images: np.ndarray, cfg: TrainConfig, seed: int, devic
     if steps == 0:
         raise ValueError(f"{len(images)} training images is fewer than one batch of {bs}")
 
-    d_losses: list[float] = []
-    g_losses: list[float] = []
+    d_losses: list[float] = list(state["d_losses"]) if state else []
+    g_losses: list[float] = list(state["g_losses"]) if state else []
     status, error = "ok", ""
-    images_seen = 0
+    images_seen = state["steps"] * bs if state else 0
+    seen_before, seconds_before = images_seen, state["seconds"] if state else 0.0
+    paused = False
     compile_seconds = None
     start = time.perf_counter()
     deadline = start + cfg.timeout_s if cfg.timeout_s is not None else math.inf
-    for epoch in range(cfg.epochs):
-        real_batches = batches.epoch(torch.randperm(len(images), generator=shuffle), bs)
-        d_sum = torch.zeros((), device=dev)
-        g_sum = torch.zeros((), device=dev)
-        done = 0
-        for step in range(steps):
+    for epoch in range(first_epoch, cfg.epochs):
+        resumed = state is not None and epoch == first_epoch
+        if not resumed:
+            order = torch.randperm(len(images), generator=shuffle)
+        # a resumed epoch reads the batches of its order that are left
+        real_batches = batches.epoch(order[first_step * bs:] if resumed else order, bs)
+        d_sum = state["d_sum"].to(dev) if resumed else torch.zeros((), device=dev)
+        g_sum = state["g_sum"].to(dev) if resumed else torch.zeros((), device=dev)
+        done = state["done"] if resumed else 0
+        for step in range(first_step if resumed else 0, steps):
+            if until is not None and images_seen >= until * bs:
+                paused = True
+                break
             if time.perf_counter() > deadline:
                 status, error = "timeout", f"stopped after {cfg.timeout_s}s (train.timeout_s), in epoch {epoch}"
                 break
@@ -146,6 +186,8 @@ def train(ch: Chromosome, images: np.ndarray, cfg: TrainConfig, seed: int, devic
                 torch.cuda.synchronize(dev)
                 compile_seconds = time.perf_counter() - start
                 print(f"torch.compile: first step of {ch.id} took {compile_seconds:.1f}s", flush=True)
+        if paused:
+            break
         for schedule in sched_g + sched_d:
             schedule.step()
         if done:  # one host sync per epoch, not per step
@@ -159,6 +201,24 @@ def train(ch: Chromosome, images: np.ndarray, cfg: TrainConfig, seed: int, devic
         if status != "ok":
             break
     seconds = time.perf_counter() - start
+    pause = None
+    if paused and status == "ok":
+        pause = continuation.to_bytes({
+            "steps": images_seen // bs, "seconds": seconds_before + seconds,
+            "epoch": epoch, "step": step, "order": order, "done": done, "d_sum": d_sum.cpu(), "g_sum": g_sum.cpu(),
+            "d_losses": list(d_losses), "g_losses": list(g_losses),
+            "generator": {k: v.cpu() for k, v in G.state_dict().items()},
+            "discriminator": {k: v.cpu() for k, v in D.state_dict().items()},
+            "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict(),
+            "schedules": [continuation.schedule_state(s) for s in sched_g + sched_d],
+            "torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state(dev) if dev.type == "cuda" else None,
+            "shuffle": shuffle.get_state(), "flips": flips.get_state()})
+        if done:  # the epoch so far, as the losses to judge the training by
+            d_losses.append(d_sum.item() / done)
+            g_losses.append(g_sum.item() / done)
+            if not (math.isfinite(d_losses[-1]) and math.isfinite(g_losses[-1])):
+                status, error = "diverged", f"non-finite loss in epoch {epoch}: d={d_losses[-1]} g={g_losses[-1]}"
 
     result = TrainResult(
         status=status,
@@ -169,12 +229,12 @@ def train(ch: Chromosome, images: np.ndarray, cfg: TrainConfig, seed: int, devic
         g_losses=tuple(g_losses),
         params_g=count_params(G),
         params_d=count_params(D),
-        train_seconds=seconds,
-        images_per_second=images_seen / seconds if seconds > 0 else 0.0,
+        train_seconds=seconds_before + seconds,
+        images_per_second=(images_seen - seen_before) / seconds if seconds > 0 else 0.0,
         device=_describe(dev, gpu, fp, compile_seconds),
         steps=images_seen // bs,
     )
-    return result, G, D
+    return result, G, D, pause
 
 
 def _describe(dev: torch.device, gpu: fastpath.Device, fp: fastpath.FastPathSwitches,
@@ -187,18 +247,28 @@ def _describe(dev: torch.device, gpu: fastpath.Device, fp: fastpath.FastPathSwit
 
 def train_and_save(ch: Chromosome, images: np.ndarray, cfg: TrainConfig, seed: int, device: str = "cpu",
                    flip: bool = False, init_weights: bytes | None = None) -> tuple[TrainResult, bytes | None]:
-    """train(), then the weights file (checkpoint.weights) of a chromosome that trained to the end.
+    """train(), then the weights file (checkpoint.weights) of a chromosome that trained to the end
+    (train_and_pause, run to the end)."""
+    result, weights_file, _ = train_and_pause(ch, images, cfg, seed, device, flip, init_weights)
+    return result, weights_file
+
+
+def train_and_pause(ch: Chromosome, images: np.ndarray, cfg: TrainConfig, seed: int, device: str = "cpu",
+                    flip: bool = False, init_weights: bytes | None = None, until: int | None = None,
+                    resume: bytes | None = None) -> tuple[TrainResult, bytes | None, bytes | None]:
+    """train_leg(), then the weights file (checkpoint.weights) of a chromosome whose training is ok so far, and
+    its continuation where it paused.
 
     Running out of GPU memory is a property of the chromosome, not a crash: it becomes status "oom" and the
     GPU is left clean for the next task. Any other exception propagates to the caller.
     """
     try:
-        result, G, D = train(ch, images, cfg, seed, device, flip, init_weights)
+        result, G, D, pause = train_leg(ch, images, cfg, seed, device, flip, init_weights, until, resume)
     except torch.cuda.OutOfMemoryError as e:
         torch.cuda.empty_cache()
         params_g, params_d = param_counts(ch)
         return TrainResult("oom", " ".join(str(e).split())[:500], math.nan, math.nan, (), (), params_g, params_d,
-                           0.0, 0.0, device), None
+                           0.0, 0.0, device), None, None
     if result.status != "ok":
-        return result, None
-    return result, weights(ch, G, D)
+        return result, None, None
+    return result, weights(ch, G, D), pause
