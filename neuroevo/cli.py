@@ -114,6 +114,9 @@ def _parser() -> argparse.ArgumentParser:
     sc.add_argument("--samples", type=_count, help="generated images (default: the run's quality.samples)")
     sc.add_argument("--against", metavar="FOLDER",
                     help="real images to compare with, root/<class>/<image> (default: the run's training images)")
+    sc.add_argument("--reference-images", type=_count, metavar="N",
+                    help="real images whose statistics are the reference (default: the run's quality.reference_images); "
+                         "computed once and kept beside the data cache")
     sc.add_argument("--seed", type=int, default=0, help="noise seed (default: 0)")
 
     m = sub.add_parser("migrate", help="upgrade a run directory of an older neuroevo to the current formats, in place",
@@ -343,10 +346,15 @@ def cmd_score(args: argparse.Namespace) -> int:
     except data.DataError as e:
         raise InputError(str(e).replace("data.root", "--against", 1) if args.against else str(e)) from None
     q_cfg = cfg.quality if args.samples is None else dataclasses.replace(cfg.quality, samples=args.samples)
+    if args.reference_images is not None:
+        if args.reference_images < q_cfg.kid_subset_size:
+            raise InputError(f"--reference-images: {args.reference_images} is fewer than KID's subsets of "
+                             f"quality.kid_subset_size={q_cfg.kid_subset_size}")
+        q_cfg = dataclasses.replace(q_cfg, reference_images=args.reference_images)
     if q_cfg.samples != "auto" and q_cfg.samples < q_cfg.kid_subset_size:
         raise InputError(f"--samples: {q_cfg.samples} is fewer than KID's subsets of quality.kid_subset_size="
                          f"{q_cfg.kid_subset_size}")
-    ref = experiment.reference(dataclasses.replace(cfg, data=data_cfg, quality=q_cfg), images)
+    ref = experiment.reference(dataclasses.replace(cfg, data=data_cfg, quality=q_cfg), images, progress=True)
     try:
         q = quality.measure_generator(weights.read_bytes(), q_cfg, ref, quality.local_device(), args.seed)
     except (quality.QualityError, WeightsError) as e:

@@ -168,6 +168,18 @@ def test_score_measures_a_saved_generator_again(scored_run):
     assert f"FID {other.fid:.2f}" in p.stdout, (p.stdout, other.fid)
 
 
+def test_score_with_fewer_reference_images_computes_them_once_and_shows_its_progress(scored_run):
+    run_dir, _ = scored_run
+    p = neuroevo("score", run_dir, "--reference-images", "40")
+    assert p.returncode == 0, p.stderr
+    assert "against 40 real images of the run" in p.stdout
+    assert "reference statistics: 0/40 images" in p.stderr  # a line, not a redrawn bar: stderr is no terminal here
+    again = neuroevo("score", run_dir, "--reference-images", "40")
+    assert again.returncode == 0 and "reference statistics:" not in again.stderr  # kept beside the data cache
+    bad = neuroevo("score", run_dir, "--reference-images", "8")
+    assert bad.returncode == 2 and "--reference-images: 8 is fewer than KID's subsets" in bad.stderr
+
+
 def test_score_against_a_folder_and_its_bad_input(scored_run, tmp_path):
     run_dir, _ = scored_run
     from PIL import Image

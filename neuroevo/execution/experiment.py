@@ -180,16 +180,18 @@ def _prepare(request: Request, say: Callable[[str], None]) -> Prepared:
     return Prepared(cfg, run_id, run_dir, images, saved, redo, ref)
 
 
-def reference(cfg: config.RunConfig, images: data.Images, say: Callable[[str], None] = _say) -> object:
+def reference(cfg: config.RunConfig, images: data.Images, say: Callable[[str], None] = _say,
+              progress: bool | None = None) -> object:
     """The real images' reference statistics for FID and KID: from beside the data cache, or computed there first
     (once per cache; on this machine's GPU if it has one). Loads the Inception weights, so a missing or corrupt
-    file stops the run here."""
+    file stops the run here. progress: show their computation (default: on a terminal)."""
     from neuroevo.train import quality
 
     try:
         ref = quality.reference(images, max_images=cfg.quality.reference_images, batch_size=cfg.quality.batch_size,
                                 device=quality.local_device(), weights=cfg.quality.extractor_weights,
-                                directory=data.cache_dir(cfg.data), progress=sys.stderr.isatty())
+                                directory=data.cache_dir(cfg.data),
+                                progress=sys.stderr.isatty() if progress is None else progress)
     except quality.QualityError as e:
         raise InputError(str(e)) from None
     say(f"quality: reference statistics of {ref.count:,} real images ({ref.path or 'in memory'})")

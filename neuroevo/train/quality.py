@@ -44,6 +44,7 @@ import importlib.util
 import io
 import json
 import os
+import sys
 import time
 import warnings
 import zipfile
@@ -308,11 +309,23 @@ def rows(total: int, n: int) -> np.ndarray:
     return np.sort(np.random.default_rng(_PICK_SEED).choice(total, n, replace=False))
 
 
+LINE_SECONDS = 5.0  # off a terminal, a progress line this often
+
+
+def progress_bar(total: int, desc: str, enabled: bool) -> tqdm:
+    """tqdm's bar on stderr: redrawn in place on a terminal; elsewhere (a log, a pipe) a new line every LINE_SECONDS,
+    so that a long computation shows it is alive."""
+    if sys.stderr.isatty():
+        return tqdm(total=total, desc=desc, unit="img", disable=not enabled, leave=False)
+    return tqdm(total=total, desc=desc, unit="img", disable=not enabled, mininterval=LINE_SECONDS, ncols=80,
+                bar_format="{desc}: {n_fmt}/{total_fmt} images, {elapsed} elapsed, {remaining} left\n")
+
+
 def _compute(images: data.Images, extractor: nn.Module, n: int, meta: dict[str, Any], batch_size: int,
              device: str | torch.device, progress: bool) -> Reference:
     start = time.perf_counter()
     pick = rows(len(images.array), n)
-    with tqdm(total=n, desc="reference statistics", unit="img", disable=not progress, leave=False) as bar:
+    with progress_bar(n, "reference statistics", progress) as bar:
         def batches():
             for i in range(0, n, batch_size):
                 chunk = pick[i:i + batch_size]
