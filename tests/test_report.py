@@ -7,6 +7,7 @@ import re
 import shutil
 
 import numpy as np
+import pandas as pd
 import pytest
 import yaml
 from matplotlib.colors import BoundaryNorm
@@ -192,9 +193,9 @@ def test_pareto_leaves_out_and_counts_chromosomes_whose_loss_is_not_positive(his
     assert (ok.d_loss > 0).all() and (ok.g_loss > 0).all()  # bce
     assert "not shown" not in report.pareto_figure(history).axes[0].get_xlabel()
     negative = history.copy()
-    negative.loc[ok.index[0], "g_loss"] = -0.3  # as a hinge loss can be
+    negative.loc[ok.index[0], "g_loss"] = -0.3  # not a loss bce can have: its term is 0
     (ax,) = report.pareto_figure(negative).axes[:1]
-    assert f"(1 of {len(ok)} trained chromosomes not shown: a loss <= 0)" in ax.get_xlabel()
+    assert f"(1 of {len(ok)} trained chromosomes not shown: a loss term of 0)" in ax.get_xlabel()
 
 
 def test_every_file_of_a_run_is_a_path_of_rundir_and_none_is_left_half_written(run_dir):
@@ -264,3 +265,12 @@ def test_pareto_front_keeps_the_undominated():
 def test_grid_generations_spread_evenly_with_first_and_last():
     assert report.grid_generations(list(range(5)), 20) == [0, 1, 2, 3, 4]
     assert report.grid_generations(list(range(10)), 4) == [0, 3, 6, 9]
+
+
+def test_the_pareto_plot_draws_the_loss_each_chromosome_is_scored_on():
+    """bce sums two inverses, hinge and wgan-gp score D's loss alone: a hinge chromosome with a tiny G loss is not
+    drawn as if it dominated."""
+    df = pd.DataFrame({"loss": ["bce", "hinge", "wgan-gp", "hinge", None], "d_loss": [1.0, 0.5, -2.0, -0.1, 3.0],
+                       "g_loss": [1.0, 0.001, 5.0, 1.0, 6.0]})
+    got = report.scored_losses(df)
+    assert got[:3].tolist() == [0.5, 0.5, 2.0] and np.isnan(got[3]) and got[4] == pytest.approx(2.0)

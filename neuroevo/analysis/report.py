@@ -27,7 +27,7 @@ from PIL import Image
 
 from neuroevo import config, errors
 from neuroevo.analysis import query
-from neuroevo.evolve import ranking
+from neuroevo.evolve import fitness, ranking
 from neuroevo.space import registry
 from neuroevo.space.chromosome import Chromosome
 from neuroevo.space.genes import Optimiser
@@ -54,11 +54,6 @@ def best(df: pd.DataFrame) -> pd.Series | None:
     """The fittest row that trained; None if none did."""
     ok = df[df["status"] == "ok"]
     return None if ok.empty else ranked(ok).iloc[0]
-
-
-def combined_loss(d_loss: pd.Series, g_loss: pd.Series) -> pd.Series:
-    """1 / (1/L_D + 1/L_G): the losses as the fitness's loss term combines them; lower is fitter."""
-    return 1.0 / (1.0 / d_loss + 1.0 / g_loss)
 
 
 def pareto_front(size: np.ndarray, loss: np.ndarray) -> np.ndarray:
@@ -281,27 +276,37 @@ def fitness_figure(df: pd.DataFrame) -> Figure:
     return fig
 
 
+def scored_losses(df: pd.DataFrame) -> pd.Series:
+    """Each row's loss as its fitness scores it (fitness.scored_loss, by the row's loss; rows logged before the
+    column existed are bce): NaN where the loss term is 0."""
+    kind = df["loss"].fillna("bce") if "loss" in df else pd.Series("bce", index=df.index)
+    return pd.Series([fitness.scored_loss(d, g, k) for d, g, k in zip(df["d_loss"], df["g_loss"], kind)],
+                     index=df.index, dtype=float)
+
+
 def pareto_figure(df: pd.DataFrame) -> Figure:
-    ok = df[(df["status"] == "ok") & (df["d_loss"] > 0) & (df["g_loss"] > 0)]
+    trained = df[df["status"] == "ok"]
+    scored = scored_losses(trained)
+    ok = trained[scored > 0]
     fig = _figure(7, 4.8)
     ax = fig.add_subplot()
-    ax.set(ylabel="loss  1 / (1/L_D + 1/L_G)", title="Size against loss: lower left is better")
+    ax.set(ylabel="the loss the fitness scores", title="Size against loss: lower left is better")
     if ok.empty:
         _note(ax, "no chromosome has trained successfully yet")
         return fig
     size = (ok["params_g"] + ok["params_d"]).to_numpy()
-    loss = combined_loss(ok["d_loss"], ok["g_loss"]).to_numpy()
+    loss = scored[scored > 0].to_numpy()
     _by_generation(fig, ax, size, loss, ok["generation"])
     _front(ax, size, loss)
     top = best(df)
-    if top.d_loss > 0 and top.g_loss > 0:
-        ax.scatter([top.params_g + top.params_d], [combined_loss(top.d_loss, top.g_loss)], marker="*", s=200,
+    if top.chromosome_id in set(ok["chromosome_id"]):
+        top_loss = scored_losses(top.to_frame().T).iloc[0]
+        ax.scatter([top.params_g + top.params_d], [top_loss], marker="*", s=200,
                    color="C1", edgecolors="0.2", linewidths=0.5, zorder=3, label=f"best fitness ({top.chromosome_id})")
-    left_out = int((df["status"] == "ok").sum()) - len(ok)
+    left_out = len(trained) - len(ok)
     _size_axis(ax)
-    if left_out:  # hinge and wgan-gp losses can be negative: their combination is no loss to plot
-        ax.set_xlabel(f"{ax.get_xlabel()}\n({left_out} of {left_out + len(ok)} trained chromosomes not shown: "
-                      f"a loss <= 0)")
+    ax.set_xlabel(f"{ax.get_xlabel()}\nloss: bce 1 / (1/L_D + 1/L_G), hinge L_D, wgan-gp |L_D|" + (
+        f"\n({left_out} of {len(trained)} trained chromosomes not shown: a loss term of 0)" if left_out else ""))
     _legend_below(fig)
     return fig
 

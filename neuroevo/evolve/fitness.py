@@ -50,12 +50,26 @@ if TYPE_CHECKING:
     from neuroevo.train.results import Quality, TrainResult
 
 
+def _read_losses(d_loss: float, g_loss: float, loss: str) -> tuple[float, ...]:
+    """The losses whose inverses the loss term sums, by the chromosome's loss."""
+    return {"bce": (d_loss, g_loss), "hinge": (d_loss,), "wgan-gp": (abs(d_loss),)}[loss]
+
+
 def loss_term(d_loss: float, g_loss: float, loss: str = "bce") -> float:
-    losses = {"bce": (d_loss, g_loss), "hinge": (d_loss,), "wgan-gp": (abs(d_loss),)}[loss]
+    losses = _read_losses(d_loss, g_loss, loss)
     if not all(math.isfinite(x) and x >= 0 for x in losses):
         return 0.0
     inverse = sum(math.inf if x == 0 else 1.0 / x for x in losses)
     return math.tanh(0.01 * inverse)
+
+
+def scored_loss(d_loss: float, g_loss: float, loss: str = "bce") -> float:
+    """The one loss the loss term scores, lower being fitter: 1 / (1/L_D + 1/L_G) for bce, L_D for hinge, |L_D| for
+    wgan-gp; NaN where the term is 0 for a loss below 0 or not finite."""
+    losses = _read_losses(d_loss, g_loss, loss)
+    if not all(math.isfinite(x) and x >= 0 for x in losses):
+        return math.nan
+    return 0.0 if 0 in losses else 1.0 / sum(1.0 / x for x in losses)
 
 
 def size_term(params_g: int, params_d: int, scale: float) -> float:
