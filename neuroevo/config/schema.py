@@ -7,6 +7,7 @@ Every default is the reference experiment on CIFAR-10 (the `cifar10` preset).
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import field
 from typing import Annotated, Any, Literal, Union
@@ -36,6 +37,8 @@ def _gpu_request(v: Any) -> float | str:
         return "auto"
     if v in ("auto", "memory"):
         return v
+    if isinstance(v, float) and not math.isfinite(v):  # as every float key (fields.STRICT)
+        raise PydanticCustomError("finite_number", "Input should be a finite number")
     if isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0:
         return float(v)
     raise PydanticCustomError("gpu_request", "expected a number >= 0, 'auto' or 'memory'")
@@ -134,7 +137,7 @@ class FitnessConfig:
 
 @dataclass(frozen=True, config=STRICT)
 class EvolveConfig:
-    population: Annotated[int, Field(ge=2)] = 10
+    population: PositiveInt = 10
     generations: PositiveInt = 20
     elite_fraction: Annotated[float, Field(gt=0, lt=1)] = 0.2
     # How the places after the elites are filled: random (the reference), or children of the elites
