@@ -22,7 +22,7 @@ from neuroevo.errors import FileSystemFault, InputError, Interrupted, file_syste
 from neuroevo.evolve import population
 from neuroevo.execution import cluster
 from neuroevo.space import registry
-from neuroevo.store import resume, rundir, state, tracking
+from neuroevo.store import fingerprints, resume, rundir, state, tracking
 from neuroevo.store.state import RunState
 from neuroevo.train import data
 
@@ -188,8 +188,9 @@ def _copy_config(copy: tuple[Path, str], who: str) -> config.RunConfig:
 
 def _resume_plan(run_dir: Path, cfg: config.RunConfig) -> tuple[RunState | None, tuple[int, ...]]:
     """The saved state, checked against the config and the logs, and the logged generations to train again: those
-    whose data file is damaged or does not hold a whole population, or whose best's files or elites' weights are
-    missing (training is deterministic, so the same rows and files come out again).
+    whose data file is damaged, has changed since it was logged (fingerprints.py) or does not hold a whole
+    population, or whose best's files or elites' weights are missing (training is deterministic, so the same rows
+    and files come out again).
 
     A run stopped before its first state was saved has trained nothing: it starts again from generation 0. A state
     that the logs repair (state.load_checked) replaces state.json at once, the old one kept in discarded/.
@@ -211,28 +212,33 @@ def _resume_plan(run_dir: Path, cfg: config.RunConfig) -> tuple[RunState | None,
     redo = []
     for g in range(saved.completed):
         evaluated, problem = state.logged(cfg, run_dir, g)
+        problem = problem or fingerprints.changed(run_dir, g, saved.sha256)
         if not problem:  # the elites the next generation keeps, whose weights it starts from
             kept = [m.chromosome.id for m in population.elites(cfg, evaluated)] if cfg.evolve.keep_weights else []
             problem = logs.check_saved(run_dir, g, kept)
         if problem:
             print(f"resume: {problem}; generation {g} will be trained again", file=sys.stderr)
             redo.append(g)
+    unverified = fingerprints.unverified(saved.sha256, saved.completed, redo)
+    if unverified:
+        print(f"resume: {unverified}", file=sys.stderr)
     return saved, tuple(redo)
 
 
 def _set_aside(run_dir: Path, cfg: config.RunConfig, generations: tuple[int, ...]) -> None:
     """Move what is damaged out of the dataset, into run_dir/discarded/, for inspection: the folder of each logged
-    generation to train again whose data is damaged (else its best's folder, when wrong), and the folder of a
-    generation still to train that holds more than its data file."""
+    generation to train again whose data is damaged or changed (else its best's folder, when wrong), and the folder
+    of a generation still to train that holds more than its data file."""
     from neuroevo.store import logs
 
     done = state.completed(run_dir)
     if done is None:
         return
+    recorded = state.fingerprints(run_dir)[1]
     damaged = []
     for g in generations:
         folder = rundir.generation_dir(run_dir, g)
-        if state.logged(cfg, run_dir, g)[1]:
+        if state.logged(cfg, run_dir, g)[1] or fingerprints.changed(run_dir, g, recorded):
             if folder.exists():  # a folder deleted whole leaves nothing to set aside
                 damaged.append((folder, folder.name))
         elif rundir.best_dir(run_dir, g).exists() and logs.check_saved(run_dir, g):

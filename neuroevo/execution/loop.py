@@ -18,7 +18,7 @@ import ray
 from neuroevo.config import RunConfig
 from neuroevo.evolve import population
 from neuroevo.execution import dispatch, progress
-from neuroevo.store import logs, tracking
+from neuroevo.store import fingerprints, logs, rundir, tracking
 from neuroevo.store import state as run_state
 from neuroevo.store.state import RunState
 from neuroevo.train import data
@@ -61,12 +61,15 @@ def evolve(cfg: RunConfig, run_id: str, run_dir: Path, images: np.ndarray | data
             members = run_state.logged_population(cfg, run_dir, generation)
             dispatch.run_generation(cfg, run_id, run_dir, generation, members, images_ref, images.shape[0],
                                     reference_ref)
+            state = state.fingerprinted(generation, _fingerprint(run_dir, generation))
+            run_state.save(run_dir, state, cfg.seed)
         track.upto(state.completed)  # what the trackers lack of the logged generations, those trained again too
         summary = []
         for generation in range(state.completed, cfg.evolve.generations):
             start = time.perf_counter()
             trained = runner.run_generation(generation, state.population)
-            state = state.advance(population.next_population(cfg, generation + 1, [t.evaluated for t in trained]))
+            state = state.advance(population.next_population(cfg, generation + 1, [t.evaluated for t in trained]),
+                                  _fingerprint(run_dir, generation))
             run_state.save(run_dir, state, cfg.seed)
             rows = [t.row for t in trained]
             summary.append(_summary(generation, rows, time.perf_counter() - start))
@@ -75,6 +78,12 @@ def evolve(cfg: RunConfig, run_id: str, run_dir: Path, images: np.ndarray | data
             if generation == 0:
                 progress.first_generation(cfg, rows)
     return state
+
+
+def _fingerprint(run_dir: Path, generation: int) -> str:
+    """The sha256 of the generation's file, hashed as soon as it is logged (read back from the page cache: one
+    read a generation, and the dispatchers need not hand the hash up), before anything else can touch it."""
+    return fingerprints.of(rundir.generation_file(run_dir, generation))
 
 
 def _summary(generation: int, rows: list[dict], seconds: float) -> dict:
