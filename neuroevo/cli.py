@@ -1,10 +1,10 @@
-"""`neuroevo run | prepare | query | ls | best | report | sample | score | migrate`: the arguments, what they print,
-exit codes.
+"""`neuroevo run | prepare | query | ls | best | report | sample | score | export | migrate | check`: the arguments,
+what they print, exit codes.
 
 Bad input (errors.InputError: a config, data, search space or run directory that is wrong, found before Ray
 starts), a query DuckDB cannot run and a file-system fault print one line and exit with code 2; Ctrl-C exits with
-130, SIGTERM with 143; a run in which no chromosome trained exits with 1, as does `migrate --check` of a run that
-migrate would change.
+130, SIGTERM with 143; a run in which no chromosome trained exits with 1, as do `migrate --check` of a run that
+migrate would change and a `check` that finds a changed or missing file.
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ def _parser() -> argparse.ArgumentParser:
                      help="show Ray's own log lines and the workers' output (default: in RUN_DIR/ray.log)")
     run.add_argument("--resume", metavar="RUN_DIR", default=None,
                      help=f"continue a stopped run, {RUN_DIR}, from its last logged generation; re-train damaged "
-                          "generations")
+                          "generations, and those whose file changed since it was logged (see neuroevo check)")
     run.add_argument("--quiet", action="store_true",
                      help="print one line per generation (no progress bar, no line per chromosome)")
 
@@ -130,7 +130,20 @@ def _parser() -> argparse.ArgumentParser:
     m.add_argument("run_dir", metavar="RUN_DIR", help=f"a run's directory, {RUN_DIR}")
     m.add_argument("--check", action="store_true",
                    help="only say what would change, writing nothing (and taking no lock)")
+
+    c = sub.add_parser("check", help="verify every logged generation's file against its fingerprint (read-only)",
+                       description=CHECK_HELP)
+    c.add_argument("run_dir", metavar="RUN_DIR", help=f"a run's directory, {RUN_DIR}")
     return p
+
+
+CHECK_HELP = ("Verify each logged generation's Parquet file against the sha256 that state.json recorded when it was "
+              "logged, and print one line per generation. Reads only. Exit 0: every fingerprinted file matches; 1: a "
+              "file changed since it was logged, or is missing; 2: RUN_DIR is no run directory, or its state.json is "
+              "unreadable. Generations logged by a neuroevo that kept no fingerprints cannot be verified, said once. "
+              "`neuroevo run --resume` makes the same check: it moves a changed generation's folder to "
+              "RUN_DIR/discarded/ and trains that generation again, as it does a damaged one; training is "
+              "deterministic, so the same rows come out (their timings aside).")
 
 
 def _seconds(text: str) -> float:
@@ -367,6 +380,36 @@ def cmd_score(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_check(args: argparse.Namespace) -> int:
+    """One line per logged generation: ok, changed or missing; exit 1 where any changed or is missing."""
+    from neuroevo.store import fingerprints, state
+
+    run_dir = Path(args.run_dir)
+    if not rundir.state_file(run_dir).is_file():
+        raise InputError(f"{rundir.state_file(run_dir)}: not found; is {run_dir} a neuroevo run directory?")
+    try:
+        completed, recorded = state.fingerprints(run_dir)
+    except state.StateError as e:
+        raise InputError(str(e)) from None
+    ok, bad = 0, 0
+    for g in range(completed):
+        path = rundir.generation_file(run_dir, g)
+        if not path.is_file():
+            problem = f"{path} is missing"
+        elif g not in recorded:
+            continue  # said once, below
+        else:
+            problem = fingerprints.changed(run_dir, g, recorded)
+        ok, bad = ok + (problem is None), bad + (problem is not None)
+        print(f"generation {g}: {problem or f'ok (sha256 {recorded[g][:12]}...)'}")
+    unverified = fingerprints.unverified(recorded, completed)
+    if unverified:
+        print(unverified)
+    print(f"{run_dir}: {ok} of {completed} logged generations match their fingerprints"
+          f"{f', {bad} changed or missing' if bad else ''}")
+    return 1 if bad else 0
+
+
 def cmd_ls(args: argparse.Namespace) -> int:
     from neuroevo.analysis import runs
 
@@ -404,7 +447,8 @@ def _bad_input() -> tuple[type[Exception], ...]:
 
 
 COMMANDS = {"run": cmd_run, "prepare": cmd_prepare, "query": cmd_query, "best": cmd_best, "report": cmd_report,
-            "sample": cmd_sample, "score": cmd_score, "export": cmd_export, "ls": cmd_ls, "migrate": cmd_migrate}
+            "sample": cmd_sample, "score": cmd_score, "export": cmd_export, "ls": cmd_ls, "migrate": cmd_migrate,
+            "check": cmd_check}
 
 
 def main(argv: list[str] | None = None) -> int:

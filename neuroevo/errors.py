@@ -56,6 +56,7 @@ FILE_SYSTEM_FAULTS = {
     errno.EROFS: "the file system is read-only",
     errno.EACCES: "permission denied",
     errno.EPERM: "operation not permitted",
+    errno.ENOENT: "no such file or folder, and it cannot be created there",  # e.g. a folder under /proc
     errno.ENOTDIR: "a part of the path is a file, not a folder",
     errno.EISDIR: "is a folder, not a file",
     errno.EEXIST: "is in the way: a file where a folder should be",

@@ -10,7 +10,8 @@ from pydantic import ConfigDict, Field
 
 from neuroevo.errors import ConfigError
 
-STRICT = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+# Every float key finite: a NaN or infinite weight, scale or rate would only show up as NaN fitness much later.
+STRICT = ConfigDict(extra="forbid", use_attribute_docstrings=True, allow_inf_nan=False)
 
 T = TypeVar("T")
 PositiveInt = Annotated[int, Field(ge=1)]

@@ -109,12 +109,18 @@ def plain(*run_dirs) -> pd.DataFrame:
 def old_layout(run_dir: Path, version: int = 3) -> None:
     """Turn a run's logs into what neuroevo wrote before schema 4: folders generation=NNNN, files of schema_version
     `version` (4: as such a run logs a generation on resume), without `generation` and the other columns later
-    versions added (metadata, the config's copy among it, kept)."""
+    versions added (metadata, the config's copy among it, kept), and a state.json without fingerprints."""
+    import json
+
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     from neuroevo.store import logs, rundir
 
+    if rundir.state_file(run_dir).is_file():
+        doc = json.loads(rundir.state_file(run_dir).read_text())
+        doc.pop("sha256", None)
+        rundir.state_file(run_dir).write_text(json.dumps(doc))
     later = sorted({"generation", *(name for v, names in logs.ADDED.items() if v > version for name in names)})
     for g in rundir.logged_generations(run_dir):
         new = rundir.generations_dir(run_dir) / f"{g:04d}"

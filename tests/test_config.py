@@ -65,7 +65,7 @@ def test_yaml_round_trip(tmp_path):
 
 @pytest.mark.parametrize("overrides, message", [
     (["evolve.populaton=4"], "evolve.populaton: unknown key (did you mean evolve.population?)"),
-    (["evolve.population=1"], "evolve.population: input should be greater than or equal to 2 (got 1)"),
+    (["evolve.population=0"], "evolve.population: input should be greater than or equal to 1 (got 0)"),
     (["evolve.elite_fraction=1.5"], "evolve.elite_fraction: input should be less than 1 (got 1.5)"),
     (["space.channels=[9, 5]"], "space.channels: min 9 is greater than max 5"),
     (["fitness.lam=0.5"], "fitness.lam + fitness.gamma: must equal 1 (got 0.5 + 0.25)"),

@@ -1,6 +1,8 @@
-"""Config files that are not what they should be: not text, too big, an alias bomb, unreadable, a run_id that leaves
-out_dir, and a run's own config.yaml damaged before --resume (refused, or restored from the copy in the logs)."""
+"""Config files that are not what they should be: not text, too big, an alias bomb, unreadable, a key given twice, a
+run_id that leaves out_dir, a value out of bounds, and a run's own config.yaml damaged before --resume (refused, or
+restored from the copy in the logs)."""
 
+import json
 import shutil
 import subprocess
 import sys
@@ -193,6 +195,9 @@ def test_a_run_written_before_the_copy_resumes_when_intact_and_is_refused_when_d
     for g in range(2):  # the generation files as the neuroevo before the copy wrote them
         path = rundir.generation_file(run_dir, g)
         pq.write_table(pq.read_table(path).replace_schema_metadata(None), path)
+    doc = json.loads(rundir.state_file(run_dir).read_text())  # which kept no fingerprints either
+    del doc["sha256"]
+    rundir.state_file(run_dir).write_text(json.dumps(doc))
     assert logs.saved_config(run_dir) is None
     p = neuroevo("run", "--resume", run_dir, cwd=runs)
     assert p.returncode == 0 and "already logged" in p.stdout, p.stderr
@@ -208,3 +213,106 @@ def test_a_saved_config_written_before_train_max_loss_resumes_without_the_bound(
     older = "\n".join(line for line in text.splitlines() if not line.strip().startswith("max_loss:"))
     assert config.loads_saved(older, "config.yaml").train.max_loss is None
     assert config.loads_saved(text, "config.yaml").train.max_loss == 1e5
+
+
+# ---------------------------------------------------------------------------------------------------------
+# a key given twice: YAML would keep the last value silently
+
+
+DUPLICATES = [
+    ("top level", "seed: 0\nout_dir: runs\nseed: 1\n", "seed is given twice (lines 1 and 3)"),
+    ("nested", "evolve:\n  population: 4\n  generations: 2\n  population: 6\n",
+     "evolve.population is given twice (lines 2 and 4)"),
+    ("a section twice", "evolve:\n  population: 4\ndata:\n  subset: 128\nevolve:\n  generations: 2\n",
+     "evolve is given twice (lines 1 and 5)"),
+    ("quoted", "seed: 0\n'seed': 1\n", "seed is given twice (lines 1 and 2)"),
+    ("in a flow mapping", "evolve: {population: 4, population: 6}\n", "evolve.population is given twice (on line 1)"),
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name, text, message", DUPLICATES, ids=[d[0] for d in DUPLICATES])
+def test_a_key_given_twice_in_a_config_file_is_refused(tmp_path, name, text, message):
+    (tmp_path / "c.yaml").write_text(text)
+    p = neuroevo("run", "c.yaml", cwd=tmp_path, timeout=60)
+    _one_clean_line(p, f"c.yaml: {message}; give each key once")
+    assert sorted(x.name for x in tmp_path.iterdir()) == ["c.yaml"]
+
+
+@pytest.mark.slow
+def test_a_key_given_twice_in_a_set_value_is_refused(tmp_path):
+    p = neuroevo("run", "--set", "evolve={population: 4, population: 6}", "--set", "out_dir=runs", cwd=tmp_path,
+                 timeout=60)
+    _one_clean_line(p, "--set evolve: population is given twice (on line 1); give each key once")
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.slow
+def test_a_key_given_twice_in_a_saved_config_is_damage(runs):
+    run_dir = _copy_run(runs, "twice")
+    path = rundir.config_file(run_dir)
+    before = path.read_text()
+    path.write_text(before.replace("seed: 0\n", "seed: 0\nseed: 1\n", 1))
+    p = neuroevo("run", "--resume", run_dir, cwd=runs)
+    assert p.returncode == 0 and "already logged" in p.stdout, p.stderr
+    assert f"{path}: seed is given twice (lines 1 and 2); give each key once; restored it from the copy" in p.stderr
+    assert path.read_text() == before
+
+
+def test_anchors_merge_keys_tags_and_tabs_still_read(tmp_path):
+    """Overriding a merged key is what merge keys are for, not a key given twice."""
+    raw = config.parse_yaml("x-base: &evolve {population: 4, generations: 2}\n"
+                            "evolve:\n  <<: *evolve\n  population: 6\n", "c.yaml")
+    assert raw["evolve"] == {"population": 6, "generations": 2}
+    (tmp_path / "c.yaml").write_text("seed: !!int 3\nout_dir:\truns\ndata: {source: demo, subset: &n 128}\n"
+                                     "quality: {kid_subset_size: 100, reference_images: *n}\n")
+    cfg = config.load(str(tmp_path / "c.yaml"))
+    assert (cfg.seed, cfg.out_dir, cfg.data.subset, cfg.quality.reference_images) == (3, "runs", 128, 128)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# bounds, checked before Ray starts: one line naming the key and what it allows, nothing written
+
+
+BOUNDS = [
+    (["seed=-1"], "seed: expected a whole number from 0 to 2^32 - 1 (4294967295), got -1"),
+    (["seed=4294967296"], "seed: expected a whole number from 0 to 2^32 - 1 (4294967295), got 4294967296"),
+    (["evolve.population=1000000000"],
+     "evolve.population: 1,000,000,000 is more than one driver can draw and hold; at most 100,000"),
+    (["fitness.failed=.nan"], "fitness.failed: input should be a finite number (got nan)"),
+    (["fitness.scale=.inf"], "fitness.scale: input should be a finite number (got inf)"),
+    (["train.max_loss=.inf"], "train.max_loss: input should be a finite number (got inf)"),
+    (["space.lr=[1.0e-4, .inf]"], "space.lr.1: input should be a finite number (got inf)"),
+    (["resources.num_cpus=.nan"], "resources.num_cpus: expected a finite number or 'auto', got nan"),
+    (["resources.num_gpus=.inf"], "resources.num_gpus: input should be a finite number (got inf)"),
+    (["out_dir=''"], "out_dir: expected the folder to keep runs in, e.g. runs (got '')"),
+    (["space.batch_size=1", "data.subset=128"],
+     "space.batch_size: expected at least 2 (BatchNorm needs two images a batch), got 1"),
+    (["data.subset=100000000000"], "data.subset: 100,000,000,000 demo images at 16px need about"),
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("overrides, message", BOUNDS, ids=[" ".join(o) for o, _ in BOUNDS])
+def test_a_value_out_of_bounds_is_one_line_before_ray(tmp_path, overrides, message):
+    sets = [a for o in overrides for a in ("--set", o)]
+    start = time.monotonic()
+    p = neuroevo("run", *sets, "--set", "run_id=r", cwd=tmp_path, timeout=60)
+    _one_clean_line(p, message)
+    assert time.monotonic() - start < 20  # no hang while drawing, no cluster started
+    assert "memory to draw; this machine has" in p.stderr if "demo images" in message else True
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.slow
+def test_a_subset_larger_than_the_dataset_is_refused(tmp_path):
+    from PIL import Image
+
+    for c in ("a", "b"):
+        (tmp_path / "images" / c).mkdir(parents=True)
+        for i in range(3):
+            Image.new("RGB", (8, 8), (i * 40, 0, 0)).save(tmp_path / "images" / c / f"{i}.png")
+    p = neuroevo("run", "--set", "data.source=folder", "--set", f"data.root={tmp_path / 'images'}", "--set",
+                 "data.subset=64", "--set", "out_dir=runs", cwd=tmp_path, timeout=60)
+    _one_clean_line(p, f"data.subset: 64 is more than the 6 images of {tmp_path / 'images'}")
+    assert sorted(x.name for x in tmp_path.iterdir()) == ["images"]

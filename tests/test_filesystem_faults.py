@@ -1,5 +1,5 @@
-"""Output locations that cannot be written (a file in the way, a read-only mount, a full disk) and two drivers on
-one run: one line naming the path and the problem, exit code 2, no traceback, nothing left half-written."""
+"""Output locations that cannot be written (a file in the way, a read-only mount, a full disk, a folder that cannot be
+created) and two drivers on one run: one line naming the path and the problem, exit code 2, no traceback, nothing left half-written."""
 
 import json
 import os
@@ -120,6 +120,23 @@ def test_report_and_sample_where_they_cannot_write(finished, tmpfs, tmp_path):
     filler.unlink()
     p = neuroevo("sample", copy, "--out", tmpfs.path / "missing" / "folder" / "grid.png")
     assert p.returncode == 0 and (tmpfs.path / "missing" / "folder" / "grid.png").is_file(), p.stderr
+
+
+UNCREATABLE = Path("/proc/neuroevo-nothing-here")  # procfs makes no folder of ours, even for root
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="no procfs: no folder that cannot be created")
+@pytest.mark.parametrize("command", [
+    ["run", "tiny.yaml", "--quiet", "--set", f"out_dir={UNCREATABLE}/runs"],
+    ["report", "{run}", "--out", f"{UNCREATABLE}/report"],
+    ["sample", "{run}", "--out", f"{UNCREATABLE}/grid.png"],
+], ids=["run out_dir", "report --out", "sample --out"])
+def test_a_folder_that_cannot_be_created_is_one_line(workdir, finished, command):
+    before = sorted(workdir.rglob("*"))
+    p = neuroevo(*[str(finished) if a == "{run}" else a for a in command], cwd=workdir)
+    _one_error_line(p, f"{UNCREATABLE}: no such file or folder, and it cannot be created there")
+    assert sorted(workdir.rglob("*")) == before
 
 
 def _wait_for_state(run_dir: Path, completed: int, proc: subprocess.Popen, timeout: float = 240) -> None:

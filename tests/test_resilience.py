@@ -27,7 +27,7 @@ from tests.conftest import neuroevo, tiny_config, tiny_dict
 
 BAD_CONFIGS = [
     (["--set", "evolve.populaton=3"], "evolve.populaton: unknown key (did you mean evolve.population?)"),
-    (["--set", "evolve.population=1"], "evolve.population: input should be greater than or equal to 2 (got 1)"),
+    (["--set", "evolve.population=0"], "evolve.population: input should be greater than or equal to 1 (got 0)"),
     (["--set", "evolve.population=abc"], "evolve.population: input should be a valid integer"),
     (["--set", "evolve.elite_fraction=0"], "evolve.elite_fraction: input should be greater than 0"),
     (["--set", "evolve.elite_fraction=1"], "evolve.elite_fraction: input should be less than 1"),

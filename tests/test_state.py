@@ -75,12 +75,14 @@ def _rows(run_dir):
     return logs.read_generations(run_dir).sort_values(COLUMNS[:2]).reset_index(drop=True)[COLUMNS]
 
 
-def test_state_json_does_not_grow_with_the_generations(base):
+def test_state_json_holds_one_population_and_a_fingerprint_per_generation(base):
     run_dir, sizes = base
     assert {0, GENERATIONS} <= set(sizes)
     doc = json.loads(rundir.state_file(run_dir).read_text())
-    assert set(doc) == {"format", "seed", "completed", "population"} and len(doc["population"]) == N
-    # one population of 4 tiny chromosomes: the size varies with their genes only (every generation's would be 4x)
+    assert set(doc) == {"format", "seed", "completed", "population", "sha256"} and len(doc["population"]) == N
+    assert sorted(doc["sha256"]) == [str(g) for g in range(GENERATIONS)]
+    # one population of 4 tiny chromosomes: the size varies with their genes, and grows by a fingerprint (75 bytes) a
+    # generation (every generation's population would be 4x)
     assert all(abs(size - sizes[0]) < 0.3 * sizes[0] for size in sizes.values()), sizes
 
 
@@ -109,4 +111,7 @@ def test_a_state_file_of_the_older_format_resumes_to_the_same_rows(base, tmp_pat
     assert _rows(run_dir).equals(_rows(base[0]))
     doc = json.loads(rundir.state_file(run_dir).read_text())
     assert doc["format"] == state.FORMAT and "generations" not in doc
-    assert doc == json.loads(rundir.state_file(base[0]).read_text())
+    # each generation trained again is fingerprinted anew: its file's timings differ from the uninterrupted run's
+    uninterrupted = json.loads(rundir.state_file(base[0]).read_text())
+    assert sorted(doc.pop("sha256")) == sorted(uninterrupted.pop("sha256")) == ["0", "1", "2"]
+    assert doc == uninterrupted

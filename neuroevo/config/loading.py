@@ -161,7 +161,8 @@ def _read_mapping(path: Path) -> dict[str, Any]:
 
 
 def parse_yaml(text: str, where: str) -> Any:
-    """yaml.safe_load, refusing a document of more than MAX_NODES nodes once its aliases are expanded."""
+    """yaml.safe_load, refusing a document of more than MAX_NODES nodes once its aliases are expanded, and a key
+    given twice in one mapping (YAML would keep the last value silently)."""
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)(text)  # libyaml's, where built: 4x faster (`ls` reads many)
     try:
         node = loader.get_single_node()
@@ -170,6 +171,9 @@ def parse_yaml(text: str, where: str) -> Any:
         if _expanded_size(node) > MAX_NODES:
             raise ConfigError(f"{where}: more than {MAX_NODES:,} YAML values once its aliases are expanded; "
                               f"a config needs a few hundred")
+        twice = _duplicate_key(loader, node)
+        if twice:
+            raise ConfigError(f"{where}: {twice}; give each key once")
         return loader.construct_document(node)
     except yaml.YAMLError as e:
         raise ConfigError(f"{where}: not valid YAML ({one_line(e)})") from None
@@ -198,6 +202,36 @@ def _expanded_size(root: yaml.Node) -> int:
         stack.append((node, True))
         stack.extend((k, False) for k in kids if id(k) not in sizes)
     return sizes[id(root)]
+
+
+def _duplicate_key(loader: Any, root: yaml.Node) -> str | None:
+    """'KEY is given twice (lines A and B)' for a key that a mapping of the composed graph holds twice, the outer
+    mappings checked first; None when no key is. Keys are compared as YAML reads them ('seed' and "seed" are one).
+    A merge key (<<) is no key of its own: the keys it brings in may be overridden, as YAML means them to be."""
+    seen: set[int] = set()
+    stack: list[tuple[yaml.Node, str]] = [(root, "")]
+    while stack:
+        node, path = stack.pop()
+        if id(node) in seen:  # an alias is the same node again: checked once
+            continue
+        seen.add(id(node))
+        children: list[tuple[yaml.Node, str]] = []
+        if isinstance(node, yaml.MappingNode):
+            lines: dict[Any, int] = {}
+            for key, value in node.value:
+                if key.tag == "tag:yaml.org,2002:merge" or not isinstance(key, yaml.ScalarNode):
+                    children.append((value, path))
+                    continue
+                same, line = loader.construct_object(key), key.start_mark.line + 1
+                if same in lines:
+                    where = f"on line {line}" if line == lines[same] else f"lines {lines[same]} and {line}"
+                    return f"{path}{key.value} is given twice ({where})"
+                lines[same] = line
+                children.append((value, f"{path}{key.value}."))
+        elif isinstance(node, yaml.SequenceNode):
+            children = [(item, f"{path}{i}.") for i, item in enumerate(node.value)]
+        stack.extend(reversed(children))
+    return None
 
 
 def from_dict(raw: dict[str, Any]) -> RunConfig:

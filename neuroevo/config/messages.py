@@ -63,6 +63,8 @@ def _allowed(err: dict[str, Any], member: str) -> list[str]:
         return re.split(r", | or ", err["ctx"]["expected"])
     if err["type"].startswith("bool"):
         return ["true", "false"]
+    if err["type"] == "finite_number":
+        return ["a finite number"]
     if err["type"] in bounds:
         return [f"{kind} {bounds[err['type']]} {next(iter(err['ctx'].values()))}"]
     if err["type"].startswith(("int_", "float_")):

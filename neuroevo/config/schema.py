@@ -7,6 +7,7 @@ Every default is the reference experiment on CIFAR-10 (the `cifar10` preset).
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import field
 from typing import Annotated, Any, Literal, Union
@@ -36,6 +37,8 @@ def _gpu_request(v: Any) -> float | str:
         return "auto"
     if v in ("auto", "memory"):
         return v
+    if isinstance(v, float) and not math.isfinite(v):  # as every float key (fields.STRICT)
+        raise PydanticCustomError("finite_number", "Input should be a finite number")
     if isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0:
         return float(v)
     raise PydanticCustomError("gpu_request", "expected a number >= 0, 'auto' or 'memory'")
@@ -310,8 +313,12 @@ class FitnessConfig:
 class EvolveConfig:
     """Evolution: the population, the generations, selection, and the order in which tasks run."""
 
-    population: Annotated[int, Field(ge=2)] = 10
-    """Chromosomes per generation; each trains as one Ray task."""
+    population: PositiveInt = 10
+    """Chromosomes per generation, at most 100,000; each trains as one Ray task.
+
+    A population of 1 trains one chromosome alone, the elite of every generation (a baseline): with `keep_weights`
+    it goes on from its own weights, otherwise it trains again from scratch with each generation's seed.
+    """
     generations: PositiveInt = 20
     """Generations to train; `--resume --set` may raise it to extend a run."""
     elite_fraction: Annotated[float, Field(gt=0, lt=1)] = 0.2

@@ -100,7 +100,8 @@ def elites(cfg: RunConfig, evaluated: Sequence[Evaluated]) -> list[Member]:
 
 
 def next_population(cfg: RunConfig, generation: int, evaluated: Sequence[Evaluated]) -> tuple[Member, ...]:
-    """Generation `generation`'s members: the elites of the one before, then the strategy's newcomers."""
+    """Generation `generation`'s members: the elites of the one before, then the strategy's newcomers (none in a
+    population of one, whose one member is its elite: config.elite_count)."""
     kept = tuple(replace(m, parents=(m.chromosome.id,), operator="elite") for m in elites(cfg, evaluated))
     if cfg.evolve.strategy == "random":
         return kept + fresh_members(cfg, generation, cfg.evolve.population - elite_count(cfg.evolve))

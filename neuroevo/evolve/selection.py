@@ -7,6 +7,7 @@ Every strategy keeps the evolve.elite_fraction fittest unchanged; the strategy s
 - crossover: each a cross (registry.crossover) of two distinct elites drawn uniformly;
 - tournament: each a mutant of a tournament winner: the fittest of evolve.tournament_size members drawn from the
   whole generation, so that good non-elites have children too.
+A population of one is a baseline: its one member is the elite and no place is left to fill, whatever the strategy.
 """
 
 from __future__ import annotations

@@ -22,7 +22,7 @@ from neuroevo.evolve import population
 from neuroevo.evolve.population import Member
 from neuroevo.execution import capacity, dispatch, outputs, progress, rungs, scoring
 from neuroevo.execution.dispatch import Trained
-from neuroevo.store import logs, resume, tracking
+from neuroevo.store import fingerprints, logs, resume, rundir, tracking
 from neuroevo.store import state as run_state
 from neuroevo.store.state import RunState
 from neuroevo.train import data
@@ -79,6 +79,8 @@ def evolve(cfg: RunConfig, run_id: str, run_dir: Path, images: np.ndarray | data
             members = resume.logged_population(cfg, run_dir, generation)
             run_generation(cfg, run_id, run_dir, generation, members, images_ref, n_images, reference_ref,
                            runner if isinstance(runner, rungs.Rungs) else None)
+            state = state.fingerprinted(generation, _fingerprint(run_dir, generation))
+            run_state.save(run_dir, state, cfg.seed)
         track.upto(state.completed)  # what the trackers lack of the logged generations, those trained again too
         summary = []
         for generation in range(state.completed, cfg.evolve.generations):
@@ -86,7 +88,7 @@ def evolve(cfg: RunConfig, run_id: str, run_dir: Path, images: np.ndarray | data
             trained = run_generation(cfg, run_id, run_dir, generation, state.population, images_ref, n_images,
                                      reference_ref, runner)
             selected = population.next_population(cfg, generation + 1, [t.evaluated for t in trained])
-            state = state.advance(selected)
+            state = state.advance(selected, _fingerprint(run_dir, generation))
             run_state.save(run_dir, state, cfg.seed)
             rows = [t.row for t in trained]
             summary.append(_summary(generation, rows, time.perf_counter() - start))
@@ -95,6 +97,12 @@ def evolve(cfg: RunConfig, run_id: str, run_dir: Path, images: np.ndarray | data
             if generation == 0:
                 progress.first_generation(cfg, rows)
     return state
+
+
+def _fingerprint(run_dir: Path, generation: int) -> str:
+    """The sha256 of the generation's file, hashed as soon as it is logged (read back from the page cache: one
+    read a generation, and the dispatchers need not hand the hash up), before anything else can touch it."""
+    return fingerprints.of(rundir.generation_file(run_dir, generation))
 
 
 def _summary(generation: int, rows: list[dict], seconds: float) -> dict:

@@ -15,6 +15,7 @@ it.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections import Counter
 from dataclasses import dataclass
@@ -25,7 +26,7 @@ import pyarrow.parquet as pq
 
 from neuroevo import config
 from neuroevo.errors import ConfigError, InputError
-from neuroevo.store import logs, rundir, state
+from neuroevo.store import fingerprints, logs, rundir, state
 
 VERSION = str(logs.SCHEMA_VERSION).encode()  # the metadata's VERSION_KEY of a current file
 
@@ -43,6 +44,7 @@ class Folder:
 class Plan:
     """What migrating a run changes; nothing where it is current."""
     run_dir: Path
+    seed: int  # the run's, which state.json repeats
     state: str | None  # state.json's text in format 2; None: it is
     config: str | None  # config.yaml's text with the later keys; None: it has them
     config_keys: tuple[str, ...]  # the later keys config.yaml lacks
@@ -57,8 +59,21 @@ def plan(run_dir: Path) -> Plan:
     """Read and check the whole run; InputError, one line naming the file, for anything it cannot migrate."""
     _check_run_dir(run_dir)
     cfg, keys = _saved_config(run_dir)
-    return Plan(run_dir, _state_text(run_dir, cfg.seed), config.to_yaml(cfg) if keys else None, keys,
-                _folders(run_dir))
+    text = _state_text(run_dir, cfg.seed)
+    _check_fingerprints(run_dir)
+    return Plan(run_dir, cfg.seed, text, config.to_yaml(cfg) if keys else None, keys, _folders(run_dir))
+
+
+def _check_fingerprints(run_dir: Path) -> None:
+    """A file changed since it was logged is not upgraded (its new fingerprint would vouch for the change)."""
+    try:
+        _, recorded = state.fingerprints(run_dir)
+    except state.StateError as e:
+        raise InputError(str(e)) from None
+    for g in sorted(recorded):
+        problem = fingerprints.changed(run_dir, g, recorded)
+        if problem:
+            raise InputError(f"{problem}; resume the run to train generation {g} again, then migrate it")
 
 
 def _check_run_dir(run_dir: Path) -> None:
@@ -173,15 +188,24 @@ def completed_config(text: str, where: str) -> str:
 def apply(plan: Plan) -> None:
     """Write what `plan` found: the generation folders in order, each renamed and then its file rewritten (never two
     folders of one generation), then state.json and config.yaml; every file whole at every moment."""
+    rewritten = {}  # generation: the sha256 of its file as rewritten
     for f in plan.folders:
         file = f.file
         if f.rename:
             file = rundir.move(file.parent, file.parent.with_name(file.parent.name.removeprefix(rundir.HIVE)))
             file = file / f.file.name
         if f.rewrite:
-            rundir.write(file, _upgraded_file(file, f.generation))
+            content = _upgraded_file(file, f.generation)
+            rundir.write(file, content)
+            rewritten[f.generation] = hashlib.sha256(content).hexdigest()
     if plan.state is not None:
         rundir.write(rundir.state_file(plan.run_dir), plan.state)
+    saved = refreshed = state.load(plan.run_dir)
+    for g, digest in rewritten.items():  # a fingerprint recorded for the old file, now of the new one
+        if g in saved.sha256:
+            refreshed = refreshed.fingerprinted(g, digest)
+    if refreshed != saved:
+        rundir.write(rundir.state_file(plan.run_dir), state.dumps(refreshed, plan.seed))
     if plan.config is not None:
         rundir.write(rundir.config_file(plan.run_dir), plan.config)
 

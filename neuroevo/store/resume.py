@@ -22,7 +22,7 @@ from neuroevo.evolve.population import (
     initial_population,
     next_population,
 )
-from neuroevo.store import logs, rundir, state
+from neuroevo.store import fingerprints, logs, rundir, state
 from neuroevo.train.results import Quality
 
 # Keys a resumed run may change: they do not change which chromosomes are drawn or how they are scored (the
@@ -100,8 +100,9 @@ def _copy_config(copy: tuple[Path, str], who: str) -> config.RunConfig:
 
 def plan(run_dir: Path, cfg: config.RunConfig) -> tuple[state.RunState | None, tuple[int, ...]]:
     """The saved state, checked against the config and the logs, and the logged generations to train again: those
-    whose data file is damaged or does not hold a whole population, or whose best's files or the weights the next
-    generation starts from are missing (training is deterministic, so the same rows and files come out again).
+    whose data file is damaged, has changed since it was logged (fingerprints.py) or does not hold a whole
+    population, or whose best's files or the weights the next generation starts from are missing (training is
+    deterministic, so the same rows and files come out again).
 
     A run stopped before its first state was saved has trained nothing: it starts again from generation 0. A state
     that the logs repair (load_checked) replaces state.json at once, the old one kept in discarded/.
@@ -121,26 +122,31 @@ def plan(run_dir: Path, cfg: config.RunConfig) -> tuple[state.RunState | None, t
     redo = []
     for g in range(saved.completed):
         evaluated, problem = logged(cfg, run_dir, g)
+        problem = problem or fingerprints.changed(run_dir, g, saved.sha256)
         if not problem:  # the members whose weights the next generation starts from
             kept = [m.chromosome.id for m in population.weights_kept(cfg, g, evaluated)]
             problem = logs.check_saved(run_dir, g, kept)
         if problem:
             print(f"resume: {problem}; generation {g} will be trained again", file=sys.stderr)
             redo.append(g)
+    unverified = fingerprints.unverified(saved.sha256, saved.completed, redo)
+    if unverified:
+        print(f"resume: {unverified}", file=sys.stderr)
     return saved, tuple(redo)
 
 
 def set_aside(run_dir: Path, cfg: config.RunConfig, generations: tuple[int, ...]) -> None:
     """Move what is damaged out of the dataset, into run_dir/discarded/, for inspection: the folder of each logged
-    generation to train again whose data is damaged (else its best's folder, when wrong), and the folder of a
-    generation still to train that holds more than its data file."""
+    generation to train again whose data is damaged or changed (else its best's folder, when wrong), and the folder
+    of a generation still to train that holds more than its data file."""
     done = state.completed(run_dir)
     if done is None:
         return
+    recorded = state.fingerprints(run_dir)[1]
     damaged = []
     for g in generations:
         folder = rundir.generation_dir(run_dir, g)
-        if logged(cfg, run_dir, g)[1]:
+        if logged(cfg, run_dir, g)[1] or fingerprints.changed(run_dir, g, recorded):
             if folder.exists():  # a folder deleted whole leaves nothing to set aside
                 damaged.append((folder, folder.name))
         elif rundir.best_dir(run_dir, g).exists() and logs.check_saved(run_dir, g):
@@ -163,7 +169,7 @@ def load_checked(run_dir: Path, cfg: RunConfig) -> tuple[state.RunState, list[st
     from the generation before's rows (`drawn`). Anything else raises StateError naming the file and what differs.
     """
     path = rundir.state_file(run_dir)
-    done, entries = state.read(run_dir)
+    done, entries, recorded = state.read(run_dir)
     notes = []
     folders = rundir.logged_generations(run_dir)
     last = folders[-1] + 1 if folders else 0
@@ -171,16 +177,17 @@ def load_checked(run_dir: Path, cfg: RunConfig) -> tuple[state.RunState, list[st
         counted = next((g for g in range(last) if logged(cfg, run_dir, g)[1]), last)
         notes.append(f"{path}: completed is {done!r}, but its populations allow 0-{last}; counted again from the "
                      f"logged generations: {counted}")
-        return state.RunState(drawn(cfg, run_dir, counted), counted), notes
+        kept = {g: h for g, h in recorded.items() if g < counted}
+        return state.RunState(drawn(cfg, run_dir, counted), counted, kept), notes
     problem = _population_problem(entries, done, cfg.evolve.population)
     if problem is None:
-        return state.RunState(tuple(state.member(m, done) for m in entries), done), notes
+        return state.RunState(tuple(state.member(m, done) for m in entries), done, recorded), notes
     population = drawn(cfg, run_dir, done)
     source = rundir.generation_file(run_dir, done - 1) if done else "the run seed"
     if population is None:
         raise state.StateError(f"{path}: generation {done}'s population {problem}, and {source} cannot rebuild it")
     notes.append(f"{path}: generation {done}'s population {problem}; rebuilt from {source}")
-    return state.RunState(population, done), notes
+    return state.RunState(population, done, recorded), notes
 
 
 def _population_problem(entries: object, generation: int, size: int) -> str | None:

@@ -3,7 +3,8 @@
     RUN_DIR/
       config.yaml                                  the resolved config
       data.json                                    the data cache's manifest and how tasks read it
-      state.json                                   the next generation's population and progress, for --resume
+      state.json                                   the next generation's population and progress, and each logged
+                                                   generation's fingerprint (sha256), for --resume and `check`
       generations/NNNN/part-0.parquet              one row per chromosome (runs begun before logs' schema 4:
                                                    generations/generation=NNNN/, see `partitioned`, until
                                                    `neuroevo migrate`)

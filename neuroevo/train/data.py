@@ -36,6 +36,8 @@ from neuroevo.config import DataConfig
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm")
 DEMO_IMAGES = 2048
+DEMO_BYTES = 40  # the demo's peak memory per pixel of its images while drawing them: three float32 RGB copies, a mask
+CIFAR_IMAGES = 50_000  # CIFAR-10's and CIFAR-100's training sets
 CACHE_VERSION = 1  # bump when the cache's layout or decoding changes: older caches are then prepared again
 IN_MEMORY_FRACTION = 0.1  # in_memory: auto puts images in the object store up to this share of the machine's RAM
 _BLOCK = 512  # files handed to the decoding threads at a time
@@ -80,8 +82,16 @@ class Images:
 def load(cfg: DataConfig, seed: int = 0, progress: bool = True) -> Images:
     """The images for a run: generated (demo), or from the cache, prepared first when missing or stale."""
     if cfg.source == "demo":
-        return demo(cfg.subset or DEMO_IMAGES, cfg.image_size, cfg.channels, seed)
+        n = cfg.subset or DEMO_IMAGES
+        need, available = n * cfg.image_size**2 * DEMO_BYTES, _available_memory()
+        if need > available:  # checked first: numpy would fail part-way, or the kernel kill the process
+            raise DataError(f"data.subset: {n:,} demo images at {cfg.image_size}px need about {need / 2**30:.1f} GiB "
+                            f"of memory to draw; this machine has {available / 2**30:.1f} GiB available")
+        return demo(n, cfg.image_size, cfg.channels, seed)
     scan = _scan_cifar(cfg) if cfg.source in ("cifar10", "cifar100") else _scan_folder(cfg)
+    if cfg.subset is not None and cfg.subset > scan.count:
+        origin = scan.root if cfg.source in ("folder", "imagenet") else cfg.source
+        raise DataError(f"data.subset: {cfg.subset:,} is more than the {scan.count:,} images of {origin}")
     return _cached(cfg, seed, scan, progress)
 
 
@@ -181,6 +191,7 @@ class _Scan:
     root: Path
     fingerprint: str
     open: Callable[[], _Items]
+    count: int  # the images there are (undecodable files included)
     notes: tuple[str, ...] = ()  # found while preparing; kept in the manifest
     layout: tuple[str, ...] = ()  # about the folder tree, found at every scan
 
@@ -230,7 +241,7 @@ def _scan_folder(cfg: DataConfig) -> _Scan:
         return _Items(tuple(classes), files, lambda f: _decode_file(f, cfg.image_size, cfg.channels),
                       lambda f: os.path.relpath(f, root))
 
-    return _Scan(root, digest.hexdigest(), open_, tuple(notes), _nested(root, class_dirs))
+    return _Scan(root, digest.hexdigest(), open_, len(files), tuple(notes), _nested(root, class_dirs))
 
 
 def _nested(root: Path, class_dirs: list[Path]) -> tuple[str, ...]:
@@ -280,7 +291,7 @@ def _scan_cifar(cfg: DataConfig) -> _Scan:
                       lambda i: to_array(Image.fromarray(rows[i]), cfg.image_size, cfg.channels),
                       lambda i: f"{cls.base_folder} row {i}")
 
-    return _Scan(root, digest.hexdigest(), open_)
+    return _Scan(root, digest.hexdigest(), open_, CIFAR_IMAGES)
 
 
 # ---- the cache ---------------------------------------------------------------------------------------------
@@ -482,3 +493,19 @@ def _cpus() -> int:
 
 def _physical_memory() -> int:
     return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def _available_memory() -> int:
+    """What a new allocation can have without swapping: Linux's MemAvailable (free memory plus the page cache it
+    can drop), else the free pages."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
+    except (OSError, ValueError):  # a platform without it (macOS)
+        return _physical_memory()
