@@ -466,7 +466,7 @@ def test_image_installs_the_project_as_ci_does_on_the_same_python():
         image_python + ".0")
     installs = re.findall(r"pip install ([^\n\\&]+)", dockerfile)
     assert [i.strip() for i in installs] == ["/home/neuroevo/src"]  # the copied source, with its dependencies
-    assert 'pip install --quiet -e ".[dev]"' in ci
+    assert 'pip install --quiet -e ".[dev,docs]"' in ci  # the tests' and the docs site's extras, on the project
     assert not (REPO / "docker" / "requirements.txt").exists()
 
 
