@@ -10,6 +10,6 @@ pytestmark = pytest.mark.slow
 
 
 def test_every_preset_logs_the_recorded_rows():
-    got = rows_identical.fingerprints()
-    expected = json.loads(rows_identical.EXPECTED.read_text())[got["data"]]
+    expected = json.loads(rows_identical.EXPECTED.read_text())[rows_identical.data_name()]
+    got = rows_identical.fingerprints(version=expected.pop("schema_version", 4))  # recorded before it was: 4
     assert got["rows"] == expected

@@ -142,7 +142,7 @@ class EvolveConfig:
     strategy: Literal["random", "mutation", "crossover", "tournament"] = "random"
     tournament_size: Annotated[int, Field(ge=2)] = 3
     keep_weights: bool = False  # elites continue from their trained weights instead of fresh ones
-    seed_chromosomes: tuple[Literal["dcgan"], ...] = ()  # fixed chromosomes in the first population
+    seed_chromosomes: tuple[Literal["dcgan", "dcgan_sn"], ...] = ()  # fixed chromosomes in the first population
     dispatch: Literal["longest_first", "fifo"] = "longest_first"  # task order; cost estimated from the genes
     mode: Literal["generational", "steady_state"] = "generational"  # steady_state: no idle wait at generation ends
     seeds_per_chromosome: PositiveInt = 1  # trainings per chromosome and generation, each its own seed; scored by their mean

@@ -28,12 +28,14 @@ from neuroevo.store import rundir
 if TYPE_CHECKING:
     from neuroevo.train.results import Quality, TaskReport
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 ADDED = {  # the columns each schema_version added to the one before
     2: ("parents", "operator", "space", "loss", "g_optimiser", "d_optimiser"),
     3: ("fid", "kid", "kid_std", "quality_samples", "quality_seconds", "pareto_rank", "seeds", "seed_d_loss",
         "seed_g_loss", "seed_fid"),
     4: ("generation",),  # except in a run that rundir.partitioned: there it is the folder's name
+    5: ("spectral_norm", "g_ema", "augment", "r1_gamma", "n_critic", "g_steps", "d_steps", "train_flops",
+        "quality_flops"),
 }
 HIDDEN = (".", "_")  # names that pyarrow's dataset discovery skips, e.g. rundir.write's temporary files
 
@@ -70,6 +72,12 @@ SCHEMA = pa.schema([
     ("d_lr", pa.float64()),
     ("d_momentum", pa.float64()),
     ("batch_size", pa.int32()),
+    # the modern recipe's genes (space v2; null for seed-v1, which has none)
+    ("spectral_norm", pa.string()),  # none | d | both
+    ("g_ema", pa.float64()),  # decay of the average of G's weights that samples come from; 0: none
+    ("augment", pa.string()),  # none | DiffAugment policies, e.g. color,translation,cutout
+    ("r1_gamma", pa.float64()),
+    ("n_critic", pa.int32()),  # D steps per G step
     ("resampled", pa.int32()),  # chromosomes drawn and rejected for max_params before this one
     # training
     ("task_seed", pa.int64()),
@@ -84,6 +92,9 @@ SCHEMA = pa.schema([
     ("error", pa.string()),
     ("train_seconds", pa.float64()),
     ("images_per_second", pa.float64()),
+    ("g_steps", pa.int64()),  # the steps the training took (all seeds'), as it counted them
+    ("d_steps", pa.int64()),
+    ("train_flops", pa.float64()),  # their FLOPs: the layer plan's per step (flops.py) x the steps
     ("device", pa.string()),
     ("node", pa.string()),
     ("gpu_ids", pa.list_(pa.string())),
@@ -95,6 +106,7 @@ SCHEMA = pa.schema([
     ("kid_std", pa.float64()),
     ("quality_samples", pa.int32()),  # generated images measured (per seed)
     ("quality_seconds", pa.float64()),  # sampling, Inception features, FID and KID (all seeds)
+    ("quality_flops", pa.float64()),  # G's and Inception's forward on every sample (all seeds)
     ("pareto_rank", pa.int32()),  # fitness.kind pareto: NSGA-II's front in the generation (0 = non-dominated)
     # evolve.seeds_per_chromosome: the losses and FID above are the means over the seeds' trainings
     ("seeds", pa.int32()),
@@ -111,6 +123,7 @@ def gene_columns(ch: Chromosome) -> dict[str, Any]:
     d_convs = [layer for layer in plan.d if layer.kind != "linear"]
     d_hidden = [layer for layer in plan.d if layer.kind == "linear"][:-1]  # the score is D's last linear layer
     g_opt, d_opt = ch.optimisers
+    recipe = ch.recipe
     return {
         "chromosome_id": ch.id,
         "chromosome": ch.to_json(),
@@ -132,6 +145,11 @@ def gene_columns(ch: Chromosome) -> dict[str, Any]:
         "d_lr": d_opt.lr,
         "d_momentum": d_opt.momentum,
         "batch_size": ch.batch_size,
+        "spectral_norm": recipe.spectral_norm if recipe else None,
+        "g_ema": recipe.g_ema if recipe else None,
+        "augment": recipe.augment if recipe else None,
+        "r1_gamma": recipe.r1_gamma if recipe else None,
+        "n_critic": recipe.n_critic if recipe else None,
     }
 
 
@@ -163,6 +181,9 @@ def row(run_id: str, generation: int, member: Member, seed: int, report: TaskRep
         "error": evaluation.error,
         "train_seconds": r.train_seconds if r else None,
         "images_per_second": r.images_per_second if r else None,
+        "g_steps": r.g_steps if r else None,
+        "d_steps": r.d_steps if r else None,
+        "train_flops": r.train_flops if r else None,
         "device": r.device if r else None,
         "node": report.node if report else None,
         "gpu_ids": list(report.gpu_ids) if report else None,
@@ -173,6 +194,7 @@ def row(run_id: str, generation: int, member: Member, seed: int, report: TaskRep
         "kid_std": quality.kid_std if quality else None,
         "quality_samples": quality.samples if quality else None,
         "quality_seconds": quality.seconds if quality else None,
+        "quality_flops": quality.flops if quality else None,
         "pareto_rank": evaluation.front,
         "seeds": len(seeds) if seeds else None,
         "seed_d_loss": [s.d_loss for s in seeds] if seeds else None,

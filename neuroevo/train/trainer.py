@@ -11,11 +11,12 @@ import torch
 
 from neuroevo.config import TrainConfig
 from neuroevo.space.chromosome import Chromosome
-from neuroevo.space.genes import Optimiser
+from neuroevo.space.genes import Optimiser, Recipe
 from neuroevo.space.registry import param_counts
-from neuroevo.train import fastpath, losses
+from neuroevo.train import ema, fastpath, flops, losses
 from neuroevo.train.checkpoint import load_weights, weights
-from neuroevo.train.model import build, count_params, noise
+from neuroevo.train.ema import EMA
+from neuroevo.train.model import Discriminator, Generator, build, count_params, noise
 from neuroevo.train.results import TrainResult
 
 
@@ -70,9 +71,14 @@ def pick_device(assigned_gpus: int) -> str:
 
 
 def train(ch: Chromosome, images: np.ndarray, cfg: TrainConfig, seed: int, device: str = "cpu", flip: bool = False,
-          init_weights: bytes | None = None) -> tuple[TrainResult, torch.nn.Module, torch.nn.Module]:
+          init_weights: bytes | None = None) -> tuple[TrainResult, Generator, Discriminator, Generator | None]:
     """The DCGAN step for cfg.epochs epochs: D on real and fake images, then G to make D say real, each with the
-    chromosome's loss and practices (losses.py; seed-v1: BCE, a real and a fake batch).
+    chromosome's loss and practices (losses.py; seed-v1: BCE, a real and a fake batch). Returns the result, G, D and
+    the average of G's weights (ema.py) where the chromosome has one, else None.
+
+    An epoch is one pass of D over the images (at most cfg.steps_per_epoch batches): a D step per batch, and a G step
+    after every n_critic D steps (the recipe's n_critic; 1 without it), on the fake batch of the D step before it.
+    The steps are counted as they are taken, and their FLOPs (flops.train_flops) reported with them.
 
     images: uint8, N x C x H x W, matching the chromosome's image shape; in memory or a read-only memory map,
     read one sorted batch of rows at a time. flip: mirror a random half of every real batch.
@@ -86,28 +92,28 @@ def train(ch: Chromosome, images: np.ndarray, cfg: TrainConfig, seed: int, devic
     dev = torch.device(device)
     gpu = fastpath.probe(device)
     fp = fastpath.plan(cfg, gpu, images.nbytes)
+    recipe = ch.recipe or Recipe()
     G, D = build(ch)
     if init_weights is not None:
         load_weights(G, D, init_weights)
     G, D = fastpath.place(G, dev, fp), fastpath.place(D, dev, fp)
-    objective = losses.objective(ch)
-    # every call of G and of D, the losses' included (feature matching, gradient penalty), takes the fast path
+    average = EMA(G, recipe.g_ema) if recipe.g_ema else None
+    objective = losses.objective(ch, augment_seed=seed + 2)  # augmentation draws its own stream too
+    # every call of G and of D, the losses' included (feature matching, penalties), takes the fast path
     g_forward = fastpath.forward(G, fp)
     d_forward = fastpath.forward(D, fp, compile=fp.compile and not objective.double_backward)
     batches = Batches(images, dev, fp)
     (opt_g, sched_g), (opt_d, sched_d) = (optimiser(genes, net) for genes, net in zip(ch.optimisers, (G, D)))
 
     bs = ch.batch_size
-    steps = len(images) // bs  # drop the last partial batch: BatchNorm needs a full one
-    if cfg.steps_per_epoch is not None:
-        steps = min(steps, cfg.steps_per_epoch)
-    if steps == 0:
-        raise ValueError(f"{len(images)} training images is fewer than one batch of {bs}")
+    steps = batches_per_epoch(len(images), bs, cfg.steps_per_epoch)  # D steps
+    if steps < recipe.n_critic:
+        raise ValueError(f"{steps} batches an epoch is fewer than the {recipe.n_critic} D steps of a G step (n_critic)")
 
     d_losses: list[float] = []
     g_losses: list[float] = []
     status, error = "ok", ""
-    images_seen = 0
+    d_steps = g_steps = 0
     compile_seconds = None
     start = time.perf_counter()
     deadline = start + cfg.timeout_s if cfg.timeout_s is not None else math.inf
@@ -115,7 +121,7 @@ def train(ch: Chromosome, images: np.ndarray, cfg: TrainConfig, seed: int, devic
         real_batches = batches.epoch(torch.randperm(len(images), generator=shuffle), bs)
         d_sum = torch.zeros((), device=dev)
         g_sum = torch.zeros((), device=dev)
-        done = 0
+        d_done = g_done = 0
         for step in range(steps):
             if time.perf_counter() > deadline:
                 status, error = "timeout", f"stopped after {cfg.timeout_s}s (train.timeout_s), in epoch {epoch}"
@@ -131,26 +137,31 @@ def train(ch: Chromosome, images: np.ndarray, cfg: TrainConfig, seed: int, devic
             loss_d = objective.d_loss(d_forward, real, fake.detach())
             loss_d.backward()
             opt_d.step()
-
-            # (2) G: maximise log D(G(z))
-            opt_g.zero_grad(set_to_none=True)
-            loss_g = objective.g_loss(d_forward, real, fake)
-            loss_g.backward()
-            opt_g.step()
-
+            d_steps += 1
+            d_done += 1
             d_sum += loss_d.detach()
-            g_sum += loss_g.detach()
-            done += 1
-            images_seen += bs
+
+            if d_steps % recipe.n_critic == 0:
+                # (2) G: maximise log D(G(z))
+                opt_g.zero_grad(set_to_none=True)
+                loss_g = objective.g_loss(d_forward, real, fake)
+                loss_g.backward()
+                opt_g.step()
+                g_steps += 1
+                g_done += 1
+                g_sum += loss_g.detach()
+                if average is not None:
+                    average.update(G)
+
             if fp.compile and compile_seconds is None:  # the first step compiled G's and D's graphs
                 torch.cuda.synchronize(dev)
                 compile_seconds = time.perf_counter() - start
                 print(f"torch.compile: first step of {ch.id} took {compile_seconds:.1f}s", flush=True)
         for schedule in sched_g + sched_d:
             schedule.step()
-        if done:  # one host sync per epoch, not per step
-            d_losses.append(d_sum.item() / done)
-            g_losses.append(g_sum.item() / done)
+        if d_done:  # one host sync per epoch, not per step
+            d_losses.append(d_sum.item() / d_done)
+            g_losses.append(g_sum.item() / g_done if g_done else math.nan)
         if status == "ok" and not (math.isfinite(d_losses[-1]) and math.isfinite(g_losses[-1])):
             status, error = "diverged", f"non-finite loss in epoch {epoch}: d={d_losses[-1]} g={g_losses[-1]}"
         elif status == "ok" and cfg.max_loss is not None and max(abs(d_losses[-1]), abs(g_losses[-1])) > cfg.max_loss:
@@ -158,6 +169,9 @@ def train(ch: Chromosome, images: np.ndarray, cfg: TrainConfig, seed: int, devic
                                          f"d={d_losses[-1]:.4g} g={g_losses[-1]:.4g}")
         if status != "ok":
             break
+    # the average's BatchNorm statistics, measured on its own samples (counted among the FLOPs)
+    recalibrated = ema.recalibrate(average.G, lambda: fp.layout(noise(ch, bs, device=dev)), STATISTICS_BATCHES) \
+        if average is not None and status == "ok" else 0
     seconds = time.perf_counter() - start
 
     result = TrainResult(
@@ -170,10 +184,28 @@ def train(ch: Chromosome, images: np.ndarray, cfg: TrainConfig, seed: int, devic
         params_g=count_params(G),
         params_d=count_params(D),
         train_seconds=seconds,
-        images_per_second=images_seen / seconds if seconds > 0 else 0.0,
+        images_per_second=d_steps * bs / seconds if seconds > 0 else 0.0,
         device=_describe(dev, gpu, fp, compile_seconds),
+        g_steps=g_steps,
+        d_steps=d_steps,
+        train_flops=flops.train_flops(ch, d_steps, g_steps, g_images=recalibrated * bs),
     )
-    return result, G, D
+    return result, G, D, average.G if average is not None else None
+
+
+STATISTICS_BATCHES = 16  # batches of G's samples that measure the EMA generator's BatchNorm statistics
+
+
+def batches_per_epoch(n_images: int, batch_size: int, steps_per_epoch: int | None) -> int:
+    """D steps an epoch: one pass over the images in whole batches (BatchNorm needs a full one), or
+    train.steps_per_epoch of them, which may not ask for more than one pass."""
+    batches = n_images // batch_size  # the last partial batch is dropped
+    if batches == 0:
+        raise ValueError(f"{n_images} training images is fewer than one batch of {batch_size}")
+    if steps_per_epoch is not None and steps_per_epoch > batches:
+        raise ValueError(f"train.steps_per_epoch: {steps_per_epoch} is more than one pass over the data, "
+                         f"{batches} batches of {batch_size} ({n_images} images)")
+    return steps_per_epoch or batches
 
 
 def _describe(dev: torch.device, gpu: fastpath.Device, fp: fastpath.FastPath,
@@ -192,7 +224,7 @@ def run(ch: Chromosome, images: np.ndarray, cfg: TrainConfig, seed: int, device:
     GPU is left clean for the next task. Any other exception propagates to the caller.
     """
     try:
-        result, G, D = train(ch, images, cfg, seed, device, flip, init_weights)
+        result, G, D, G_ema = train(ch, images, cfg, seed, device, flip, init_weights)
     except torch.cuda.OutOfMemoryError as e:
         torch.cuda.empty_cache()
         params_g, params_d = param_counts(ch)
@@ -200,4 +232,4 @@ def run(ch: Chromosome, images: np.ndarray, cfg: TrainConfig, seed: int, device:
                            0.0, 0.0, device), None
     if result.status != "ok":
         return result, None
-    return result, weights(ch, G, D)
+    return result, weights(ch, G, D, G_ema)
