@@ -43,7 +43,7 @@ def test_the_files_hold_generation_in_folders_no_reader_takes_for_a_partition(ru
         [f"generations/{g:04d}/part-0.parquet" for g in range(GENERATIONS)]
     table = pq.read_table(rundir.generation_file(run_dir, 1))
     assert table.schema.field("generation").type == pa.int32() and table.column("generation").to_pylist() == [1, 1]
-    assert pq.read_schema(rundir.generation_file(run_dir, 1)).metadata[logs.VERSION_KEY] == b"4"
+    assert pq.read_schema(rundir.generation_file(run_dir, 1)).metadata[logs.VERSION_KEY] == str(logs.SCHEMA_VERSION).encode()
 
 
 @pytest.mark.parametrize("read", ["pandas", "pq.read_table", "pyarrow.dataset", "pyarrow.dataset hive"])
@@ -94,7 +94,7 @@ def test_a_run_of_the_older_layout_reads_checks_and_grows_in_it(run_dir):
     assert "generation" not in pq.read_schema(rundir.generation_file(run_dir, 3)).names
     assert logs.check_generation(run_dir, 3, new) is None
     df = logs.read_generations(run_dir)
-    assert df.generation.tolist() == [0, 0, 1, 1, 2, 2, 3, 3] and df.schema_version.tolist() == [3] * 6 + [4] * 2
+    assert df.generation.tolist() == [0, 0, 1, 1, 2, 2, 3, 3] and df.schema_version.tolist() == [3] * 6 + [logs.SCHEMA_VERSION] * 2
     plain = pd.read_parquet(rundir.generations_dir(run_dir))  # as before: the partition, categorical
     assert sorted(plain.generation.astype(int)) == [0, 0, 1, 1, 2, 2, 3, 3]
 

@@ -53,7 +53,8 @@ DAMAGE = {
     "another generation's file": (lambda r: shutil.copy(rundir.generation_file(r, 2), rundir.generation_file(r, 1)),
                                   "0001/part-0.parquet holds rows of generation ['2']; generation 1 will be trained again",
                                   ["0001"]),
-    "no fitness column": (_drop_fitness, "has no column fitness (schema_version 4); generation 2 will be trained again",
+    "no fitness column": (_drop_fitness, f"has no column fitness (schema_version {logs.SCHEMA_VERSION}); generation 2 "
+                                         "will be trained again",
                           ["0002"]),
     "generation folder deleted": (lambda r: shutil.rmtree(rundir.generation_dir(r, 1)),
                                   "0001/part-0.parquet is missing; generation 1 will be trained again", []),

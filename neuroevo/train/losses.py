@@ -128,7 +128,8 @@ def objective(ch: Chromosome, augment_seed: int = 0) -> Objective:
     """The chromosome's losses; its DiffAugment draws from a generator seeded with augment_seed."""
     plan = registry.plan(ch)
     recipe = ch.recipe or Recipe()
-    augment = DiffAugment(recipe.augment, torch.Generator().manual_seed(augment_seed))
+    augment = _unchanged if recipe.augment == "none" else \
+        DiffAugment(recipe.augment, torch.Generator().manual_seed(augment_seed))
     return Objective(ch.loss, ch.label_smoothing, ch.feature_matching, ch.separate_batches,
                      unit_data=plan.output_range == (0.0, 1.0), probabilities=plan.d_probability,
                      r1_gamma=recipe.r1_gamma, augment=augment)
