@@ -136,6 +136,16 @@ def test_dcgan_sn_is_the_dcgan_layers_with_the_recipe_and_seeds_the_dcgan_preset
     assert config.load("v2", ["space.adam_beta1=[0.0, 0.5]"]).space.adam_beta1 == (0.0, 0.5)
 
 
+def test_a_saved_v2_config_without_the_recipe_keys_resumes_without_them():
+    import yaml
+
+    saved = config.to_dict(v2_config())
+    for key in EVERY_GENE:
+        del saved["space"][key]
+    cfg = config.loads_saved(yaml.safe_dump(saved), "config.yaml")
+    assert cfg.space == v2_config().space and cfg.space.n_critics == (1,) and cfg.space.augments == ("none",)
+
+
 def test_diffaugment_policies_are_the_space_s():
     assert set(augment.POLICIES) == set(v2.AUGMENTS)
     cfg = v2_config(space={"augments": ["cutout,color", "translation"]})

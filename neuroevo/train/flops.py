@@ -32,6 +32,12 @@ def layer_flops(ch: Chromosome) -> tuple[list[int], list[int]]:
     return [flops(layer) for layer in plan.g], [flops(layer) for layer in plan.d]
 
 
+# A double backward (the gradient penalty, R1), counted in passes of D's layers: torch.utils.flop_counter counts within
+# 10% of these, by D's activations and norms (whose second derivatives add terms of their own).
+GP_PASSES = 6  # D's forward on the mixed images, their input gradient, the double backward and the plain backward
+R1_PASSES = 3  # the real images' input gradient (D's forward on them is the loss's), and its double backward
+
+
 def d_step_flops(ch: Chromosome) -> int:
     """FLOPs of one D step per image in the batch: G(z); D(real) and D(G(z).detach()), forward and backward.
 
@@ -46,13 +52,10 @@ def d_step_flops(ch: Chromosome) -> int:
     n = fg + 2 * d_pass
     if ch.loss == "wgan-gp":
         n += GP_PASSES * fd
-    if (ch.recipe or Recipe()).r1_gamma:  # and the real images' input gradient, which R1 needs
-        n += (R1_PASSES * fd + d[0]) * (1 if ch.separate_batches else 2)  # on the mixed batch, through the fakes too
+    if (ch.recipe or Recipe()).r1_gamma:
+        r1 = R1_PASSES * fd + d[0]  # and the real images' own input gradient, which R1 needs
+        n += r1 if ch.separate_batches else 2 * r1  # on a mixed batch the gradient runs through the fakes too
     return n
-
-
-GP_PASSES = 6  # D's forward on the mixed images, their input gradient, the double backward and the plain backward
-R1_PASSES = 3  # the real images' input gradient (D's forward on them is the loss's), and its double backward
 
 
 def g_step_flops(ch: Chromosome) -> int:

@@ -19,6 +19,8 @@ from neuroevo.train.ema import EMA
 from neuroevo.train.model import Discriminator, Generator, build, count_params, noise
 from neuroevo.train.results import TrainResult
 
+STATISTICS_BATCHES = 16  # batches of samples that measure the BatchNorm statistics of G's average (ema.recalibrate)
+
 
 def to_unit_range(batch: np.ndarray, device: torch.device) -> torch.Tensor:
     """uint8 images -> float in [-1, 1], the range of G's tanh output."""
@@ -169,9 +171,9 @@ def train(ch: Chromosome, images: np.ndarray, cfg: TrainConfig, seed: int, devic
                                          f"d={d_losses[-1]:.4g} g={g_losses[-1]:.4g}")
         if status != "ok":
             break
-    # the average's BatchNorm statistics, measured on its own samples (counted among the FLOPs)
-    recalibrated = ema.recalibrate(average.G, lambda: fp.layout(noise(ch, bs, device=dev)), STATISTICS_BATCHES) \
-        if average is not None and status == "ok" else 0
+    recalibrated = 0  # batches of samples that measure the average's own BatchNorm statistics
+    if average is not None and status == "ok":
+        recalibrated = ema.recalibrate(average.G, lambda: fp.layout(noise(ch, bs, device=dev)), STATISTICS_BATCHES)
     seconds = time.perf_counter() - start
 
     result = TrainResult(
@@ -191,9 +193,6 @@ def train(ch: Chromosome, images: np.ndarray, cfg: TrainConfig, seed: int, devic
         train_flops=flops.train_flops(ch, d_steps, g_steps, g_images=recalibrated * bs),
     )
     return result, G, D, average.G if average is not None else None
-
-
-STATISTICS_BATCHES = 16  # batches of G's samples that measure the EMA generator's BatchNorm statistics
 
 
 def batches_per_epoch(n_images: int, batch_size: int, steps_per_epoch: int | None) -> int:
