@@ -95,9 +95,10 @@ def _op(layer: Layer) -> str:
 
 
 def layers(plan: LayerPlan) -> pd.DataFrame:
-    """One row per layer of G and D, from the layer plan: what it does, its kernel and stride, its output channels
-    (units), BatchNorm's momentum, and the sides it goes between."""
+    """One row per layer of G and D, from the layer plan: what it does (SN- where spectral norm divides its weight),
+    its kernel and stride, its output channels (units), BatchNorm's momentum, and the sides it goes between."""
     rows = []
+    normed = {"G": plan.spectral_norm == "both", "D": plan.spectral_norm in ("d", "both")}
     for net, plan_layers in (("G", plan.g), ("D", plan.d)):
         for layer in plan_layers:
             if layer.kind == "linear":
@@ -106,7 +107,8 @@ def layers(plan: LayerPlan) -> pd.DataFrame:
                 kernel = f"{layer.kernel}x{layer.kernel}" + (f" /{layer.stride}" if layer.stride != 1 else "")
                 side = f"{layer.side_in} -> {layer.side}"
             momentum = f"{layer.bn_momentum:.3f}" if layer.norm == "batch" else ""
-            rows.append((net, layer.name, _op(layer), kernel, layer.c_out, momentum, side))
+            op = ("SN-" if normed[net] else "") + _op(layer)  # its weight spectrally normalised
+            rows.append((net, layer.name, op, kernel, layer.c_out, momentum, side))
     return pd.DataFrame(rows, columns=["net", "layer", "kind", "kernel", "channels", "bn_momentum", "side"])
 
 
