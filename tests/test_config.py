@@ -33,7 +33,7 @@ def test_each_preset_names_only_what_it_changes_from_the_defaults():
     assert config.load("cifar100") == config.RunConfig(data=config.DataConfig(source="cifar100"))
     assert config.load("v2") == config.RunConfig(space=config.SPACES["v2"]())
     assert config.load("dcgan") == config.override(config.load("v2"), ["evolve.strategy=mutation",
-                                                                        "evolve.seed_chromosomes=[dcgan]"])
+                                                                        "evolve.seed_chromosomes=[dcgan,dcgan_sn]"])
 
 
 def _keys(d: dict, prefix: str = "") -> set[str]:
