@@ -1,6 +1,6 @@
 """`neuroevo best`, `report`, `sample` and `query` as a user runs them, on a real finished run of each preset
-family: `demo` (search space seed-v1), `v2`, and `dcgan` (v2 with the DCGAN chromosome seeded into generation 0,
-strategy mutation). Then the scaling of sampled images, on generators whose output is known.
+family: `demo` (search space seed-v1), `v2`, and `dcgan` (v2 with the chromosomes dcgan and dcgan_sn seeded into
+generation 0, strategy mutation). Then the scaling of sampled images, on generators whose output is known.
 
 Each run is a `neuroevo run` subprocess with its own local Ray; the next one starts as soon as the one before it
 trains, so that one family's commands are checked while the others still train.
@@ -87,7 +87,7 @@ def test_each_family_config_validates_and_keeps_its_preset(family):
     assert cfg.data.image_size == SIDE and cfg.evolve.population == 3 and cfg.evolve.generations == 2
     assert cfg.space.name == ("seed-v1" if family == "demo" else "v2")
     if family == "dcgan":
-        assert cfg.evolve.seed_chromosomes == ("dcgan",) and cfg.evolve.strategy == "mutation"
+        assert cfg.evolve.seed_chromosomes == ("dcgan", "dcgan_sn") and cfg.evolve.strategy == "mutation"
     else:
         assert not cfg.evolve.seed_chromosomes and cfg.evolve.strategy == "random"
 
@@ -184,9 +184,9 @@ def test_run_trained_the_family(run, history):
     assert sorted(history.generation.unique()) == [0, 1] and (history.groupby("generation").size() == 3).all()
     assert set(history.space) == {"seed-v1" if family == "demo" else "v2"}
     g0 = history[history.generation == 0]
-    if family == "dcgan":  # the seed, as genome.dcgan builds it at this size, in generation 0
+    if family == "dcgan":  # the seeds, as v2.dcgan and v2.dcgan_sn build them at this size, in generation 0
         seed = g0[g0.operator == "seed"]
-        assert seed.chromosome.tolist() == [v2.dcgan(SIDE, 3, 16).to_json()]
+        assert sorted(seed.chromosome) == sorted([v2.dcgan(SIDE, 3, 16).to_json(), v2.dcgan_sn(SIDE, 3, 16).to_json()])
         assert set(history[(history.generation == 1) & ~history.is_elite].operator) == {"mutation"}
     if family == "v2":
         assert {json.loads(c)["g_out"]["activation"] for c in history.chromosome} == {"sigmoid"}

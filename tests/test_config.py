@@ -33,7 +33,7 @@ def test_each_preset_names_only_what_it_changes_from_the_defaults():
     assert config.load("cifar100") == config.RunConfig(data=config.DataConfig(source="cifar100"))
     assert config.load("v2") == config.RunConfig(space=config.SPACES["v2"]())
     assert config.load("dcgan") == config.override(config.load("v2"), ["evolve.strategy=mutation",
-                                                                        "evolve.seed_chromosomes=[dcgan]"])
+                                                                        "evolve.seed_chromosomes=[dcgan,dcgan_sn]"])
 
 
 def _keys(d: dict, prefix: str = "") -> set[str]:
@@ -75,7 +75,7 @@ def test_yaml_round_trip(tmp_path):
     (["quality.samples=0"], "quality.samples: expected a whole number >= 1 or 'auto', got 0"),
     (["train.bf16=fast"], "train.bf16: expected 'auto', 'on' or 'off', got 'fast'"),
     (["data.source=true"], "data.source: expected 'demo', 'cifar10', 'cifar100', 'imagenet' or 'folder', got true"),
-    (["evolve.seed_chromosomes=[dcgen]"], "evolve.seed_chromosomes.0: expected 'dcgan', got 'dcgen'"),
+    (["evolve.seed_chromosomes=[dcgen]"], "evolve.seed_chromosomes.0: expected 'dcgan' or 'dcgan_sn', got 'dcgen'"),
     (["space.g_blocks=[3, 5]"], "space.g_blocks: [3, 5] blocks cannot grow a 9px noise to 16px with kernels [3, 5] (needs 1 to 2 blocks)"),
     (["data.subset=10"], "data.subset: 10 images is fewer than one batch"),
     (["evolve"], "--set evolve: expected key=value"),

@@ -58,8 +58,8 @@ def setup():
 
 def test_cpu_training_is_bit_identical_with_every_switch_on(setup):
     images, ch = setup
-    off, _, _ = trainer.train(ch, images, _train_cfg("off"), seed=4)
-    on, _, _ = trainer.train(ch, images, _train_cfg("on"), seed=4)
+    off, _, _, _ = trainer.train(ch, images, _train_cfg("off"), seed=4)
+    on, _, _, _ = trainer.train(ch, images, _train_cfg("on"), seed=4)
     assert (on.d_losses, on.g_losses) == (off.d_losses, off.g_losses)
     assert on.status == "ok" and on.device == "cpu"
 
@@ -89,7 +89,7 @@ def test_cpu_training_makes_no_gpu_or_bf16_call(setup, monkeypatch):
         return G, D
 
     monkeypatch.setattr(trainer, "build", build_and_watch)
-    result, G, D = trainer.train(ch, images, _train_cfg("on"), seed=4)
+    result, G, D, _ = trainer.train(ch, images, _train_cfg("on"), seed=4)
     assert result.status == "ok"
     assert seen and all(s == (False, False, torch.float32, True) for s in seen)
     assert all(p.dtype == torch.float32 and p.is_contiguous() for p in [*G.parameters(), *D.parameters()])

@@ -170,7 +170,7 @@ def _stop(proc: subprocess.Popen) -> None:
 def test_a_disk_that_fills_mid_run_stops_it_cleanly_and_it_resumes_exactly(workdir, finished, tmpfs):
     run_dir = tmpfs.path / "runs" / "filled"
     proc = _start(workdir, "--set", f"out_dir={tmpfs.path}/runs", "--set", "run_id=filled",
-                  "--set", "train.steps_per_epoch=8")
+                  "--set", "train.steps_per_epoch=8", "--set", "data.subset=256")
     try:
         _wait_for_state(run_dir, 1, proc)
         filler = tmpfs.fill()
@@ -186,7 +186,7 @@ def test_a_disk_that_fills_mid_run_stops_it_cleanly_and_it_resumes_exactly(workd
     p = neuroevo("run", "--resume", run_dir, cwd=workdir)
     assert p.returncode == 0, p.stderr
     whole = neuroevo("run", "tiny.yaml", "--quiet", "--set", "out_dir=runs", "--set", "run_id=whole8",
-                     "--set", "train.steps_per_epoch=8", cwd=workdir)
+                     "--set", "train.steps_per_epoch=8", "--set", "data.subset=256", cwd=workdir)
     assert whole.returncode == 0, whole.stderr
     assert _rows(run_dir).equals(_rows(workdir / "runs" / "whole8"))
 

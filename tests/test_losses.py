@@ -175,7 +175,7 @@ def test_each_loss_trains_with_every_practice(loss):
                            "feature_matching": [True], "schedules": ["step"]}, train={"steps_per_epoch": 2})
     images = data.load(cfg.data, 0).array
     for ch in samples(cfg, 3, seed=2):
-        result, G, D = trainer.train(ch, images, cfg.train, seed=0)
+        result, G, D, _ = trainer.train(ch, images, cfg.train, seed=0)
         assert result.status == "ok" and len(result.d_losses) == 2, ch
         assert math.isfinite(result.d_loss) and math.isfinite(result.g_loss)
         if loss == "hinge":
@@ -186,11 +186,11 @@ def test_training_starts_from_given_weights():
     cfg = v2_config(space={"schedules": ["none"]}, train={"epochs": 1, "steps_per_epoch": 1})
     images = data.load(cfg.data, 0).array
     ch = samples(cfg, 1, seed=5)[0]
-    _, G0, D0 = trainer.train(ch, images, cfg.train, seed=1)
+    _, G0, D0, _ = trainer.train(ch, images, cfg.train, seed=1)
     weights = checkpoint.weights(ch, G0, D0)
     frozen = replace(ch, g_opt=Optimiser("sgd", 0.0, 0.0), d_opt=Optimiser("sgd", 0.0, 0.0))
-    _, G1, _ = trainer.train(frozen, images, cfg.train, seed=2, init_weights=weights)
-    _, G2, _ = trainer.train(frozen, images, cfg.train, seed=2)
+    _, G1, _, _ = trainer.train(frozen, images, cfg.train, seed=2, init_weights=weights)
+    _, G2, _, _ = trainer.train(frozen, images, cfg.train, seed=2)
     trained = {k: v for k, v in G0.state_dict().items() if "running" not in k and "num_batches" not in k}
     assert all(torch.equal(G1.state_dict()[k], v) for k, v in trained.items())  # lr 0: still G0's weights
     assert not all(torch.equal(G2.state_dict()[k], v) for k, v in trained.items())  # fresh weights otherwise

@@ -65,7 +65,8 @@ def test_ls_tells_finished_interrupted_and_empty_runs(out):
     assert old["best_fid"] is None and old["space"] == "seed-v1" and old["started"].startswith("20")
     assert runs["empty"]["status"] == "empty" and runs["empty"]["done"] is None
     table = neuroevo("ls", out).stdout.splitlines()
-    assert table[0].split() == ["run_id", "status", "generations", "best_fitness", "best_fid", "started", "space"]
+    assert table[0].split() == ["run_id", "status", "generations", "best_fitness", "best_fid", "started", "space",
+                                "flops", "compute"]
     assert table[2].split()[:3] == ["old", "finished", f"{GENERATIONS}/{GENERATIONS}"]
     assert neuroevo("ls", out, "--format", "csv").stdout.splitlines()[0].startswith("run_id,status,done,total,")
     assert list(_ls(out / "old")) == ["old"]  # a run directory itself

@@ -10,6 +10,7 @@ import torch
 
 from neuroevo.space import v2
 from neuroevo.space.genes import Optimiser
+from neuroevo.store import logs
 from neuroevo.train import continuation, data, trainer
 from tests.conftest import tiny_config
 
@@ -28,25 +29,38 @@ def _same_weights(a: torch.nn.Module, b: torch.nn.Module) -> bool:
     return all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
 
 
+def _recipe(ch):
+    """The chromosome with the modern recipe: a G step every 2 D steps, an EMA of G, DiffAugment (its own random
+    stream), R1 (a double backward) and spectral norm on D."""
+    return dataclasses.replace(ch, n_critic=2, g_ema=0.9, augment="color,translation,cutout", r1_gamma=1.0,
+                               spectral_norm="d")
+
+
+@pytest.mark.parametrize("recipe", [False, True], ids=["dcgan", "recipe"])
 @pytest.mark.parametrize("r, eta", [(2, 3), (3, 2), (1, 8)])  # within an epoch, on its boundary, to the end
-def test_legs_of_r_then_eta_r_steps_train_as_one_training(setup, r, eta):
+def test_legs_of_r_then_eta_r_steps_train_as_one_training(setup, r, eta, recipe):
     cfg, images, ch = setup
+    ch = _recipe(ch) if recipe else ch
     total = r + eta * r
-    one, G1, D1, _ = trainer.train_leg(ch, images, cfg.train, seed=3, flip=True, until=total)
-    first, _, _, pause = trainer.train_leg(ch, images, cfg.train, seed=3, flip=True, until=r)
+    one, G1, D1, E1, _ = trainer.train_leg(ch, images, cfg.train, seed=3, flip=True, until=total)
+    first, _, _, _, pause = trainer.train_leg(ch, images, cfg.train, seed=3, flip=True, until=r)
     assert first.steps == r and continuation.steps_done(pause) == r
-    second, G2, D2, _ = trainer.train_leg(ch, images, cfg.train, seed=3, flip=True, until=total, resume=pause)
+    second, G2, D2, E2, _ = trainer.train_leg(ch, images, cfg.train, seed=3, flip=True, until=total, resume=pause)
     assert one.steps == second.steps == total
+    assert (one.d_steps, one.g_steps) == (second.d_steps, second.g_steps) == (total, total // ch.recipe.n_critic)
     assert (one.d_losses, one.g_losses) == (second.d_losses, second.g_losses)
     assert _same_weights(G1, G2) and _same_weights(D1, D2)
+    assert (E1 is None) == (E2 is None) == (not recipe)
+    if recipe:  # the average of G's weights too, its BatchNorm statistics measured afresh at the pause
+        assert _same_weights(E1, E2) and not _same_weights(E1, G1)
 
 
 def test_a_training_continued_to_its_end_is_the_whole_training(setup):
     cfg, images, ch = setup
-    whole, G1, D1 = trainer.train(ch, images, cfg.train, seed=4)
+    whole, G1, D1, _ = trainer.train(ch, images, cfg.train, seed=4)
     pause = None
     for until in (1, 4, None):
-        result, G2, D2, pause = trainer.train_leg(ch, images, cfg.train, seed=4, until=until, resume=pause)
+        result, G2, D2, _, pause = trainer.train_leg(ch, images, cfg.train, seed=4, until=until, resume=pause)
     assert pause is None and result.steps == whole.steps == 9
     assert (result.d_losses, result.g_losses, result.d_loss) == (whole.d_losses, whole.g_losses, whole.d_loss)
     assert _same_weights(G1, G2) and _same_weights(D1, D2)
@@ -54,7 +68,7 @@ def test_a_training_continued_to_its_end_is_the_whole_training(setup):
 
 def test_a_paused_training_reports_its_partial_epoch(setup):
     cfg, images, ch = setup
-    result, _, _, pause = trainer.train_leg(ch, images, cfg.train, seed=3, until=4)
+    result, _, _, _, pause = trainer.train_leg(ch, images, cfg.train, seed=3, until=4)
     assert len(result.d_losses) == 2 and result.d_loss == result.d_losses[-1]  # epoch 0, then 1 step of epoch 1
     state = continuation.from_bytes(pause)  # plain data and tensors: weights_only reads it
     assert (state["epoch"], state["step"], state["done"]) == (1, 1, 1)
@@ -149,7 +163,7 @@ def test_a_run_in_rungs_logs_one_row_per_chromosome_and_every_command_reads_it(t
     assert p.stdout.count("budget: generation") == 2
     run_dir = tmp_path / "runs" / "rungs"
     rows = plain(run_dir)
-    assert len(rows) == 10 and set(rows["schema_version"]) == {6}
+    assert len(rows) == 10 and set(rows["schema_version"]) == {logs.SCHEMA_VERSION}
     for _, gen in rows.groupby("generation"):  # 5 in rung 0, the fittest 3 on to rung 1 (4 steps, the end)
         assert sorted(gen["rung"]) == [0, 0, 1, 1, 1]
         assert set(gen[gen.rung == 1]["steps"]) == {4} and set(gen[gen.rung == 0]["steps"]) == {2}

@@ -117,7 +117,7 @@ def test_v2_and_dcgan_presets_load_and_seed_v1_stays_the_default():
     assert isinstance(cfg.space, V2Space) and cfg.space == V2Space() and cfg.data.image_size == 64
     assert set(cfg.space.losses) == {"bce", "wgan-gp", "hinge"} and cfg.space.adam_lr == (1e-4, 4e-4)
     dcgan = config.load("dcgan")
-    assert dcgan.evolve.seed_chromosomes == ("dcgan",) and dcgan.space == V2Space()
+    assert dcgan.evolve.seed_chromosomes == ("dcgan", "dcgan_sn") and dcgan.space == V2Space()
 
 
 def test_yaml_narrows_and_widens_any_choice_list_or_range(tmp_path):
@@ -151,7 +151,7 @@ V2_ERRORS = [
     (["evolve.strategy=tournament", "evolve.tournament_size=5"], "evolve.tournament_size: 5 is larger than the population of 4"),
     (["evolve.strategy=cloning"], "evolve.strategy: expected 'random', 'mutation', 'crossover' or 'tournament', got 'cloning'"),
     (["evolve.seed_chromosomes=[dcgan, dcgan]"], "evolve.seed_chromosomes: ['dcgan', 'dcgan'] names a chromosome twice"),
-    (["evolve.seed_chromosomes=[wgan]"], "evolve.seed_chromosomes.0: expected 'dcgan', got 'wgan'"),
+    (["evolve.seed_chromosomes=[wgan]"], "evolve.seed_chromosomes.0: expected 'dcgan' or 'dcgan_sn', got 'wgan'"),
 ]
 
 
@@ -382,7 +382,8 @@ def test_dcgan_trains_on_the_demo_images(one_thread):
 
 
 def test_the_dcgan_preset_runs_through_the_cli(tmp_path):
-    """The preset as a user runs it, shrunk to the demo images: dcgan in generation 0, mutants of the elites after."""
+    """The preset as a user runs it, shrunk to the demo images: dcgan and dcgan_sn in generation 0, mutants of the
+    elites after."""
     preset = config.load("dcgan")
     p = subprocess.run([sys.executable, "-m", "neuroevo", "run", "dcgan", "--set", f"out_dir={tmp_path}/runs",
                         "--set", "run_id=dcgan", *[f"--set={k}={v}" for k, v in (
@@ -393,9 +394,12 @@ def test_the_dcgan_preset_runs_through_the_cli(tmp_path):
                             ("evolve.generations", 2), ("evolve.elite_fraction", 0.34))]],
                        capture_output=True, text=True, cwd=tmp_path, timeout=300)
     assert p.returncode == 0, p.stderr
-    assert "seed_chromosomes:\n  - dcgan" in p.stdout and "best chromosome" in p.stdout
+    assert "config: dcgan with 15 --set: space v2, population 3 x 2 generations (strategy mutation)" in p.stdout
+    assert "best chromosome" in p.stdout
+    saved = yaml.safe_load((tmp_path / "runs" / "dcgan" / "config.yaml").read_text())
+    assert saved["evolve"]["seed_chromosomes"] == ["dcgan", "dcgan_sn"]
     df = pd.read_parquet(tmp_path / "runs" / "dcgan" / "generations")
     assert len(df) == 6 and (df.status == "ok").all() and preset.evolve.strategy == "mutation"
     g0, g1 = df[df.generation.astype(int) == 0], df[df.generation.astype(int) == 1]
-    assert sorted(g0.operator) == ["random", "random", "seed"]
+    assert sorted(g0.operator) == ["random", "seed", "seed"]
     assert sorted(g1.operator) == ["elite", "mutation", "mutation"]

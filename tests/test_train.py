@@ -25,7 +25,7 @@ def setup():
 
 def test_training_returns_finite_losses_and_counts(setup):
     cfg, images, ch = setup
-    result, G, D = trainer.train(ch, images, cfg.train, seed=1)
+    result, G, D, _ = trainer.train(ch, images, cfg.train, seed=1)
     assert result.status == "ok"
     assert math.isfinite(result.d_loss) and math.isfinite(result.g_loss)
     assert result.d_loss > 0 and result.g_loss > 0
@@ -38,16 +38,16 @@ def test_training_changes_the_weights(setup):
     cfg, images, ch = setup
     torch.manual_seed(1)
     G0, D0 = (m.state_dict() for m in build(ch))
-    _, G, D = trainer.train(ch, images, cfg.train, seed=1)
+    _, G, D, _ = trainer.train(ch, images, cfg.train, seed=1)
     assert any(not torch.equal(G0[k], v) for k, v in G.state_dict().items() if v.is_floating_point())
     assert any(not torch.equal(D0[k], v) for k, v in D.state_dict().items() if v.is_floating_point())
 
 
 def test_same_seed_same_losses_on_cpu(setup):
     cfg, images, ch = setup
-    a, _, _ = trainer.train(ch, images, cfg.train, seed=5)
-    b, _, _ = trainer.train(ch, images, cfg.train, seed=5)
-    c, _, _ = trainer.train(ch, images, cfg.train, seed=6)
+    a, _, _, _ = trainer.train(ch, images, cfg.train, seed=5)
+    b, _, _, _ = trainer.train(ch, images, cfg.train, seed=5)
+    c, _, _, _ = trainer.train(ch, images, cfg.train, seed=6)
     assert (a.d_losses, a.g_losses) == (b.d_losses, b.g_losses)
     assert (a.d_losses, a.g_losses) != (c.d_losses, c.g_losses)
 
@@ -56,7 +56,7 @@ def test_an_enormous_learning_rate_is_reported_as_diverged(setup):
     cfg, images, ch = setup
     from dataclasses import replace
     wild = replace(ch, g_lr=1e12, d_lr=1e12, g_momentum=0.9, d_momentum=0.9)
-    result, _, _ = trainer.train(wild, images, replace(cfg.train, epochs=3, steps_per_epoch=4), seed=0)
+    result, _, _, _ = trainer.train(wild, images, replace(cfg.train, epochs=3, steps_per_epoch=4), seed=0)
     assert result.status == "diverged" and "non-finite" in result.error
 
 
@@ -68,7 +68,7 @@ def test_too_few_images_for_a_batch(setup):
 
 def test_weights_load_as_the_trained_generator_and_draw_its_sample_grid(setup, tmp_path):
     cfg, images, ch = setup
-    _, G, D = trainer.train(ch, images, cfg.train, seed=1)
+    _, G, D, _ = trainer.train(ch, images, cfg.train, seed=1)
     weights = checkpoint.weights(ch, G, D)
     png = checkpoint.sample_grid(weights, n_samples=16, seed=7)
     grid = Image.open(io.BytesIO(png))
@@ -102,10 +102,10 @@ def test_a_loss_beyond_train_max_loss_is_diverged_and_only_then(setup):
     import dataclasses
 
     cfg, images, ch = setup
-    ok, _, _ = trainer.train(ch, images, cfg.train, seed=1)
+    ok, _, _, _ = trainer.train(ch, images, cfg.train, seed=1)
     bound = max(ok.d_losses[0], ok.g_losses[0]) / 2  # the first epoch's larger loss is beyond it
-    result, _, _ = trainer.train(ch, images, dataclasses.replace(cfg.train, max_loss=bound), seed=1)
+    result, _, _, _ = trainer.train(ch, images, dataclasses.replace(cfg.train, max_loss=bound), seed=1)
     assert result.status == "diverged" and "train.max_loss" in result.error
     assert len(result.d_losses) == 1  # stopped at the first epoch beyond it
-    unbounded, _, _ = trainer.train(ch, images, dataclasses.replace(cfg.train, max_loss=None), seed=1)
+    unbounded, _, _, _ = trainer.train(ch, images, dataclasses.replace(cfg.train, max_loss=None), seed=1)
     assert unbounded.status == "ok" and unbounded.d_losses == ok.d_losses

@@ -27,6 +27,7 @@ from PIL import Image
 
 from neuroevo import config, errors
 from neuroevo.analysis import query
+from neuroevo.analysis.runs import duration
 from neuroevo.evolve import fitness, ranking
 from neuroevo.space import registry
 from neuroevo.space.chromosome import Chromosome
@@ -91,9 +92,10 @@ def _op(layer: Layer) -> str:
 
 
 def layers(plan: LayerPlan) -> pd.DataFrame:
-    """One row per layer of G and D, from the layer plan: what it does, its kernel and stride, its output channels
-    (units), BatchNorm's momentum, and the sides it goes between."""
+    """One row per layer of G and D, from the layer plan: what it does (SN- where spectral norm divides its weight),
+    its kernel and stride, its output channels (units), BatchNorm's momentum, and the sides it goes between."""
     rows = []
+    normed = {"G": plan.spectral_norm == "both", "D": plan.spectral_norm in ("d", "both")}
     for net, plan_layers in (("G", plan.g), ("D", plan.d)):
         for layer in plan_layers:
             if layer.kind == "linear":
@@ -102,7 +104,8 @@ def layers(plan: LayerPlan) -> pd.DataFrame:
                 kernel = f"{layer.kernel}x{layer.kernel}" + (f" /{layer.stride}" if layer.stride != 1 else "")
                 side = f"{layer.side_in} -> {layer.side}"
             momentum = f"{layer.bn_momentum:.3f}" if layer.norm == "batch" else ""
-            rows.append((net, layer.name, _op(layer), kernel, layer.c_out, momentum, side))
+            op = ("SN-" if normed[net] else "") + _op(layer)  # its weight spectrally normalised
+            rows.append((net, layer.name, op, kernel, layer.c_out, momentum, side))
     return pd.DataFrame(rows, columns=["net", "layer", "kind", "kernel", "channels", "bn_momentum", "side"])
 
 
@@ -127,9 +130,42 @@ def optimiser_text(opt: Optimiser) -> str:
 
 
 def practices_text(ch: Chromosome) -> str:
+    """e.g. separate real and fake batches, spectral norm in D, EMA of G 0.999, DiffAugment color,translation"""
     named = [("label smoothing", ch.label_smoothing), ("feature matching", ch.feature_matching),
              ("separate real and fake batches", ch.separate_batches)]
+    r = ch.recipe
+    if r is not None:
+        named += [(f"spectral norm in {'D' if r.spectral_norm == 'd' else 'G and D'}", r.spectral_norm != "none"),
+                  (f"EMA of G {r.g_ema:g}", r.g_ema > 0), (f"DiffAugment {r.augment}", r.augment != "none"),
+                  (f"R1 gamma {r.r1_gamma:g}", r.r1_gamma > 0), (f"{r.n_critic} D steps per G step", r.n_critic > 1)]
     return ", ".join(name for name, on in named if on) or "none"
+
+
+def _logged(row: pd.Series, column: str) -> bool:
+    return column in row and not pd.isna(row[column])
+
+
+def budget_text(row: pd.Series) -> str:
+    """One row's training, as it counted it: e.g. G 400 and D 800 steps, 1.23e+12 FLOPs in 35.2 s."""
+    seconds = f"{row.train_seconds:.1f} s" if _logged(row, "train_seconds") else "time not logged"
+    if not _logged(row, "g_steps"):
+        return f"{seconds} (steps and FLOPs not logged: a run begun before logs' schema_version 5)"
+    return f"G {int(row.g_steps):,} and D {int(row.d_steps):,} steps, {row.train_flops:.3g} FLOPs in {seconds}"
+
+
+def compute_text(df: pd.DataFrame) -> str:
+    """What a run's rows have spent, training and measuring sample quality: e.g. 4.06e+14 FLOPs in 2.3 h (training
+    4e+14 FLOPs in 2.1 h, quality 6.1e+12 FLOPs in 9.2 min)."""
+    parts = [("training", df["train_flops"].sum(), df["train_seconds"].sum())]
+    if df["quality_seconds"].notna().any():
+        parts.append(("quality", df["quality_flops"].sum(), df["quality_seconds"].sum()))
+    flops, seconds = sum(f for _, f, _ in parts), sum(t for _, _, t in parts)
+    texts = [f"{name} {f:.3g} FLOPs in {duration(t)}" for name, f, t in parts]
+    # a training that ended by itself counted its steps (oom, failed and lost ones could not)
+    uncounted = int((df["status"].isin(["ok", "diverged", "timeout"]) & df["train_flops"].isna()).sum())
+    if uncounted:
+        texts.append(f"FLOPs of {uncounted} trainings not logged: before logs' schema_version 5")
+    return f"{flops:.3g} FLOPs in {duration(seconds)} ({'; '.join(texts)})"
 
 
 def describe(run_dir: str | Path, df: pd.DataFrame, row: pd.Series) -> str:
@@ -147,10 +183,12 @@ def describe(run_dir: str | Path, df: pd.DataFrame, row: pd.Series) -> str:
         f"losses    D {row.d_loss:.4f}  G {row.g_loss:.4f}  (per epoch: D {_floats(row.d_losses)}, "
         f"G {_floats(row.g_losses)})",
         f"params    {row.params_g + row.params_d:,}  (G {row.params_g:,}, D {row.params_d:,})",
+        f"training  {budget_text(row)}",
         f"quality   {quality_text(row)}",
         f"noise     {noise};  image {' × '.join(map(str, plan.image))}",
         f"space     {ch.space};  loss {ch.loss};  practices: {practices_text(ch)};  init {plan.init}",
         f"optimiser G: {optimiser_text(g_opt)};  D: {optimiser_text(d_opt)};  batch {ch.batch_size}",
+        f"run total {compute_text(df)}, over {len(df)} rows",
         "",
         layers(plan).to_string(index=False),
         "",
@@ -436,6 +474,9 @@ def top_table(df: pd.DataFrame, n: int) -> pd.DataFrame:
         "discriminator": [d for _, d in genes],
         "g_lr": top["g_lr"].map("{:.2e}".format),
         "d_lr": top["d_lr"].map("{:.2e}".format),
+        "practices": [practices_text(from_json(c)) for c in top["chromosome"]],
+        "steps": [f"{int(g):,} G / {int(d):,} D" if not pd.isna(g) else "" for g, d in zip(top["g_steps"], top["d_steps"])],
+        "train_flops": top["train_flops"].map(lambda v: "" if pd.isna(v) else f"{v:.3g}"),
     })
     return table if top["fid"].notna().any() else table.drop(columns=["fid", "kid"])
 
@@ -501,6 +542,7 @@ def write_report(run_dir: str | Path, out_dir: str | Path, top: int = 10, max_gr
         summary += (f"Best fitness {b.fitness:.4f}: chromosome {b.chromosome_id} in generation {b.generation}, "
                     f"{b.params_g + b.params_d:,} parameters, D loss {b.d_loss:.4f}, G loss {b.g_loss:.4f}, "
                     f"quality: {quality_text(b)}.")
+    summary += f" Compute: {compute_text(df)}."
     q = measured(df)
     if not q.empty:
         lowest = q.loc[q["fid"].idxmin()]

@@ -361,12 +361,13 @@ class EvolveConfig:
     starts as the identity where its activation allows, any other changed layer starts fresh (train/inherit.py).
     Needs `mode: generational`.
     """
-    seed_chromosomes: tuple[Literal["dcgan"], ...] = ()
-    """Fixed chromosomes in the first population: `[dcgan]`, or none.
+    seed_chromosomes: tuple[Literal["dcgan", "dcgan_sn"], ...] = ()
+    """Fixed chromosomes in the first population: `dcgan`, `dcgan_sn`, or none.
 
     They join random chromosomes there. `dcgan` is Radford et al.'s DCGAN as a v2 chromosome, sized for the run's
-    images; it needs `space.name: v2`. Seeds are taken as they are, outside the space's ranges if need be; their
-    rows have operator `seed`.
+    images; `dcgan_sn` is the same layers with the modern recipe (hinge loss, spectral norm in D, an EMA of G,
+    DiffAugment, Adam beta1 0). Both need `space.name: v2`. Seeds are taken as they are, outside the space's ranges
+    if need be; their rows have operator `seed`.
     """
     dispatch: Literal["longest_first", "fifo"] = "longest_first"
     """Task order: `longest_first`, or `fifo` (the population's order).

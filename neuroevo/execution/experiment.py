@@ -207,7 +207,24 @@ def load_data(cfg: config.RunConfig) -> data.Images:
         raise InputError(str(e)) from None
     if len(images.array) < cfg.space.batch_size:
         raise InputError(f"data: {len(images.array)} images is fewer than one batch (space.batch_size={cfg.space.batch_size})")
+    check_steps(cfg, len(images.array))
     return images
+
+
+def check_steps(cfg: config.RunConfig, n_images: int) -> None:
+    """An epoch is at most one pass over the data, and long enough for a G step after n_critic D steps."""
+    bs, asked = cfg.space.batch_size, cfg.train.steps_per_epoch
+    batches = n_images // bs
+    if asked is not None and asked > batches:
+        raise InputError(f"train.steps_per_epoch: {asked} is more than one pass over the data, which is {batches} "
+                         f"batches ({n_images} images, space.batch_size={bs}); set at most {batches}, or null")
+    steps = asked or batches
+    n_critic = max([*getattr(cfg.space, "n_critics", (1,)),
+                    *(registry.seed(name, cfg.data.image_size, cfg.data.channels, bs).recipe.n_critic
+                      for name in cfg.evolve.seed_chromosomes)])
+    if n_critic > steps:
+        raise InputError(f"space.n_critics: {n_critic} D steps per G step do not fit an epoch of {steps} batches "
+                         f"(train.steps_per_epoch, at most one pass over {n_images} images in batches of {bs})")
 
 
 def print_data(images: data.Images, shared: np.ndarray | data.Cache | None = None,

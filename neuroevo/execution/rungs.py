@@ -41,6 +41,7 @@ from neuroevo.execution.dispatch import (
 from neuroevo.execution.task import rung_task, task_resources
 from neuroevo.space import registry
 from neuroevo.space.chromosome import Chromosome
+from neuroevo.space.genes import Recipe
 from neuroevo.store import logs
 from neuroevo.train import flops
 
@@ -62,8 +63,9 @@ def total_steps(ch: Chromosome, cfg: RunConfig, n_images: int | None) -> int:
 
 
 def steps_flops(ch: Chromosome, steps: int, seeds: int = 1) -> float:
-    """Training FLOPs of `steps` steps of each of `seeds` trainings (flops.step_flops per image)."""
-    return float(flops.step_flops(ch)) * ch.batch_size * steps * seeds
+    """Training FLOPs of `steps` D steps of each of `seeds` trainings, with a G step after every n_critic of them
+    (flops.train_flops)."""
+    return flops.train_flops(ch, steps, steps // (ch.recipe or Recipe()).n_critic) * seeds
 
 
 def logged_flops(run_dir: Path, before: int) -> float:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from neuroevo.space.genes import Optimiser
+from neuroevo.space.genes import Optimiser, Recipe
 
 
 class Chromosome(Protocol):
@@ -23,6 +23,7 @@ class Chromosome(Protocol):
     label_smoothing: bool  # bce only: D's target for real images is 0.9
     feature_matching: bool  # G's loss adds the distance between D's mean features on real and fake images
     separate_batches: bool  # D sees a real batch and a fake batch, rather than one mixed batch
+    recipe: Recipe | None  # spectral norm, G's EMA, DiffAugment, R1, n_critic; None where the space has no such genes
 
     @property
     def id(self) -> str: ...

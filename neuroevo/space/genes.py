@@ -12,6 +12,7 @@ import json
 import math
 from dataclasses import dataclass
 from functools import cached_property
+from typing import ClassVar
 
 import numpy as np
 
@@ -25,11 +26,31 @@ class Optimiser:
     decay_factor: float = 1.0
 
 
+@dataclass(frozen=True)
+class Recipe:
+    """The practices of the modern small-scale GAN recipe, as the training step reads them; all off is the DCGAN
+    step. Search space v2 has them as genes; seed-v1 has none (its chromosomes' `recipe` is None)."""
+
+    spectral_norm: str = "none"  # none | d | both: D's layers spectral-normalised, or G's and D's
+    g_ema: float = 0.0  # decay of the average of G's weights that samples are drawn from; 0: none
+    augment: str = "none"  # none | DiffAugment policies joined by commas, e.g. color,translation,cutout
+    r1_gamma: float = 0.0  # weight of the R1 penalty on real images; 0: none
+    n_critic: int = 1  # D steps per G step
+
+
+RECIPE_OFF = {f.name: f.default for f in dataclasses.fields(Recipe)}
+
+
 class Genes:
     """What every chromosome type shares: canonical JSON and an id hashed from it."""
 
+    # genes written only where they differ from these values: a chromosome that leaves them so has the JSON, and so
+    # the id, it would have without them
+    OMITTED: ClassVar[dict[str, object]] = {}
+
     def to_json(self) -> str:
-        return json.dumps(dataclasses.asdict(self), sort_keys=True, separators=(",", ":"))
+        genes = {k: v for k, v in dataclasses.asdict(self).items() if k not in self.OMITTED or v != self.OMITTED[k]}
+        return json.dumps(genes, sort_keys=True, separators=(",", ":"))
 
     @cached_property
     def id(self) -> str:
@@ -42,6 +63,12 @@ class Genes:
 
 def pick(rng: np.random.Generator, options: tuple | list):
     return options[int(rng.integers(len(options)))]
+
+
+def pick_drawn(rng: np.random.Generator, options: tuple | list):
+    """pick, but a single option is taken without a draw: a gene that a config does not search (a one-element
+    list) leaves every other draw where it would be without that gene."""
+    return options[0] if len(options) == 1 else pick(rng, options)
 
 
 def int_in(rng: np.random.Generator, lo_hi: tuple[int, int]) -> int:

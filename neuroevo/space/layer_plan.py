@@ -78,6 +78,7 @@ class LayerPlan:
     g: tuple[Layer, ...]
     d: tuple[Layer, ...]
     init: str = "default"  # default (PyTorch's) | normal: weights from N(0, 0.02), norm scales from N(1, 0.02)
+    spectral_norm: str = "none"  # none | d | both: whose conv and linear weights are divided by their spectral norm
 
     def __post_init__(self) -> None:
         # What model.py relies on to chain the layers; every space's plan must hold it.

@@ -26,7 +26,7 @@ SpaceSection = seed_v1.SeedV1Space | v2.V2Space  # a config's `space` section, o
 DEFAULT = seed_v1.NAME  # a config or chromosome that names no space: the reference experiment's
 
 # The fixed chromosomes evolve.seed_chromosomes may name: (their space, their maker).
-SEEDS = {"dcgan": (v2.NAME, v2.dcgan)}
+SEEDS = {"dcgan": (v2.NAME, v2.dcgan), "dcgan_sn": (v2.NAME, v2.dcgan_sn)}
 
 
 def of(name: str) -> ModuleType:

@@ -135,6 +135,7 @@ class SeedV1Chromosome(Genes):
     label_smoothing = False
     feature_matching = False
     separate_batches = True
+    recipe = None  # none of the modern recipe's practices are genes of seed-v1
 
     @property
     def d_feature_side(self) -> int:

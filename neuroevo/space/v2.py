@@ -1,5 +1,6 @@
 """The search space `v2`: per-layer genes (strided convolutions, pooling, skips, norms, activations), FC layers at
-G's input and D's output, the loss, an optimiser per network and the stable-GAN practices (README "Search space v2").
+G's input and D's output, the loss, an optimiser per network, the stable-GAN practices and the modern recipe's
+(spectral norm, an EMA of G, DiffAugment, R1, n_critic) (README "Search space v2").
 
 Every chromosome builds, by construction: every convolution pads (k - 1) // 2, so a stride-1 layer (odd k) keeps the
 side, a stride-2 ConvTranspose doubles it exactly and a stride-2 Conv or a 2x2 pooling halves it. G draws how many of
@@ -15,8 +16,9 @@ from dataclasses import dataclass
 from typing import Annotated, Literal
 
 import numpy as np
-from pydantic import Field
+from pydantic import AfterValidator, Field
 from pydantic.dataclasses import dataclass as config_section
+from pydantic_core import PydanticCustomError
 
 from neuroevo.errors import ConfigError
 from neuroevo.fields import (
@@ -30,7 +32,16 @@ from neuroevo.fields import (
     UnitRange,
     check_ranges,
 )
-from neuroevo.space.genes import Genes, Optimiser, int_in, log_uniform, pick
+from neuroevo.space.genes import (
+    RECIPE_OFF,
+    Genes,
+    Optimiser,
+    Recipe,
+    int_in,
+    log_uniform,
+    pick,
+    pick_drawn,
+)
 from neuroevo.space.layer_plan import Layer, LayerPlan
 from neuroevo.space.variation import (
     Move,
@@ -59,6 +70,23 @@ Loss = Literal["bce", "wgan-gp", "hinge"]
 OptimiserName = Literal["sgd", "adam"]
 Schedule = Literal["none", "step"]
 Init = Literal["default", "normal"]  # PyTorch's default, or N(0, 0.02) as DCGAN
+SpectralNorm = Literal["none", "d", "both"]  # whose layers: none, D's, or G's and D's
+AUGMENTS = ("color", "translation", "cutout")  # DiffAugment's policies (train/augment.py), in the order it applies them
+
+
+def _augment_policy(v: str) -> str:
+    """'none', or DiffAugment policies joined by commas, written in AUGMENTS' order."""
+    names = v.split(",")
+    if v == "none":
+        return v
+    if any(n not in AUGMENTS for n in names) or len(set(names)) < len(names):
+        raise PydanticCustomError("augment_policy", "expected 'none' or DiffAugment policies from {allowed} joined by "
+                                                    "commas, e.g. 'color,translation,cutout'",
+                                  {"allowed": ", ".join(AUGMENTS)})
+    return ",".join(p for p in AUGMENTS if p in names)
+
+
+AugmentPolicy = Annotated[str, AfterValidator(_augment_policy)]
 
 
 @config_section(frozen=True, config=STRICT)
@@ -138,9 +166,9 @@ class V2Space:
     losses: Choices[Loss] = ("bce", "wgan-gp", "hinge")
     """GAN losses: `bce` (on logits), `wgan-gp` (penalty weight 10) or `hinge`.
 
-    Each does one D step per G step. The fitness's loss term reads each loss's own quantity (bce: L_D and L_G;
-    hinge: L_D; wgan-gp: |L_D|), so a population that mixes losses ranks them on that footing, not on sample
-    quality: narrow this to one loss to compare like with like.
+    Each does `n_critic` D steps per G step (`n_critics`). The fitness's loss term reads each loss's own quantity
+    (bce: L_D and L_G; hinge: L_D; wgan-gp: |L_D|), so a population that mixes losses ranks them on that footing,
+    not on sample quality: narrow this to one loss to compare like with like.
     """
     optimisers: Choices[OptimiserName] = ("sgd", "adam")
     """Optimiser of each network, G's and D's drawn apart: `sgd` or `adam`."""
@@ -197,6 +225,30 @@ class V2Space:
     Larger chromosomes are drawn again, and each row logs how many were (`resampled`). Where 10,000 draws in a row
     are larger, the run stops, naming the keys to narrow.
     """
+    spectral_norms: Choices[SpectralNorm] = ("none",)
+    """Whose layers are spectral-normalised: `none`, `d` (D's) or `both`.
+
+    Spectral normalisation (Miyato et al. 2018) divides each conv and linear weight by its spectral norm; `both`
+    normalises G's and D's layers.
+    """
+    g_emas: Choices[Annotated[float, Field(ge=0, lt=1)]] = (0.0,)
+    """Decay of an exponential moving average of G's weights; 0: none.
+
+    Samples, FID and KID are drawn from the average, and the weights file holds it; 0: G as trained.
+    """
+    augments: Choices[AugmentPolicy] = ("none",)
+    """DiffAugment policies applied to every image D sees; `none`: no augmentation.
+
+    DiffAugment (Zhao et al. 2020) augments real and fake images before D, in D's and G's steps: `none`, or policies
+    from `color`, `translation` and `cutout` joined by commas, e.g. `color,translation,cutout`.
+    """
+    r1_gammas: Choices[Annotated[float, Field(ge=0)]] = (0.0,)
+    """Weight gamma of the R1 penalty on real images; 0: none.
+
+    The penalty gamma/2 E||grad D(x)||^2 on real images x (Mescheder et al. 2018), added to D's loss.
+    """
+    n_critics: Choices[PositiveInt] = (1,)
+    """D steps per G step, each on a real batch of its own."""
 
 
 @dataclass(frozen=True)
@@ -245,6 +297,19 @@ class V2Chromosome(Genes):
     separate_batches: bool  # D sees a real batch and a fake batch, rather than one mixed batch
     batch_size: int
     space: str = NAME
+    # the modern recipe (genes.Recipe); where off, left out of the JSON (OMITTED), so that a chromosome without them
+    # keeps its id
+    spectral_norm: str = "none"  # none | d | both: whose layers are spectral-normalised
+    g_ema: float = 0.0  # decay of the average of G's weights that samples are drawn from; 0: none
+    augment: str = "none"  # none | DiffAugment policies joined by commas, e.g. color,translation,cutout
+    r1_gamma: float = 0.0  # weight of the R1 penalty on real images; 0: none
+    n_critic: int = 1  # D steps per G step
+
+    OMITTED = RECIPE_OFF
+
+    @property
+    def recipe(self) -> Recipe:
+        return Recipe(self.spectral_norm, self.g_ema, self.augment, self.r1_gamma, self.n_critic)
 
     @property
     def noise_shape(self) -> tuple[int, int, int]:
@@ -312,7 +377,7 @@ def plan(ch: V2Chromosome) -> LayerPlan:
         n = dense.units
     d.append(Layer("score", "linear", n, 1))  # a logit (bce) or a critic value (wgan-gp, hinge): the losses read it
     size = ch.image_size
-    return LayerPlan(ch.noise_shape, (ch.image_channels, size, size), tuple(g), tuple(d), ch.init)
+    return LayerPlan(ch.noise_shape, (ch.image_channels, size, size), tuple(g), tuple(d), ch.init, ch.spectral_norm)
 
 
 def g_sides(ch: V2Chromosome) -> list[int]:
@@ -479,6 +544,14 @@ def _discriminator(space: V2Space, size: int, channels: int, rng: np.random.Gene
         for i in range(n))
 
 
+def sample_recipe(rng: np.random.Generator, space: V2Space) -> dict:
+    """The recipe's genes, each drawn only where its list offers a choice: a space that does not search them draws
+    every other gene as one without them would."""
+    return dict(spectral_norm=pick_drawn(rng, space.spectral_norms), g_ema=pick_drawn(rng, space.g_emas),
+                augment=pick_drawn(rng, space.augments), r1_gamma=pick_drawn(rng, space.r1_gammas),
+                n_critic=pick_drawn(rng, space.n_critics))
+
+
 def sample(space: V2Space, size: int, channels: int, rng: np.random.Generator) -> V2Chromosome:
     loss = pick(rng, space.losses)
     return V2Chromosome(
@@ -497,6 +570,7 @@ def sample(space: V2Space, size: int, channels: int, rng: np.random.Generator) -
         init=pick(rng, space.inits),
         separate_batches=pick(rng, space.separate_batches),
         batch_size=space.batch_size,
+        **sample_recipe(rng, space),  # last: the draws before it are those of a space without the recipe
     )
 
 
@@ -537,6 +611,16 @@ def dcgan(image_size: int, image_channels: int, batch_size: int = 64, width: int
     )
 
 
+def dcgan_sn(image_size: int, image_channels: int, batch_size: int = 64) -> V2Chromosome:
+    """A strong baseline: DCGAN's layers (dcgan) trained with the modern small-scale recipe. The hinge loss with
+    spectral norm on D's layers and Adam(2e-4, beta1 0) for both networks (SNGAN, Miyato et al. 2018); samples from
+    an EMA of G's weights with decay 0.999 (Karras et al. 2018); DiffAugment color,translation,cutout on every image
+    D sees (Zhao et al. 2020)."""
+    adam = Optimiser("adam", 2e-4, 0.0)
+    return dataclasses.replace(dcgan(image_size, image_channels, batch_size), loss="hinge", g_opt=adam, d_opt=adam,
+                               spectral_norm="d", g_ema=0.999, augment="color,translation,cutout")
+
+
 # --- variation ------------------------------------------------------------------------------------------------
 
 # Crossover's gene groups: each is valid with any other group. G's projection, blocks and output layer stay together,
@@ -545,6 +629,7 @@ GROUPS = {
     "g": (("noise_dim",), ("g_fc",), ("g_project", "g_blocks", "g_out"), ("g_opt",)),
     "d": (("d_blocks",), ("d_fc",), ("d_opt",)),
     "training": (("loss", "label_smoothing"), ("feature_matching",), ("init",), ("separate_batches",)),
+    "recipe": (("spectral_norm",), ("g_ema",), ("augment",), ("r1_gamma",), ("n_critic",)),
 }
 
 
@@ -593,6 +678,11 @@ def moves(ch: V2Chromosome, s: V2Space, rng: np.random.Generator) -> dict[str, l
     field("feature_matching", s.feature_matching)
     field("init", s.inits)
     field("separate_batches", s.separate_batches)
+    field("spectral_norm", s.spectral_norms)
+    field("g_ema", s.g_emas)
+    field("augment", s.augments)
+    field("r1_gamma", s.r1_gammas)
+    field("n_critic", s.n_critics)
     gene.append(lambda: rep(ch, g_opt=sample_optimiser(rng, s)))
     gene.append(lambda: rep(ch, d_opt=sample_optimiser(rng, s)))
 

@@ -34,14 +34,23 @@ def mutate(moves: dict[str, list[Move]], rng: np.random.Generator) -> Chromosome
 
 def crossover(a: Chromosome, b: Chromosome, groups: dict[str, tuple], rng: np.random.Generator) -> Chromosome:
     """Half the time G of one parent with D of the other (the training genes of either, as a whole); otherwise
-    gene-wise: each gene group from either parent. `groups`: the space's gene groups (GROUPS)."""
+    gene-wise: each gene group from either parent. `groups`: the space's gene groups (GROUPS); its optional part
+    "recipe" goes with the training genes, and gene-wise each of its groups is drawn for only where the parents
+    differ in it, so that parents that both leave the recipe off cross as they would without it."""
+    recipe = groups.get("recipe", ())
     if rng.random() < 0.5:
         g_parent, d_parent = (a, b) if rng.random() < 0.5 else (b, a)
         child = dataclasses.replace(g_parent, **{f: getattr(d_parent, f) for group in groups["d"] for f in group})
         training = a if rng.random() < 0.5 else b
-        return dataclasses.replace(child, **{f: getattr(training, f) for group in groups["training"] for f in group})
-    taken = [group for part in groups.values() for group in part if rng.random() < 0.5]
+        return dataclasses.replace(child, **{f: getattr(training, f) for group in (*groups["training"], *recipe)
+                                             for f in group})
+    taken = [group for part in ("g", "d", "training") for group in groups[part] if rng.random() < 0.5]
+    taken += [group for group in recipe if _differ(a, b, group) and rng.random() < 0.5]
     return dataclasses.replace(a, **{f: getattr(b, f) for group in taken for f in group})
+
+
+def _differ(a: Chromosome, b: Chromosome, group: tuple[str, ...]) -> bool:
+    return any(getattr(a, f) != getattr(b, f) for f in group)
 
 
 # Helpers for the spaces' moves.

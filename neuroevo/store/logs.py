@@ -29,7 +29,7 @@ from neuroevo.store import rundir
 if TYPE_CHECKING:
     from neuroevo.train.results import Quality, TaskReport
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 ADDED = {  # the columns each schema_version added to the one before
     2: ("parents", "operator", "space", "loss", "g_optimiser", "d_optimiser"),
     3: ("fid", "kid", "kid_std", "quality_samples", "quality_seconds", "pareto_rank", "seeds", "seed_d_loss",
@@ -37,6 +37,8 @@ ADDED = {  # the columns each schema_version added to the one before
     4: ("generation",),  # except in a folder named generation=NNNN (rundir.hive): there it is the folder's name
     5: ("inherited_from", "inherited_fraction", "lineage_steps"),
     6: ("rung", "steps"),
+    7: ("spectral_norm", "g_ema", "augment", "r1_gamma", "n_critic", "g_steps", "d_steps", "train_flops",
+        "quality_flops"),
 }
 HIDDEN = (".", "_")  # names that pyarrow's dataset discovery skips, e.g. rundir.write's temporary files
 
@@ -111,6 +113,17 @@ SCHEMA = pa.schema([
     # evolve.rungs: how far it trained in the generation; `fitness` is its fitness there (ranking.order)
     ("rung", pa.int32()),  # the last rung it trained in, 0 to evolve.rungs - 1 (0 for every row without rungs)
     ("steps", pa.int64()),  # training steps it took in the generation
+    # the modern recipe's genes (space v2; null for seed-v1, which has none)
+    ("spectral_norm", pa.string()),  # none | d | both
+    ("g_ema", pa.float64()),  # decay of the average of G's weights that samples come from; 0: none
+    ("augment", pa.string()),  # none | DiffAugment policies, e.g. color,translation,cutout
+    ("r1_gamma", pa.float64()),
+    ("n_critic", pa.int32()),  # D steps per G step
+    # the compute it took
+    ("g_steps", pa.int64()),  # the steps the training took (all seeds'), as it counted them
+    ("d_steps", pa.int64()),
+    ("train_flops", pa.float64()),  # their FLOPs: the layer plan's per step (flops.py) x the steps
+    ("quality_flops", pa.float64()),  # G's and Inception's forward on every sample (all seeds)
 ])
 
 
@@ -121,6 +134,7 @@ def gene_columns(ch: Chromosome) -> dict[str, Any]:
     d_convs = [layer for layer in plan.d if layer.kind != "linear"]
     d_hidden = [layer for layer in plan.d if layer.kind == "linear"][:-1]  # the score is D's last linear layer
     g_opt, d_opt = ch.optimisers
+    recipe = ch.recipe
     return {
         "chromosome_id": ch.id,
         "chromosome": ch.to_json(),
@@ -142,6 +156,11 @@ def gene_columns(ch: Chromosome) -> dict[str, Any]:
         "d_lr": d_opt.lr,
         "d_momentum": d_opt.momentum,
         "batch_size": ch.batch_size,
+        "spectral_norm": recipe.spectral_norm if recipe else None,
+        "g_ema": recipe.g_ema if recipe else None,
+        "augment": recipe.augment if recipe else None,
+        "r1_gamma": recipe.r1_gamma if recipe else None,
+        "n_critic": recipe.n_critic if recipe else None,
     }
 
 
@@ -173,6 +192,9 @@ def row(run_id: str, generation: int, member: Member, seed: int, report: TaskRep
         "error": evaluation.error,
         "train_seconds": r.train_seconds if r else None,
         "images_per_second": r.images_per_second if r else None,
+        "g_steps": r.g_steps if r else None,
+        "d_steps": r.d_steps if r else None,
+        "train_flops": r.train_flops if r else None,
         "device": r.device if r else None,
         "node": report.node if report else None,
         "gpu_ids": list(report.gpu_ids) if report else None,
@@ -183,6 +205,7 @@ def row(run_id: str, generation: int, member: Member, seed: int, report: TaskRep
         "kid_std": quality.kid_std if quality else None,
         "quality_samples": quality.samples if quality else None,
         "quality_seconds": quality.seconds if quality else None,
+        "quality_flops": quality.flops if quality else None,
         "pareto_rank": evaluation.front,
         "seeds": len(seeds) if seeds else None,
         "seed_d_loss": [s.d_loss for s in seeds] if seeds else None,

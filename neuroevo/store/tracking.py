@@ -50,8 +50,9 @@ from neuroevo.store import rundir
 # a chromosome's genes shown as hparams: the flat gene columns of its log row (lists as text)
 HPARAMS = ("space", "loss", "noise_channels", "noise_side", "g_n_blocks", "g_channels", "g_kernels", "d_n_blocks",
            "d_channels", "d_kernels", "d_hidden", "g_optimiser", "g_lr", "g_momentum", "d_optimiser", "d_lr",
-           "d_momentum", "batch_size", "born_generation", "operator")
-CHROMOSOME_METRICS = ("fitness", "d_loss", "g_loss", "params_g", "params_d", "fid", "kid")
+           "d_momentum", "batch_size", "spectral_norm", "g_ema", "augment", "r1_gamma", "n_critic", "born_generation",
+           "operator")
+CHROMOSOME_METRICS = ("fitness", "d_loss", "g_loss", "params_g", "params_d", "fid", "kid", "train_flops")
 GENERATION_METRICS = ("best_fitness", "mean_fitness", "worst_fitness", "failed", "seconds", "best_fid", "best_kid")
 COLUMNS = ("generation", "chromosome_id", "status", "error", *HPARAMS, *CHROMOSOME_METRICS)
 MLFLOW_EXPERIMENT = "neuroevo"  # tracking.mlflow_experiment: null

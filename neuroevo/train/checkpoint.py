@@ -1,6 +1,8 @@
 """A trained chromosome's weights file: written once by its training task, read by everything that samples from it
 (`neuroevo sample`, the report, quality, a child that continues). torch.save of {"chromosome", "generator",
-"discriminator"}; read back with weights_only, so a file that holds anything but tensors and plain data is refused.
+"discriminator"}, and "raw_generator" where the chromosome averages G's weights (the g_ema gene): then "generator" is
+the average, which everything samples from, and "raw_generator" the G that trained, which a continuation trains on.
+Read back with weights_only, so a file that holds anything but tensors and plain data is refused.
 """
 
 from __future__ import annotations
@@ -19,21 +21,25 @@ from neuroevo.train.model import build_generator, load_state, noise
 
 
 def load_weights(G: torch.nn.Module, D: torch.nn.Module, weights: bytes) -> None:
-    """Continue from the weights file (weights()) of an earlier training (evolve.keep_weights)."""
+    """Continue from the weights file (weights()) of an earlier training (evolve.keep_weights): G as it trained (an
+    average of its weights starts afresh from it)."""
     state = torch.load(io.BytesIO(weights), map_location="cpu", weights_only=True)
-    load_state(G, state["generator"])
+    load_state(G, state.get("raw_generator", state["generator"]))
     load_state(D, state["discriminator"])
 
 
-def weights(ch: Chromosome, G: torch.nn.Module, D: torch.nn.Module) -> bytes:
+def weights(ch: Chromosome, G: torch.nn.Module, D: torch.nn.Module, G_ema: torch.nn.Module | None = None) -> bytes:
     """The weights file of a trained chromosome: torch.save of {"chromosome", "generator", "discriminator"}, what
-    load_generator, load_weights and `neuroevo sample` read."""
+    load_generator, load_weights and `neuroevo sample` read. With G_ema (the average of G's weights), "generator"
+    is G_ema's and "raw_generator" G's."""
+    def cpu(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+        return {k: v.cpu() for k, v in module.state_dict().items()}
+
+    state = {"chromosome": ch.to_json(), "generator": cpu(G if G_ema is None else G_ema), "discriminator": cpu(D)}
+    if G_ema is not None:
+        state["raw_generator"] = cpu(G)
     out = io.BytesIO()
-    torch.save({
-        "chromosome": ch.to_json(),
-        "generator": {k: v.cpu() for k, v in G.state_dict().items()},
-        "discriminator": {k: v.cpu() for k, v in D.state_dict().items()},
-    }, out)
+    torch.save(state, out)
     return out.getvalue()
 
 

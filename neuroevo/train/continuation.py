@@ -1,9 +1,10 @@
 """A training paused after some steps, as bytes that a later call of trainer.train_leg continues from exactly.
 
-It holds everything the rest of the training depends on: G's and D's weights, both optimisers' and learning-rate
-schedules' state, the random states (torch's global generator, and on a GPU its CUDA one; the trainer's shuffle and
-flip generators), where in the epoch the training stopped (the epoch's batch order and the step), and the losses so
-far. torch.save of plain data and tensors, read back with weights_only like a weights file (checkpoint.py): bytes
+It holds everything the rest of the training depends on: G's and D's weights, the average of G's weights (the g_ema
+gene; ema.py) and its step count, both optimisers' and learning-rate schedules' state, the random states (torch's
+global generator, and on a GPU its CUDA one; the trainer's shuffle and flip generators, and DiffAugment's), where in
+the epoch the training stopped (the epoch's batch order and the step), the D and G steps taken (n_critic counts D
+steps), and the losses so far (the epoch's D and G step counts and sums). torch.save of plain data and tensors, read back with weights_only like a weights file (checkpoint.py): bytes
 that hold anything else are refused.
 
 To the driver the bytes are opaque: it passes them from one rung's task to the next through the object store.

@@ -2,7 +2,8 @@
 
 Pure functions of the layer plan, no torch: the driver orders a population before any task starts. The cost is the
 FLOPs of one training (multiply-adds count 2, as torch.utils.flop_counter counts them): what the convolutions and FC
-layers of G and D do in the DCGAN step, forward and backward, times the batches of every epoch.
+layers of G and D do in a D step and in a G step, forward and backward, times the steps. The same functions turn the
+steps a training took into the FLOPs it logs (train_flops).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 from neuroevo.config import TrainConfig
 from neuroevo.space import registry
 from neuroevo.space.chromosome import Chromosome
+from neuroevo.space.genes import Recipe
 from neuroevo.space.layer_plan import Layer
 
 
@@ -30,19 +32,55 @@ def layer_flops(ch: Chromosome) -> tuple[list[int], list[int]]:
     return [flops(layer) for layer in plan.g], [flops(layer) for layer in plan.d]
 
 
-def step_flops(ch: Chromosome) -> int:
-    """FLOPs of one DCGAN step per image in the batch.
+# A double backward (the gradient penalty, R1), counted in passes of D's layers: torch.utils.flop_counter counts within
+# 10% of these, by D's activations and norms (whose second derivatives add terms of their own).
+GP_PASSES = 6  # D's forward on the mixed images, their input gradient, the double backward and the plain backward
+R1_PASSES = 3  # the real images' input gradient (D's forward on them is the loss's), and its double backward
+
+
+def d_step_flops(ch: Chromosome) -> int:
+    """FLOPs of one D step per image in the batch: G(z); D(real) and D(G(z).detach()), forward and backward.
 
     A layer's backward costs its forward once for the weight gradient and once more for the input gradient,
-    except for an input layer whose input needs no gradient (real images, noise). The step is:
-    G(z); D(real) and D(G(z).detach()), forward and backward; D(G(z)) forward and backward through D into G.
-    D's weight gradients are computed in G's step too (D's parameters require grad).
+    except for an input layer whose input needs no gradient (real images, noise). The gradient penalty (wgan-gp)
+    runs D on the mixed images forward, backward to them, and back through that backward (a double backward); so
+    does R1 on the real images, whose forward the loss has already run.
     """
     g, d = layer_flops(ch)
     fg, fd = sum(g), sum(d)
     d_pass = fd + fd + (fd - d[0])  # forward, weight grads, input grads past the first layer
-    g_pass = fd + fd + fd + fg + (fg - g[0])  # D(fake) forward and backward, then G's backward
-    return fg + 2 * d_pass + g_pass
+    n = fg + 2 * d_pass
+    if ch.loss == "wgan-gp":
+        n += GP_PASSES * fd
+    if (ch.recipe or Recipe()).r1_gamma:
+        r1 = R1_PASSES * fd + d[0]  # and the real images' own input gradient, which R1 needs
+        n += r1 if ch.separate_batches else 2 * r1  # on a mixed batch the gradient runs through the fakes too
+    return n
+
+
+def g_step_flops(ch: Chromosome) -> int:
+    """FLOPs of one G step per image in the batch: D(G(z)) forward and backward through D into G, on the fake of
+    the D step before it. D's weight gradients are computed too (D's parameters require grad). Feature matching
+    runs D on the real batch as well: forward only where real and fake are scored apart, forward and backward
+    where they are one batch."""
+    g, d = layer_flops(ch)
+    fg, fd = sum(g), sum(d)
+    n = fd + fd + fd + fg + (fg - g[0])  # D(fake) forward and backward, then G's backward
+    if ch.feature_matching:
+        n += fd if ch.separate_batches else 3 * fd
+    return n
+
+
+def step_flops(ch: Chromosome) -> int:
+    """FLOPs of one D step and one G step per image in the batch: the DCGAN step."""
+    return d_step_flops(ch) + g_step_flops(ch)
+
+
+def train_flops(ch: Chromosome, d_steps: int, g_steps: int, g_images: int = 0) -> float:
+    """FLOPs of a training that took `d_steps` D steps and `g_steps` G steps, and ran G forward on `g_images`
+    images besides (the EMA generator's BatchNorm statistics, ema.recalibrate)."""
+    forward_g = sum(layer_flops(ch)[0])
+    return float(ch.batch_size * (d_steps * d_step_flops(ch) + g_steps * g_step_flops(ch)) + g_images * forward_g)
 
 
 def images_per_epoch(ch: Chromosome, cfg: TrainConfig, n_images: int | None) -> int:
@@ -55,5 +93,6 @@ def images_per_epoch(ch: Chromosome, cfg: TrainConfig, n_images: int | None) -> 
 
 
 def cost(ch: Chromosome, cfg: TrainConfig, n_images: int | None = None) -> float:
-    """FLOPs of the whole training: per image x images per epoch x epochs."""
-    return float(step_flops(ch)) * images_per_epoch(ch, cfg, n_images) * cfg.epochs
+    """FLOPs of the whole training: a D step per batch of every epoch, a G step every n_critic of them."""
+    d_steps = images_per_epoch(ch, cfg, n_images) // ch.batch_size * cfg.epochs
+    return train_flops(ch, d_steps, d_steps // (ch.recipe or Recipe()).n_critic)

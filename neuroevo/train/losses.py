@@ -15,7 +15,9 @@ Practices: feature matching adds to G's loss the mean squared difference between
 (its last feature map, the input of its FC layers) on the real and on the fake batch; the real features are
 constants to G. Separate batches: D scores the real and the fake batch in two calls (BatchNorm sees each alone),
 otherwise in one call on both (BatchNorm mixes them). A sigmoid G makes images in [0, 1]: real images are scaled
-to [0, 1] too.
+to [0, 1] too. DiffAugment (augment.py) transforms every batch D scores, real and fake, in both steps; the gradient
+penalty is taken between the augmented images. R1 adds gamma/2 * E[|grad_x D(x)|^2] on the real batch to D's loss
+(Mescheder et al. 2018), the gradient taken with respect to the real images before their augmentation.
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ import torch.nn.functional as F
 
 from neuroevo.space import registry
 from neuroevo.space.chromosome import Chromosome
+from neuroevo.space.genes import Recipe
+from neuroevo.train.augment import DiffAugment
 
 GP_WEIGHT = 10.0  # lambda of WGAN-GP
 REAL_SMOOTHED = 0.9  # D's target for real images with label smoothing
@@ -47,6 +51,17 @@ def gradient_penalty(D: Callable, real: torch.Tensor, fake: torch.Tensor) -> tor
     return ((grad.flatten(1).norm(2, dim=1) - 1) ** 2).mean()
 
 
+def r1_penalty(s_real: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+    """E[|grad_x D(x)|^2] over the real batch: s_real are D's scores of `real`, which requires grad; differentiable,
+    so that D's step minimises it (a double backward)."""
+    (grad,) = torch.autograd.grad(s_real.sum(), real, create_graph=True)  # N x C x H x W
+    return grad.square().flatten(1).sum(1).mean()
+
+
+def _unchanged(x: torch.Tensor) -> torch.Tensor:
+    return x
+
+
 @dataclass(frozen=True)
 class Objective:
     """The loss gene and the practices that change it. D is called as D(x) -> (features, score)."""
@@ -57,11 +72,13 @@ class Objective:
     separate_batches: bool = True
     unit_data: bool = False  # G's output is a sigmoid's: real images go from [-1, 1] to [0, 1]
     probabilities: bool = False  # D ends in a sigmoid (seed-v1): bce on its probabilities, as the reference does
+    r1_gamma: float = 0.0  # weight of the R1 penalty; 0: none
+    augment: Callable[[torch.Tensor], torch.Tensor] = _unchanged  # what D sees of every batch (augment.DiffAugment)
 
     @property
     def double_backward(self) -> bool:
-        """The gradient penalty differentiates D's gradient (torch.compile cannot)."""
-        return self.loss == "wgan-gp"
+        """The gradient penalty and R1 differentiate D's gradient (torch.compile cannot)."""
+        return self.loss == "wgan-gp" or self.r1_gamma > 0
 
     def _scores(self, D: Callable, real: torch.Tensor, fake: torch.Tensor):
         """(features of real, of fake, score of real, of fake), in two calls to D or one."""
@@ -77,20 +94,27 @@ class Objective:
 
     def d_loss(self, D: Callable, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
         real = (real + 1) / 2 if self.unit_data else real
-        _, _, s_real, s_fake = self._scores(D, real, fake)
+        if self.r1_gamma:
+            real = real.detach().requires_grad_(True)  # R1 differentiates D's real scores with respect to it
+        real_seen, fake_seen = self.augment(real), self.augment(fake)
+        _, _, s_real, s_fake = self._scores(D, real_seen, fake_seen)
         if self.loss == "bce":
             target = torch.full_like(s_real, REAL_SMOOTHED if self.label_smoothing else 1.0)
-            return self._bce(s_real, target) + self._bce(s_fake, torch.zeros_like(s_fake))
-        if self.loss == "hinge":
-            return F.relu(1 - s_real).mean() + F.relu(1 + s_fake).mean()
-        return s_fake.mean() - s_real.mean() + GP_WEIGHT * gradient_penalty(D, real, fake)
+            loss = self._bce(s_real, target) + self._bce(s_fake, torch.zeros_like(s_fake))
+        elif self.loss == "hinge":
+            loss = F.relu(1 - s_real).mean() + F.relu(1 + s_fake).mean()
+        else:
+            loss = s_fake.mean() - s_real.mean() + GP_WEIGHT * gradient_penalty(D, real_seen.detach(), fake_seen)
+        if self.r1_gamma:
+            loss = loss + self.r1_gamma / 2 * r1_penalty(s_real, real)
+        return loss
 
     def g_loss(self, D: Callable, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
         if self.feature_matching:
             real = (real + 1) / 2 if self.unit_data else real
-            f_real, f_fake, _, s_fake = self._scores(D, real, fake)
+            f_real, f_fake, _, s_fake = self._scores(D, self.augment(real), self.augment(fake))
         else:
-            s_fake = D(fake)[1]  # G's step needs no real scores
+            s_fake = D(self.augment(fake))[1]  # G's step needs no real scores
         if self.loss == "bce":
             loss = self._bce(s_fake, torch.ones_like(s_fake))
         else:  # wgan-gp and hinge
@@ -100,7 +124,12 @@ class Objective:
         return loss
 
 
-def objective(ch: Chromosome) -> Objective:
+def objective(ch: Chromosome, augment_seed: int = 0) -> Objective:
+    """The chromosome's losses; its DiffAugment draws from a generator seeded with augment_seed."""
     plan = registry.plan(ch)
+    recipe = ch.recipe or Recipe()
+    augment = _unchanged if recipe.augment == "none" else \
+        DiffAugment(recipe.augment, torch.Generator().manual_seed(augment_seed))
     return Objective(ch.loss, ch.label_smoothing, ch.feature_matching, ch.separate_batches,
-                     unit_data=plan.output_range == (0.0, 1.0), probabilities=plan.d_probability)
+                     unit_data=plan.output_range == (0.0, 1.0), probabilities=plan.d_probability,
+                     r1_gamma=recipe.r1_gamma, augment=augment)

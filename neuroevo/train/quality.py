@@ -58,12 +58,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
 from tqdm import tqdm
 
 from neuroevo.config import AUTO_SAMPLES, QualityConfig
 from neuroevo.space import registry
 from neuroevo.train import data
 from neuroevo.train.checkpoint import load_generator
+from neuroevo.train.flops import layer_flops
 from neuroevo.train.model import noise
 from neuroevo.train.results import Quality
 
@@ -124,6 +126,7 @@ class Inception(nn.Module):
         self.identity = identity  # what reference statistics record, so they never meet another network's features
         self.path = path
         self.dim: int | None = None  # features per image, read off the network once loaded (2048 for Inception)
+        self.flops_per_image = 0  # counted as it is loaded (torch.utils.flop_counter; about 1.1e10 for Inception)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.network(preprocess(images))
@@ -168,8 +171,9 @@ def _load(path: str, device: str) -> Inception:
                            f"expected {expected}") from None
     model = Inception(net, weights_identity(path), path).requires_grad_(False)
     try:
-        with torch.no_grad():
+        with torch.no_grad(), FlopCounterMode(display=False) as counted:
             model.dim = model.network(torch.zeros(1, 3, SIZE, SIZE, device=device)).shape[1]  # another kind fails here
+        model.flops_per_image = counted.get_total_flops()
     except (QualityError, RuntimeError) as e:
         raise QualityError(f"quality.extractor_weights: {path} does not behave as {expected} "
                            f"({' '.join(str(e).split())[:200]})") from None
@@ -426,7 +430,8 @@ def measure(sample_batch: Callable[[int], torch.Tensor], n: int, ref: Reference,
 
     feats = features(extractor, batches(), device)  # n x D
     k, k_std = kid(ref, feats, subsets, subset_size, seed)
-    return Quality(fid(ref, feats), k, k_std, n, time.perf_counter() - start)
+    return Quality(fid(ref, feats), k, k_std, n, time.perf_counter() - start,
+                   flops=float(n * getattr(extractor, "flops_per_image", 0)))
 # ---- a trained generator -----------------------------------------------------------------------------------
 
 def local_device() -> str:
@@ -450,5 +455,6 @@ def measure_generator(weights: bytes, cfg: QualityConfig, ref: Reference, device
         images = G(noise(ch, k, generator=rng).to(device))  # k x C x H x W in G's output range
         return ((images - lo) / (hi - lo)).clamp(0, 1)
 
-    return measure(sample_batch, sample_count(cfg, device), ref, inception(cfg.extractor_weights, device),
-                   cfg.batch_size, device, cfg.kid_subsets, cfg.kid_subset_size, seed % 2**32)  # KID's RandomState
+    q = measure(sample_batch, sample_count(cfg, device), ref, inception(cfg.extractor_weights, device),
+                cfg.batch_size, device, cfg.kid_subsets, cfg.kid_subset_size, seed % 2**32)  # KID's RandomState
+    return replace(q, flops=q.flops + q.samples * sum(layer_flops(ch)[0]))  # and G's forward on every sample

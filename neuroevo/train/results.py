@@ -29,7 +29,11 @@ class TrainResult:
     train_seconds: float
     images_per_second: float  # real images through D per second of training
     device: str  # "cpu", or e.g. "cuda:0 (NVIDIA H100 80GB HBM3; bf16 channels_last ... compile 31.2s)"
-    steps: int = 0  # training steps taken (each one D step and one G step)
+    # the steps the training took, as it counted them, and their FLOPs (flops.train_flops); None: not counted (oom)
+    g_steps: int | None = None
+    d_steps: int | None = None
+    train_flops: float | None = None
+    steps: int = 0  # D steps taken (with n_critic 1, each one D step and one G step): where a paused training stands
 
 
 @dataclass(frozen=True)
@@ -39,6 +43,7 @@ class Quality:
     kid_std: float
     samples: int  # generated images measured
     seconds: float  # sampling, features, FID and KID
+    flops: float = 0.0  # G's forward and the feature extractor's on every sample
 
 
 @dataclass(frozen=True)
@@ -81,7 +86,7 @@ class TaskReport:
 
 def mean_result(runs: list[TrainResult]) -> TrainResult:
     """Several trainings of one chromosome as one result: the first failure's status, the mean losses (and per-epoch
-    losses) of the trainings, their summed time."""
+    losses) of the trainings, their summed time, steps and FLOPs."""
     if len(runs) == 1:
         return runs[0]
     failed = next((r for r in runs if r.status != "ok"), None)
@@ -90,18 +95,25 @@ def mean_result(runs: list[TrainResult]) -> TrainResult:
     def mean(values) -> float:
         return float(np.mean(list(values)))
 
+    def total(values) -> float | None:
+        values = list(values)
+        return None if None in values else sum(values)
+
     return dataclasses.replace(
         runs[0], status=failed.status if failed else "ok", error=failed.error if failed else "",
         d_loss=mean(r.d_loss for r in runs), g_loss=mean(r.g_loss for r in runs),
         d_losses=tuple(mean(r.d_losses[e] for r in runs) for e in range(epochs)),
         g_losses=tuple(mean(r.g_losses[e] for r in runs) for e in range(epochs)),
-        train_seconds=sum(r.train_seconds for r in runs), images_per_second=mean(r.images_per_second for r in runs))
+        train_seconds=sum(r.train_seconds for r in runs), images_per_second=mean(r.images_per_second for r in runs),
+        g_steps=total(r.g_steps for r in runs), d_steps=total(r.d_steps for r in runs),
+        train_flops=total(r.train_flops for r in runs))
 
 
 def mean_quality(qualities: list[Quality]) -> Quality:
-    """Several generators of one chromosome (evolve.seeds_per_chromosome) as one: mean FID and KID, summed time."""
+    """Several generators of one chromosome (evolve.seeds_per_chromosome) as one: mean FID and KID, summed time and
+    FLOPs."""
     if len(qualities) == 1:
         return qualities[0]
     return Quality(float(np.mean([q.fid for q in qualities])), float(np.mean([q.kid for q in qualities])),
                    float(np.mean([q.kid_std for q in qualities])), qualities[0].samples,
-                   sum(q.seconds for q in qualities))
+                   sum(q.seconds for q in qualities), sum(q.flops for q in qualities))
