@@ -408,7 +408,7 @@ def test_a_run_logs_every_gene_its_steps_and_its_flops(recipe_run):
 
 @pytest.mark.slow
 def test_best_report_ls_sample_score_and_query_read_the_recipe_and_the_compute(recipe_run, tmp_path):
-    run_dir, tmp = recipe_run
+    run_dir, _ = recipe_run
     df = logs.read_generations(run_dir)
     total = df.train_flops.sum() + df.quality_flops.sum()
     best = neuroevo("best", run_dir)

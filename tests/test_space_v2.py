@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+import yaml
 
 from neuroevo import config
 from neuroevo.errors import ConfigError

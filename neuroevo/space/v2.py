@@ -1,6 +1,6 @@
 """The search space `v2`: per-layer genes (strided convolutions, pooling, skips, norms, activations), FC layers at
-G's input and D's output, the loss, an optimiser per network, the stable-GAN practices and the modern recipe's
-(spectral norm, an EMA of G, DiffAugment, R1, n_critic) (README "Search space v2").
+G's input and D's output, the loss, an optimiser per network, the stable-GAN practices, and the modern small-scale
+recipe: spectral norm, an EMA of G, DiffAugment, R1, n_critic (README "Search space v2").
 
 Every chromosome builds, by construction: every convolution pads (k - 1) // 2, so a stride-1 layer (odd k) keeps the
 side, a stride-2 ConvTranspose doubles it exactly and a stride-2 Conv or a 2x2 pooling halves it. G draws how many of
@@ -297,8 +297,8 @@ class V2Chromosome(Genes):
     separate_batches: bool  # D sees a real batch and a fake batch, rather than one mixed batch
     batch_size: int
     space: str = NAME
-    # the modern recipe (genes.Recipe); where off, left out of the JSON (OMITTED), so that a chromosome without them
-    # keeps its id
+    # the modern recipe (genes.Recipe), left out of the JSON where off (OMITTED): a chromosome that leaves them off has
+    # the JSON, and the id, of one with no such genes
     spectral_norm: str = "none"  # none | d | both: whose layers are spectral-normalised
     g_ema: float = 0.0  # decay of the average of G's weights that samples are drawn from; 0: none
     augment: str = "none"  # none | DiffAugment policies joined by commas, e.g. color,translation,cutout
