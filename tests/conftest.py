@@ -88,6 +88,58 @@ def ray_with_gpus():
     yield from _local_ray(num_gpus=2)
 
 
+# The fast lane (`pytest -m "not slow"`) holds no test that starts Ray or a Python subprocess: those take seconds
+# each. A test not marked slow that starts one fails at that start, naming the command, so the lane stays fast.
+_unmarked: str | None = None  # the test, not marked slow, whose setup or call is under way
+_started: list[str] = []
+
+
+def _is_ray_or_python(arg) -> bool:
+    if not isinstance(arg, (str, bytes, os.PathLike)):
+        return False
+    path = os.fsdecode(arg)
+    return os.path.basename(path).startswith("python") or f"{os.sep}ray{os.sep}" in path or (
+        os.path.isabs(path) and os.path.realpath(path) == os.path.realpath(sys.executable))
+
+
+def _refuse_in_fast_lane(event: str, args: tuple) -> None:
+    if event != "subprocess.Popen" or _unmarked is None:
+        return
+    program, argv = args[0], args[1]
+    if any(map(_is_ray_or_python, [program, *argv])):  # also behind a wrapper such as setpriv or timeout
+        command = " ".join(os.fsdecode(a) if isinstance(a, (str, bytes, os.PathLike)) else str(a) for a in argv)
+        _started.append(command.splitlines()[0][:200])
+        raise RuntimeError(f"not marked slow, yet starts `{_started[-1]}`")
+
+
+sys.addaudithook(_refuse_in_fast_lane)
+
+
+def _watch(item: pytest.Item):
+    global _unmarked
+    if item.get_closest_marker("slow"):
+        return (yield)
+    _unmarked = item.nodeid
+    _started.clear()
+    try:
+        return (yield)
+    finally:
+        _unmarked = None
+        if _started:  # also when the code under test caught the RuntimeError above
+            raise pytest.fail.Exception(f"{item.nodeid} is not marked slow, yet starts Ray or Python: "
+                                        f"`{_started[0]}`", pytrace=False) from None
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_setup(item):
+    return (yield from _watch(item))
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item):
+    return (yield from _watch(item))
+
+
 needs_cifar_subset = pytest.mark.skipif(
     not CIFAR_SUBSET.is_dir(),
     reason=f"real CIFAR-10 images not found at {CIFAR_SUBSET} (set NEUROEVO_SHARED to the folder holding data/)")

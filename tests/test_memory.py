@@ -89,6 +89,7 @@ V2_TINY = ["data.source=demo", "data.image_size=16", "data.subset=128", "space.c
            "evolve.generations=2", "resources.num_gpus=memory"]
 
 
+@pytest.mark.slow
 def test_memory_sized_shares_of_v2_and_dcgan_chromosomes_train_on_logical_gpus(ray_with_gpus, tmp_path,
                                                                                monkeypatch):
     from ray.remote_function import RemoteFunction

@@ -208,6 +208,7 @@ def runs(ray_local, tmp_path_factory):
     return out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("strategy", ["random", "mutation", "crossover", "tournament"])
 def test_a_short_v2_run_with_each_strategy_logs_its_lineage(runs, strategy):
     cfg, run_dir, df = runs[strategy]
@@ -229,6 +230,7 @@ def test_a_short_v2_run_with_each_strategy_logs_its_lineage(runs, strategy):
     assert all(m.parents for m in saved.population if m.operator != "random")
 
 
+@pytest.mark.slow
 def test_the_same_seed_breeds_the_same_run(runs, tmp_path):
     cfg, _, first = runs["crossover"]
     _evolve(cfg, tmp_path / "again")
@@ -240,6 +242,7 @@ def test_the_same_seed_breeds_the_same_run(runs, tmp_path):
     assert a.parents.map(list).tolist() == b.parents.map(list).tolist()
 
 
+@pytest.mark.slow
 def test_dcgan_seeds_the_first_population(ray_local, tmp_path):
     cfg = v2_config(evolve={"generations": 1, "seed_chromosomes": ["dcgan"]}, train={"epochs": 2, "steps_per_epoch": 1})
     _evolve(cfg, tmp_path / "seeded")
@@ -252,6 +255,7 @@ def test_dcgan_seeds_the_first_population(ray_local, tmp_path):
     assert set(df[df.operator == "random"].chromosome_id) == {m.chromosome.id for m in plain}
 
 
+@pytest.mark.slow
 def test_elites_keep_their_weights_and_a_resumed_run_keeps_them_too(ray_local, tmp_path):
     """keep_weights: an elite starts where it ended. The weights go to RUN_DIR/weights/generation=NNNN/, so a run
     resumed from its state file continues exactly as one that was never stopped."""

@@ -169,6 +169,7 @@ def test_seed_chromosomes_need_the_v2_space():
         config.load("demo", ["evolve.seed_chromosomes=[dcgan]"])
 
 
+@pytest.mark.slow
 def test_bad_v2_space_through_the_cli_exits_2_before_anything_is_written(tmp_path):
     p = subprocess.run([sys.executable, "-m", "neuroevo", "run", "v2", "--set", "space.norms=[batch, layer]",
                         "--set", f"out_dir={tmp_path}/runs"], capture_output=True, text=True, cwd=tmp_path, timeout=120)
@@ -381,6 +382,7 @@ def test_dcgan_trains_on_the_demo_images(one_thread):
     assert result.status == "ok" and len(result.d_losses) == 2 and art is not None
 
 
+@pytest.mark.slow
 def test_the_dcgan_preset_runs_through_the_cli(tmp_path):
     """The preset as a user runs it, shrunk to the demo images: dcgan in generation 0, mutants of the elites after."""
     preset = config.load("dcgan")

@@ -76,6 +76,7 @@ def _rows(run_dir):
     return logs.read_generations(run_dir).sort_values(COLUMNS[:2]).reset_index(drop=True)[COLUMNS]
 
 
+@pytest.mark.slow
 def test_state_json_does_not_grow_with_the_generations(base):
     run_dir, sizes = base
     assert {0, GENERATIONS} <= set(sizes)
@@ -95,6 +96,7 @@ def _old_state(run_dir, completed, lineage):
          "population": [{k: m[k] for k in keys} for m in pop]} for g, pop in enumerate(pops)]}
 
 
+@pytest.mark.slow
 def test_a_state_file_of_the_older_format_resumes_to_the_same_rows(base, tmp_path):
     """Stopped after two generations under the older format, and generations 0 and 1 damaged: --resume trains them
     again (0 drawn from the seed, 1 from 0's new rows) and the third from the state file, as the uninterrupted run
