@@ -138,7 +138,7 @@ def _stopped_by(e: errors.FileSystemFault) -> int:
     is gone (rundir.claim removed it): nothing to resume."""
     print(f"neuroevo: error: {e}", file=sys.stderr)
     if e.run_dir is not None:
-        print(f"stopped: {experiment.logged_text(e.logged)} in {e.run_dir}; once the file system is fixed, "
+        print(f"stopped: {errors.logged_text(e.logged)} in {e.run_dir}; once the file system is fixed, "
               f"continue with: neuroevo run --resume {e.run_dir}", file=sys.stderr)
     return EXIT_BAD_INPUT
 

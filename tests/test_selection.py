@@ -15,7 +15,7 @@ from neuroevo import config
 from neuroevo.evolve import population, selection
 from neuroevo.evolve.fitness import Evaluation
 from neuroevo.execution import loop
-from neuroevo.space import registry, variation
+from neuroevo.space import registry
 from neuroevo.space.registry import v2
 from neuroevo.space.v2 import V2Chromosome
 from neuroevo.store import logs, rundir
@@ -59,7 +59,7 @@ def test_v2_mutations_are_valid_single_changes_of_every_kind():
     rng = np.random.default_rng(0)
     kinds = Counter()
     for parent in samples(cfg, 400, seed=7):
-        child = variation.mutate(parent, cfg.space, rng)
+        child = registry.mutate(parent, cfg.space, rng)
         assert_valid(child, cfg.space)
         assert child != parent and child.image_size == parent.image_size
         assert child.upsamplings == parent.upsamplings and v2.d_halvings(child) == v2.d_halvings(parent)
@@ -74,7 +74,7 @@ def test_chains_of_mutations_stay_valid_and_build():
     rng = np.random.default_rng(1)
     for ch in samples(cfg, 20, seed=8):
         for _ in range(25):
-            ch = variation.mutate(ch, cfg.space, rng)
+            ch = registry.mutate(ch, cfg.space, rng)
             assert_valid(ch, unbounded)
         G, D = build(ch)
         assert D(G(noise(ch, 2)))[1].shape == (2,)
@@ -86,7 +86,7 @@ def test_mutating_dcgan_keeps_it_valid():
     rng = np.random.default_rng(2)
     parent = v2.dcgan(64, 3)
     for _ in range(200):
-        child = variation.mutate(parent, space, rng)
+        child = registry.mutate(parent, space, rng)
         assert_valid(child, space, in_space=False)
         assert registry.plan(child).d_features <= registry.plan(parent).d_features  # D's last block never grows past the flatten bound
 
@@ -97,7 +97,7 @@ def test_seed_v1_mutations_keep_the_reference_invariants():
     rng = np.random.default_rng(3)
     parents = [registry.sample(s, 16, 3, rng)[0] for _ in range(300)]
     for parent in parents:
-        child = variation.mutate(parent, s, rng)
+        child = registry.mutate(parent, s, rng)
         assert child.noise_side + sum(b.kernel - 1 for b in child.g_blocks) + child.g_out_kernel - 1 == 16
         assert child.d_feature_side >= 1
         assert s.g_blocks[0] <= len(child.g_blocks) <= s.g_blocks[1] and s.d_blocks[0] <= len(child.d_blocks) <= s.d_blocks[1]
@@ -115,7 +115,7 @@ def test_crossover_takes_each_gene_group_from_a_parent(space):
     chs = [registry.sample(cfg.space, cfg.data.image_size, 3, rng)[0] for _ in range(200)]
     swapped_networks = 0
     for a, b in zip(chs[::2], chs[1::2]):
-        child = variation.crossover(a, b, rng)
+        child = registry.crossover(a, b, rng)
         if space == "v2":
             assert_valid(child, cfg.space, in_space=False)
         for group in (g for part in groups.values() for g in part):
