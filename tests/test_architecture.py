@@ -15,8 +15,7 @@ from neuroevo.space.registry import v2
 from neuroevo.store import logs
 from neuroevo.train import flops, memory
 from neuroevo.train.model import build, noise
-from tests.test_memory import saved_activation_floats
-from tests.test_space_v2 import one_thread, v2_config  # noqa: F401  (one_thread: a fixture)
+from tests.conftest import saved_activation_floats, v2_config
 
 # Each space at the size its presets use (built on the meta device: shapes and counts, no memory or compute), and
 # the tests' tiny spaces (built for real).

@@ -16,7 +16,7 @@ from neuroevo.space import registry
 from neuroevo.space.genes import Optimiser
 from neuroevo.train import checkpoint, data, losses, trainer
 from neuroevo.train.losses import GP_WEIGHT, Objective
-from tests.test_space_v2 import one_thread, samples, v2_config  # noqa: F401  (one_thread: a fixture)
+from tests.conftest import samples, v2_config
 
 
 class Scores(nn.Module):

@@ -23,7 +23,7 @@ from neuroevo.store.state import drawn
 from neuroevo.store.state import load as load_state
 from neuroevo.train import data
 from neuroevo.train.model import build, noise
-from tests.test_space_v2 import assert_valid, one_thread, samples, v2_config  # noqa: F401  (one_thread: a fixture)
+from tests.conftest import assert_valid, samples, v2_config
 
 # ---------------------------------------------------------------------------------------------------------
 # pure functions
