@@ -140,17 +140,6 @@ def assert_valid(ch: V2Chromosome, s: V2Space, in_space: bool = True) -> None:
     assert s.max_params is None or sum(registry.param_counts(ch)) <= s.max_params
 
 
-@pytest.fixture
-def one_thread():
-    """Tiny models run fastest on one thread; on a few shared cores more threads are slower, not faster."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def saved_activation_floats(ch: Chromosome) -> int:
     """Floats that autograd saves for backward in G(z), D(real) and D(G(z)), weights left out."""
     import torch
@@ -179,6 +168,18 @@ def data_cache(tmp_path_factory):
     path = tmp_path_factory.mktemp("cache")
     os.environ["NEUROEVO_CACHE"] = str(path)
     return path
+
+
+@pytest.fixture(scope="session", autouse=True)
+def one_torch_thread():
+    """Torch runs on one thread in the test process: the models here are tiny, and on two shared cores a second
+    thread mostly waits for a core (a tiny model's training step then takes ten times the CPU time)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def _local_ray(num_gpus: int):

@@ -169,7 +169,6 @@ def test_optimiser_genes_and_step_decay():
 
 
 @pytest.mark.parametrize("loss", ["bce", "wgan-gp", "hinge"])
-@pytest.mark.usefixtures("one_thread")
 def test_each_loss_trains_with_every_practice(loss):
     cfg = v2_config(space={"losses": [loss], "label_smoothing": [True] if loss == "bce" else [False],
                            "feature_matching": [True], "schedules": ["step"]}, train={"steps_per_epoch": 2})

@@ -67,7 +67,6 @@ def test_v2_mutations_are_valid_single_changes_of_every_kind():
     assert set(kinds) == {"gene", "add", "remove", "lr"} and min(kinds.values()) > 40, kinds
 
 
-@pytest.mark.usefixtures("one_thread")
 def test_chains_of_mutations_stay_valid_and_build():
     cfg = v2_config()
     unbounded = replace(cfg.space, max_params=None)  # mutate() ignores max_params; selection.breed enforces it
