@@ -84,7 +84,7 @@ TINY_V2_SPACE = {
 
 
 def v2_dict(**sections) -> dict:
-    """conftest's TINY with the space TINY_V2_SPACE and two epochs (so that a step decay can happen)."""
+    """TINY with the space TINY_V2_SPACE and two epochs (so that a step decay can happen)."""
     space = {**copy.deepcopy(TINY_V2_SPACE), **sections.pop("space", {})}
     d = tiny_dict(train={"epochs": 2, **sections.pop("train", {})}, **sections)
     d["space"] = space
@@ -96,6 +96,7 @@ def v2_config(**sections) -> config.RunConfig:
 
 
 def samples(cfg: config.RunConfig, n: int, seed: int = 0) -> list[V2Chromosome]:
+    """n chromosomes of cfg's space (within max_params), drawn with `seed`."""
     rng = np.random.default_rng(seed)
     return [registry.sample(cfg.space, cfg.data.image_size, cfg.data.channels, rng)[0] for _ in range(n)]
 
