@@ -1,5 +1,6 @@
-"""Shared fixtures and helpers: a tiny config that trains in about a second, one Ray instance per test module, the
-CLI as a subprocess, a run's logs read by pandas alone, an HTML page's images and table cells."""
+"""Shared fixtures and helpers: a tiny config that trains in about a second, and its v2 search space; what makes a
+v2 chromosome valid; what autograd keeps; one Ray instance per test module, the CLI as a subprocess, the fast
+lane's guard; a run's logs read by pandas alone, an HTML page's images and table cells."""
 
 from __future__ import annotations
 
@@ -10,10 +11,14 @@ import sys
 from html.parser import HTMLParser
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
 from neuroevo import config
+from neuroevo.space import registry, v2
+from neuroevo.space.chromosome import Chromosome
+from neuroevo.space.v2 import V2Chromosome, V2Space
 
 # Ray binds a single-machine cluster to 127.0.0.1 only when its multi-node mode is off; read at `import ray`,
 # so set before any test module imports it (CLI subprocesses and `ray start` inherit it too).
@@ -59,12 +64,123 @@ def tiny_config(**sections) -> config.RunConfig:
     return config.from_dict(tiny_dict(**sections))
 
 
+# 12x12 images, 2-6 channels: every gene on offer, a chromosome builds and steps in milliseconds.
+TINY_V2_SPACE = {
+    "name": "v2",
+    "noise_dim": [2, 8],
+    "start_side": [3, 6],  # 3 -> 12 in two doublings, 6 -> 12 in one
+    "g_blocks": [0, 2],
+    "d_blocks": [0, 3],
+    "g_fc": [0, 1],
+    "d_fc": [0, 2],
+    "channels": [2, 6],
+    "fc_units": [4, 16],
+    "kernels": [1, 2, 3, 4, 5],
+    "batch_size": 32,
+    "max_flatten": 432,  # a 3 x 12 x 12 image: D may have no convolutions at all
+    "decay_epoch": [1, 1],
+    "max_params": 100_000,
+}
+
+
+def v2_dict(**sections) -> dict:
+    """TINY with the space TINY_V2_SPACE and two epochs (so that a step decay can happen)."""
+    space = {**copy.deepcopy(TINY_V2_SPACE), **sections.pop("space", {})}
+    d = tiny_dict(train={"epochs": 2, **sections.pop("train", {})}, **sections)
+    d["space"] = space
+    return d
+
+
+def v2_config(**sections) -> config.RunConfig:
+    return config.from_dict(v2_dict(**sections))
+
+
+def samples(cfg: config.RunConfig, n: int, seed: int = 0) -> list[V2Chromosome]:
+    """n chromosomes of cfg's space (within max_params), drawn with `seed`."""
+    rng = np.random.default_rng(seed)
+    return [registry.sample(cfg.space, cfg.data.image_size, cfg.data.channels, rng)[0] for _ in range(n)]
+
+
+def assert_valid(ch: V2Chromosome, s: V2Space, in_space: bool = True) -> None:
+    """What makes a v2 chromosome build: G ends at the image side, stride-1 layers have odd kernels, D's maps keep a
+    side of 2 and its flattened features stay bounded. `in_space`: also every gene within the space."""
+    assert v2.g_sides(ch)[-1] == ch.image_size
+    assert ch.g_project.kernel == ch.image_size >> ch.upsamplings and ch.g_project.stride == 1
+    for b in (*ch.g_blocks, ch.g_out, *ch.d_blocks):
+        assert b.stride in (1, 2) and (b.stride == 2 or b.kernel % 2 == 1)
+    assert ch.g_out.channels == ch.image_channels and ch.g_out.norm == "none" and not ch.g_out.skip
+    assert all(b.pool == "none" for b in (ch.g_project, *ch.g_blocks, ch.g_out))
+    assert all(side >= 2 for side in v2.d_sides(ch))
+    assert ch.label_smoothing is False or ch.loss == "bce"
+    if not in_space:
+        return
+    assert registry.plan(ch).d_features <= s.max_flatten
+    assert s.noise_dim[0] <= ch.noise_dim <= s.noise_dim[1]
+    assert s.g_blocks[0] <= len(ch.g_blocks) <= s.g_blocks[1] and s.d_blocks[0] <= len(ch.d_blocks) <= s.d_blocks[1]
+    assert s.g_fc[0] <= len(ch.g_fc) <= s.g_fc[1] and s.d_fc[0] <= len(ch.d_fc) <= s.d_fc[1]
+    assert s.start_side[0] <= ch.g_project.kernel <= s.start_side[1]
+    for b in (ch.g_project, *ch.g_blocks, *ch.d_blocks):
+        assert s.channels[0] <= b.channels <= s.channels[1] and b.norm in s.norms
+    for b in (*ch.g_blocks, ch.g_out, *ch.d_blocks):
+        assert b.kernel in s.kernels
+    for b in (*ch.g_blocks, *ch.d_blocks):
+        assert b.skip in s.skips
+    assert all(b.activation in s.g_activations for b in (ch.g_project, *ch.g_blocks, *ch.g_fc))
+    assert all(b.activation in s.d_activations for b in (*ch.d_blocks, *ch.d_fc))
+    assert ch.g_out.activation in s.outputs and all(b.pool in s.pools for b in ch.d_blocks)
+    for d in (*ch.g_fc, *ch.d_fc):
+        assert s.fc_units[0] <= d.units <= s.fc_units[1] and d.norm in s.norms and d.norm != "instance"
+    assert ch.loss in s.losses and ch.init in s.inits
+    assert ch.feature_matching in s.feature_matching and ch.separate_batches in s.separate_batches
+    for opt in (ch.g_opt, ch.d_opt):
+        lr, momentum = (s.sgd_lr, s.sgd_momentum) if opt.name == "sgd" else (s.adam_lr, s.adam_beta1)
+        assert opt.name in s.optimisers and lr[0] <= opt.lr <= lr[1] and momentum[0] <= opt.momentum <= momentum[1]
+        assert opt.decay_epoch == 0 or (s.decay_epoch[0] <= opt.decay_epoch <= s.decay_epoch[1]
+                                        and s.decay_factor[0] <= opt.decay_factor <= s.decay_factor[1])
+    assert ch.batch_size == s.batch_size
+    assert s.max_params is None or sum(registry.param_counts(ch)) <= s.max_params
+
+
+def saved_activation_floats(ch: Chromosome) -> int:
+    """Floats that autograd saves for backward in G(z), D(real) and D(G(z)), weights left out."""
+    import torch
+
+    from neuroevo.train import model
+
+    G, D = model.build(ch)
+    weights = {p.untyped_storage().data_ptr() for p in [*G.parameters(), *D.parameters()]}
+    saved: dict[int, int] = {}
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        s = t.untyped_storage()
+        saved[s.data_ptr()] = s.nbytes()  # by storage: a tensor saved by two layers counts once
+        return t
+
+    real = torch.rand(ch.batch_size, ch.image_channels, ch.image_size, ch.image_size)
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        fake = G(model.noise(ch, ch.batch_size))
+        D(real), D(fake.detach())
+    return sum(n for ptr, n in saved.items() if ptr not in weights) // 4
+
+
 @pytest.fixture(scope="session", autouse=True)
 def data_cache(tmp_path_factory):
     """Prepared images go to a fresh folder, never the user's ~/.cache (CLI subprocesses inherit it too)."""
     path = tmp_path_factory.mktemp("cache")
     os.environ["NEUROEVO_CACHE"] = str(path)
     return path
+
+
+@pytest.fixture(scope="session", autouse=True)
+def one_torch_thread():
+    """Torch runs on one thread in the test process: the models here are tiny, and on two shared cores a second
+    thread mostly waits for a core (a tiny model's training step then takes ten times the CPU time)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def _local_ray(num_gpus: int):
@@ -86,6 +202,58 @@ def ray_local():
 def ray_with_gpus():
     """The same with two logical GPUs (no CUDA here: tasks that get a GPU share train on the CPU)."""
     yield from _local_ray(num_gpus=2)
+
+
+# The fast lane (`pytest -m "not slow"`) holds no test that starts Ray or a Python subprocess: those take seconds
+# each. A test not marked slow that starts one fails at that start, naming the command, so the lane stays fast.
+_unmarked: str | None = None  # the test, not marked slow, whose setup or call is under way
+_started: list[str] = []
+
+
+def _is_ray_or_python(arg) -> bool:
+    if not isinstance(arg, (str, bytes, os.PathLike)):
+        return False
+    path = os.fsdecode(arg)
+    return os.path.basename(path).startswith("python") or f"{os.sep}ray{os.sep}" in path or (
+        os.path.isabs(path) and os.path.realpath(path) == os.path.realpath(sys.executable))
+
+
+def _refuse_in_fast_lane(event: str, args: tuple) -> None:
+    if event != "subprocess.Popen" or _unmarked is None:
+        return
+    program, argv = args[0], args[1]
+    if any(map(_is_ray_or_python, [program, *argv])):  # also behind a wrapper such as setpriv or timeout
+        command = " ".join(os.fsdecode(a) if isinstance(a, (str, bytes, os.PathLike)) else str(a) for a in argv)
+        _started.append(command.splitlines()[0][:200])
+        raise RuntimeError(f"not marked slow, yet starts `{_started[-1]}`")
+
+
+sys.addaudithook(_refuse_in_fast_lane)
+
+
+def _watch(item: pytest.Item):
+    global _unmarked
+    if item.get_closest_marker("slow"):
+        return (yield)
+    _unmarked = item.nodeid
+    _started.clear()
+    try:
+        return (yield)
+    finally:
+        _unmarked = None
+        if _started:  # also when the code under test caught the RuntimeError above
+            raise pytest.fail.Exception(f"{item.nodeid} is not marked slow, yet starts Ray or Python: "
+                                        f"`{_started[0]}`", pytrace=False) from None
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_setup(item):
+    return (yield from _watch(item))
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item):
+    return (yield from _watch(item))
 
 
 needs_cifar_subset = pytest.mark.skipif(

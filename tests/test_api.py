@@ -17,6 +17,9 @@ from neuroevo.store import logs, rundir
 from tests.conftest import neuroevo as cli
 from tests.conftest import tiny_dict
 
+# every test here runs neuroevo.run (a local Ray) or the CLI as a subprocess
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):

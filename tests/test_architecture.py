@@ -14,8 +14,7 @@ from neuroevo.space.layer_plan import Layer, LayerPlan
 from neuroevo.store import logs
 from neuroevo.train import flops, memory
 from neuroevo.train.model import build, noise
-from tests.test_memory import saved_activation_floats
-from tests.test_space_v2 import one_thread, v2_config  # noqa: F401  (one_thread: a fixture)
+from tests.conftest import saved_activation_floats, v2_config
 
 # Each space at the size its presets use (built on the meta device: shapes and counts, no memory or compute), and
 # the tests' tiny spaces (built for real).
@@ -43,11 +42,15 @@ def check_against_model(ch: Chromosome, device: str) -> None:
     plan = registry.plan(ch)
     with torch.device(device):
         G, D = build(ch)
-        g_modules, d_modules = modules_by_layer(G, D)
-        assert len(g_modules) == len(plan.g) and len(d_modules) == len(plan.d)
-        shapes = {}
-        for m in (*g_modules, *d_modules):
-            m.register_forward_hook(lambda m, i, out: shapes.__setitem__(m, tuple(out.shape[1:])))
+    g_modules, d_modules = modules_by_layer(G, D)
+    assert len(g_modules) == len(plan.g) and len(d_modules) == len(plan.d)
+    shapes = {}
+    for m in (*g_modules, *d_modules):
+        m.register_forward_hook(lambda m, i, out: shapes.__setitem__(m, tuple(out.shape[1:])))
+    # Shapes, parameters and FLOPs depend on neither autograd nor BatchNorm's mode; on the meta device, training
+    # mode's batch statistics are a long Python decomposition, so the forward pass runs in eval mode, no grad.
+    G.eval(), D.eval()
+    with torch.no_grad():
         with FlopCounterMode(display=False) as g_count:
             fake = G(noise(ch, 2, device=device))
         with FlopCounterMode(display=False) as d_count:
@@ -64,7 +67,7 @@ def check_against_model(ch: Chromosome, device: str) -> None:
 
 
 @pytest.mark.parametrize("space", list(SPACES))
-def test_every_quantity_of_the_plan_is_the_built_models(space, one_thread):
+def test_every_quantity_of_the_plan_is_the_built_models(space):
     chs, device = chromosomes(space)
     for ch in chs:
         check_against_model(ch, device)
@@ -106,7 +109,7 @@ def test_a_plan_whose_layers_do_not_chain_is_refused():
 
 
 @pytest.mark.parametrize("space", [name for name, (_, device) in SPACES.items() if device == "cpu"] + ["dcgan"])
-def test_activation_estimate_of_every_space_is_what_autograd_keeps(space, one_thread):
+def test_activation_estimate_of_every_space_is_what_autograd_keeps(space):
     """Measured on real tensors, so on the small spaces (every layer kind is on offer there) and a small DCGAN."""
     chs = [v2.dcgan(16, 3, width=8)] if space == "dcgan" else chromosomes(space, 60)[0]
     for ch in chs:

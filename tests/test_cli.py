@@ -11,6 +11,9 @@ import yaml
 
 from tests.conftest import CIFAR_SUBSET, needs_cifar_subset, neuroevo, tiny_dict
 
+# every test here runs the CLI as a subprocess
+pytestmark = pytest.mark.slow
+
 
 def test_run_writes_logs_and_reports_the_best(tmp_path):
     cfg = tmp_path / "tiny.yaml"

@@ -389,6 +389,7 @@ def test_node_lost_mid_generation_loses_no_chromosome(cluster, tmp_path):
 # --- the node types a driver reads: the launcher's config on the head, or the config reported to the GCS -----
 
 
+@pytest.mark.slow
 def test_capacity_reads_the_launcher_config_on_the_head(cluster, tmp_path, monkeypatch):
     monkeypatch.setenv("HOME", str(tmp_path))
     nodes = tuple({"CPU": n["Resources"].get("CPU", 0.0), "GPU": n["Resources"].get("GPU", 0.0)} for n in ray.nodes()
@@ -400,6 +401,7 @@ def test_capacity_reads_the_launcher_config_on_the_head(cluster, tmp_path, monke
     assert cap.gpu_types == (capacity.NodeType("gpu_worker", {"CPU": 48.0, "GPU": 4.0}, 4),)
 
 
+@pytest.mark.slow
 def test_capacity_prefers_the_cluster_config_reported_to_the_gcs(cluster):
     from ray.core.generated import autoscaler_pb2
 
@@ -476,11 +478,13 @@ def hadolint() -> str:
     return exe
 
 
+@pytest.mark.slow
 def test_dockerfile_passes_hadolint():
     lint = subprocess.run([hadolint(), str(DOCKERFILE)], capture_output=True, text=True, timeout=120)
     assert lint.returncode == 0, lint.stdout + lint.stderr
 
 
+@pytest.mark.slow
 def test_hadolint_rejects_a_careless_dockerfile():
     careless = "FROM ubuntu:latest\nRUN apt-get install python3\n"
     lint = subprocess.run([hadolint(), "-"], input=careless, capture_output=True, text=True, timeout=120)

@@ -179,6 +179,7 @@ def expected_layers(ch: Chromosome) -> tuple[int, int]:
     return len(ch.g_blocks) + 1, len(ch.d_blocks) + 2  # blocks, output / blocks, FC hidden, FC to 1
 
 
+@pytest.mark.slow
 def test_run_trained_the_family(run, history):
     family, run_dir = run
     assert sorted(history.generation.unique()) == [0, 1] and (history.groupby("generation").size() == 3).all()
@@ -192,6 +193,7 @@ def test_run_trained_the_family(run, history):
         assert {json.loads(c)["g_out"]["activation"] for c in history.chromosome} == {"sigmoid"}
 
 
+@pytest.mark.slow
 def test_best_lays_out_the_fittest_chromosome(run, history):
     family, run_dir = run
     p = neuroevo("best", run_dir)
@@ -225,6 +227,7 @@ def test_best_lays_out_the_fittest_chromosome(run, history):
     assert Image.open(samples).format == "PNG"
 
 
+@pytest.mark.slow
 def test_report_writes_valid_plots_and_a_page_with_the_fittest_first(run, history, tmp_path):
     family, run_dir = run
     out = tmp_path / "rep"
@@ -269,6 +272,7 @@ def assert_same_pixels(drawn: np.ndarray, saved: np.ndarray, what: str) -> None:
                        f"{saved.mean():.1f}")
 
 
+@pytest.mark.slow
 def test_sample_draws_the_best_generators_grid_again(run, history, tmp_path):
     """The best's saved grid was drawn with its task seed; `sample` with that seed and n draws the same images,
     scaled from the generator's output range (tanh or sigmoid) alike."""
@@ -293,6 +297,7 @@ def test_sample_draws_the_best_generators_grid_again(run, history, tmp_path):
         assert_same_pixels(read_png(tmp_path / f"g{g}.png"), read_png(best / "samples.png"), f"generation {g}'s best")
 
 
+@pytest.mark.slow
 def test_export_writes_a_generator_that_draws_the_same_images_without_neuroevo(run, history, tmp_path):
     """The exported TorchScript file, loaded where neuroevo cannot be imported, draws from the same noise the images
     `sample` draws; the safetensors file holds the same weights."""
@@ -324,6 +329,7 @@ def test_export_writes_a_generator_that_draws_the_same_images_without_neuroevo(r
     assert exported.keys() == saved.keys() and all(torch.equal(exported[k], saved[k]) for k in saved)
 
 
+@pytest.mark.slow
 def test_query_json_rows_equal_pandas(run, history):
     family, run_dir = run
     p = neuroevo("query", run_dir, "--where", "status = 'ok'", "--format", "json")

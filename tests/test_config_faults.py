@@ -37,6 +37,7 @@ def _one_clean_line(p: subprocess.CompletedProcess, message: str) -> None:
     assert "Traceback" not in p.stderr and len(p.stderr.strip().splitlines()) == 1, p.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name, content, message", BAD_FILES, ids=[b[0] for b in BAD_FILES])
 def test_a_config_file_that_is_not_a_small_text_is_one_line(tmp_path, name, content, message):
     (tmp_path / "c.yaml").write_bytes(content)
@@ -54,6 +55,7 @@ def test_an_alias_bomb_in_a_set_value_is_refused():
         config.load("demo", ["seed=[&a [1, 1, 1, 1, 1, 1, 1, 1, 1, 1], " + ", ".join(["*a"] * 20000) + "]"])
 
 
+@pytest.mark.slow
 def test_an_unreadable_config_file_is_one_line(tmp_path):
     """Read without the capabilities that let root read any file (setpriv), so the PermissionError is real."""
     setpriv = shutil.which("setpriv")
@@ -76,6 +78,7 @@ def test_a_file_that_fails_to_read_is_one_line():
         config.load("/proc/self/mem")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("run_id", ["../x", "/tmp/abs", "a/b/../../..", "..", ".", ".hidden", "a/b", ""])
 def test_run_id_must_be_a_plain_name(tmp_path, run_id):
     p = neuroevo("run", "--set", "out_dir=out/runs", "--set", f"run_id='{run_id}'", cwd=tmp_path, timeout=60)
@@ -145,6 +148,7 @@ def _history(run_dir):
     return logs.read_generations(run_dir).sort_values(["generation", "chromosome_id"]).reset_index(drop=True)
 
 
+@pytest.mark.slow
 def test_a_config_cut_before_fitness_is_restored_and_the_run_goes_on_exactly(runs):
     run_dir = _copy_run(runs, "cut")
     path = rundir.config_file(run_dir)
@@ -160,6 +164,7 @@ def test_a_config_cut_before_fitness_is_restored_and_the_run_goes_on_exactly(run
     assert config.load_saved(path).evolve.generations == 3 and config.load_saved(path).fitness.scale == 1e4
 
 
+@pytest.mark.slow
 def test_an_emptied_config_is_restored_from_the_logs(runs):
     run_dir = _copy_run(runs, "empty")
     before = rundir.config_file(run_dir).read_text()
@@ -170,6 +175,7 @@ def test_an_emptied_config_is_restored_from_the_logs(runs):
     assert rundir.config_file(run_dir).read_text() == before
 
 
+@pytest.mark.slow
 def test_a_key_changed_by_hand_is_refused(runs):
     run_dir = _copy_run(runs, "edited")
     path = rundir.config_file(run_dir)
@@ -181,6 +187,7 @@ def test_a_key_changed_by_hand_is_refused(runs):
     assert path.read_text() == edited and len(logs.read_generations(run_dir)) == 4 * 2
 
 
+@pytest.mark.slow
 def test_a_damaged_config_with_nothing_logged_is_refused(tmp_path):
     run_dir = tmp_path / "runs" / "new"
     run_dir.mkdir(parents=True)
@@ -190,6 +197,7 @@ def test_a_damaged_config_with_nothing_logged_is_refused(tmp_path):
     assert sorted(x.name for x in run_dir.iterdir()) == ["config.yaml"]
 
 
+@pytest.mark.slow
 def test_a_run_written_before_the_copy_resumes_when_intact_and_is_refused_when_damaged(runs):
     run_dir = _copy_run(runs, "legacy")
     for g in range(2):  # the generation files as the neuroevo before the copy wrote them

@@ -91,6 +91,7 @@ def test_cache_is_reused_then_prepared_again_when_a_file_changes(tmp_path):
     assert len(data.load(cfg, progress=False).array) == 4661
 
 
+@pytest.mark.slow
 @needs_cifar_subset
 def test_a_killed_preparation_is_never_trusted(tmp_path):
     """SIGKILL in the middle of `neuroevo prepare`: no manifest, and the next load prepares it whole."""
@@ -113,6 +114,7 @@ def test_a_killed_preparation_is_never_trusted(tmp_path):
     assert not list(cache.glob(".*.tmp"))  # the killed run's leftovers are cleared
 
 
+@pytest.mark.slow
 def test_runs_that_need_the_same_cache_prepare_it_once(tmp_path):
     """Two `neuroevo prepare` wait on the cache's lock (held here); once it is free, one prepares, one reuses."""
     cfg = tmp_path / "c.yaml"
@@ -251,6 +253,7 @@ def _read_in_task(images) -> dict:
     raise LookupError(hex(address))
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="reads Linux's /proc/self/maps")
 @pytest.mark.parametrize("in_memory", [True, False])
 def test_two_tasks_share_one_copy(ray_local, tmp_path, in_memory):
@@ -317,6 +320,7 @@ def test_data_config_values():
     (["--set", "data.root=empty"], "has no class sub-folders"),
     (["--set", "data.image_size=8"], "data.image_size 8px is too small for this search space"),
 ])
+@pytest.mark.slow
 def test_bad_data_stops_the_run_before_anything_is_written(tmp_path, args, message):
     (tmp_path / "empty").mkdir()
     p = neuroevo("run", "demo", "--set", "data.source=folder", *args, "--set", f"out_dir={tmp_path}/runs", cwd=tmp_path)
@@ -325,6 +329,7 @@ def test_bad_data_stops_the_run_before_anything_is_written(tmp_path, args, messa
     assert not (tmp_path / "runs").exists()
 
 
+@pytest.mark.slow
 def test_prepare_then_run_from_the_memory_map_with_skipped_files_logged(tmp_path):
     """Two tasks per generation train from a mapped cache, with flips; the skipped files reach data.json."""
     root = tmp_path / "pics"

@@ -32,6 +32,7 @@ def two_generations(ray_local, tmp_path_factory):
     return cfg, run_dir, state, logs.read_generations(run_dir)
 
 
+@pytest.mark.slow
 def test_n_rows_per_generation_with_the_schema(two_generations):
     cfg, run_dir, state, df = two_generations
     assert df.groupby("generation").size().to_dict() == {0: 4, 1: 4}
@@ -46,6 +47,7 @@ def test_n_rows_per_generation_with_the_schema(two_generations):
     assert len(plain) == 8 and set(plain["generation"].astype(int)) == {0, 1}
 
 
+@pytest.mark.slow
 def test_elites_are_the_fittest_and_carried_unchanged(two_generations):
     cfg, _, _, df = two_generations
     g0, g1 = df[df.generation == 0], df[df.generation == 1]
@@ -67,6 +69,7 @@ def test_elites_are_the_fittest_and_carried_unchanged(two_generations):
     assert not g0.is_elite.any()
 
 
+@pytest.mark.slow
 def test_rows_match_their_chromosome(two_generations):
     cfg, _, _, df = two_generations
     for row in df.itertuples():
@@ -79,6 +82,7 @@ def test_rows_match_their_chromosome(two_generations):
         assert row.node and row.device == "cpu" and list(row.gpu_ids) == []
 
 
+@pytest.mark.slow
 def test_best_generator_saved_each_generation(two_generations):
     cfg, run_dir, _, df = two_generations
     for g in (0, 1):
@@ -92,6 +96,7 @@ def test_best_generator_saved_each_generation(two_generations):
         assert ch.id == best.chromosome_id
 
 
+@pytest.mark.slow
 def test_same_seed_same_run(two_generations, tmp_path):
     """Chromosomes, task seeds and (on CPU) losses are a function of the run seed."""
     cfg, _, _, first = two_generations
@@ -110,6 +115,7 @@ def test_task_seed_depends_on_run_generation_and_chromosome():
                 population.task_seed(0, 1, "abcdef012346")}) == 4
 
 
+@pytest.mark.slow
 def test_a_failing_task_is_logged_and_the_generation_goes_on(ray_local, tmp_path):
     """A chromosome whose training raises (here: batch larger than the data) gets a 'failed' row."""
     cfg = tiny_config(evolve={"population": 3, "generations": 1})
@@ -126,6 +132,7 @@ def test_a_failing_task_is_logged_and_the_generation_goes_on(ray_local, tmp_path
     assert len(logs.read_generations(tmp_path)) == 3
 
 
+@pytest.mark.slow
 def test_the_driver_never_imports_torch(tmp_path):
     """A whole `neuroevo run` (Ray started, tasks trained, their results unpickled, the logs and the best written)
     leaves torch and torchvision out of the driver's process: they load in the training tasks only."""
@@ -147,6 +154,7 @@ def _counting_waits(ray_local, monkeypatch) -> list:
     return calls
 
 
+@pytest.mark.slow
 def test_the_gather_waits_once_per_batch_not_once_per_task(ray_local, monkeypatch):
     """200 trivial tasks, 100 of them submitted while the first are handed out: each handed out once, with far
     fewer ray.wait calls than tasks (one at a time over the list it would be 200)."""
@@ -162,6 +170,7 @@ def test_the_gather_waits_once_per_batch_not_once_per_task(ray_local, monkeypatc
     assert 1 <= len(calls) <= 200 / 4, calls
 
 
+@pytest.mark.slow
 def test_tasks_finished_together_are_handed_out_in_submission_order_in_one_round(ray_local, monkeypatch):
     echo = ray_local.remote(lambda i: i)
     pending = {echo.remote(i): i for i in range(50)}

@@ -80,6 +80,7 @@ def _rows(run_dir: Path):
     return df[["generation", "chromosome_id", "chromosome", "is_elite", "task_seed", "fitness"]]
 
 
+@pytest.mark.slow
 def test_a_new_run_whose_out_dir_cannot_be_written(workdir, tmpfs):
     (tmpfs.path / "a-file").write_text("not a folder")
     p = neuroevo("run", "tiny.yaml", "--set", f"out_dir={tmpfs.path}/a-file", cwd=workdir)
@@ -97,6 +98,7 @@ def test_a_new_run_whose_out_dir_cannot_be_written(workdir, tmpfs):
     _one_error_line(p, str(tmpfs.path), "read-only")
 
 
+@pytest.mark.slow
 def test_report_and_sample_where_they_cannot_write(finished, tmpfs, tmp_path):
     (tmp_path / "a-file").write_text("x")
     p = neuroevo("report", finished, "--out", tmp_path / "a-file")

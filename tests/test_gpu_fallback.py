@@ -1,6 +1,7 @@
 """Logical GPUs (Ray resources, no real device): tasks are pinned to GPU ids and still train on CPU."""
 
 import pandas as pd
+import pytest
 import ray
 
 from neuroevo.evolve import population
@@ -8,6 +9,9 @@ from neuroevo.execution import loop, task
 from neuroevo.store import logs
 from neuroevo.train import data
 from tests.conftest import tiny_config
+
+# every test here starts a local Ray
+pytestmark = pytest.mark.slow
 
 
 def test_one_gpu_per_task_by_default_when_the_cluster_has_gpus(ray_with_gpus, tmp_path):

@@ -189,6 +189,7 @@ def test_the_configuration_reference_is_generated_from_the_docstrings():
 # --- the CLI, as a user runs it -------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_bare_neuroevo_prints_the_help_and_version_prints_the_version():
     bare = neuroevo()
     assert bare.returncode == 0 and bare.stdout.startswith("usage: neuroevo") and "run an evolution" in bare.stdout
@@ -196,6 +197,7 @@ def test_bare_neuroevo_prints_the_help_and_version_prints_the_version():
     assert version.returncode == 0 and re.fullmatch(r"neuroevo \d+\.\d+\.\d+\n", version.stdout)
 
 
+@pytest.mark.slow
 def test_run_help_lists_every_key_with_its_default_and_first_sentence():
     p = neuroevo("run", "--help")
     assert p.returncode == 0
@@ -221,12 +223,14 @@ def test_run_help_lists_every_key_with_its_default_and_first_sentence():
         assert expected in " ".join(neuroevo(command, "--help").stdout.split()), command
 
 
+@pytest.mark.slow
 def test_an_enum_value_that_is_not_allowed_is_one_line_naming_the_allowed_values(tmp_path):
     p = neuroevo("run", "--set", "data.in_memory=maybe", "--set", f"out_dir={tmp_path}/runs", cwd=tmp_path)
     assert p.returncode == 2 and p.stdout == ""
     assert p.stderr == "neuroevo: error: data.in_memory: expected true, false or 'auto', got 'maybe'\n"
 
 
+@pytest.mark.slow
 def test_a_tiny_run_warns_before_and_after_generation_0_and_prints_the_next_commands(tmp_path):
     cfg = tmp_path / "tiny.yaml"
     cfg.write_text(yaml.safe_dump(tiny_dict(fitness={"scale": 1e9, "lam": 0.001, "gamma": 0.999},

@@ -49,6 +49,7 @@ def malicious(path: Path, marker: Path) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_the_malicious_file_is_armed(tmp_path):
     """Without weights_only the payload runs: the file the tests below use would do harm."""
     marker = tmp_path / "ran"
@@ -87,6 +88,7 @@ EXPECTED = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", list(EXPECTED))
 @pytest.mark.parametrize("command", ["sample", "score"])
 def test_a_bad_weights_file_is_one_line_naming_it(run_dir, tmp_path, kind, command):
@@ -100,6 +102,7 @@ def test_a_bad_weights_file_is_one_line_naming_it(run_dir, tmp_path, kind, comma
     assert not (tmp_path / "ran").exists() and not out.exists()
 
 
+@pytest.mark.slow
 def test_score_stops_at_the_weights_before_the_reference(run_dir, tmp_path):
     """A bad file is found before the real images' reference statistics are computed (minutes on big data)."""
     copy = swapped(run_dir, tmp_path, b"garbage")
@@ -113,6 +116,7 @@ def test_load_generator_of_bytes_names_them(tmp_path):
     assert not (tmp_path / "ran").exists()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("n", [report.MAX_SAMPLES + 1, 10**9])
 def test_sample_n_beyond_the_maximum_is_one_line(run_dir, tmp_path, n):
     out = tmp_path / "grid.png"
@@ -122,6 +126,7 @@ def test_sample_n_beyond_the_maximum_is_one_line(run_dir, tmp_path, n):
     assert not out.exists()
 
 
+@pytest.mark.slow
 def test_sample_at_the_maximum_works(run_dir, tmp_path):
     out = tmp_path / "grid.png"
     p = neuroevo("sample", run_dir, "--n", report.MAX_SAMPLES, "--out", out)
@@ -157,6 +162,7 @@ def test_the_batched_grid_is_save_images_byte_for_byte(tmp_path, channels, outpu
             assert (tmp_path / f"all{suffix}").read_bytes() == (tmp_path / f"batched{suffix}").read_bytes(), (n, suffix)
 
 
+@pytest.mark.slow
 def test_a_run_where_no_chromosome_trains_says_so(tmp_path):
     """Every chromosome beyond train.max_loss: no best is named (no fitness 0, no missing samples path), exit 1."""
     p = neuroevo("run", "demo", "--quiet", "--set", f"out_dir={tmp_path}", "--set", "run_id=r", "--set",

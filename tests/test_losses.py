@@ -16,7 +16,7 @@ from neuroevo.space import registry
 from neuroevo.space.genes import Optimiser
 from neuroevo.train import checkpoint, data, losses, trainer
 from neuroevo.train.losses import GP_WEIGHT, Objective
-from tests.test_space_v2 import one_thread, samples, v2_config  # noqa: F401  (one_thread: a fixture)
+from tests.conftest import samples, v2_config
 
 
 class Scores(nn.Module):
@@ -169,7 +169,6 @@ def test_optimiser_genes_and_step_decay():
 
 
 @pytest.mark.parametrize("loss", ["bce", "wgan-gp", "hinge"])
-@pytest.mark.usefixtures("one_thread")
 def test_each_loss_trains_with_every_practice(loss):
     cfg = v2_config(space={"losses": [loss], "label_smoothing": [True] if loss == "bce" else [False],
                            "feature_matching": [True], "schedules": ["step"]}, train={"steps_per_epoch": 2})

@@ -17,6 +17,9 @@ import yaml
 from neuroevo.store import logs, rundir, state
 from tests.conftest import neuroevo, old_layout, tiny_dict
 
+# every test here runs the CLI as a subprocess
+pytestmark = pytest.mark.slow
+
 GENERATIONS = 3
 
 

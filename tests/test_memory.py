@@ -5,31 +5,11 @@ import math
 
 import numpy as np
 import pytest
-import torch
 
 from neuroevo import config, errors
 from neuroevo.space import registry
-from neuroevo.space.chromosome import Chromosome
-from neuroevo.train import memory, model
-from tests.conftest import tiny_config
-
-
-def saved_activation_floats(ch: Chromosome) -> int:
-    """Floats that autograd saves for backward in G(z), D(real) and D(G(z)), weights left out."""
-    G, D = model.build(ch)
-    weights = {p.untyped_storage().data_ptr() for p in [*G.parameters(), *D.parameters()]}
-    saved: dict[int, int] = {}
-
-    def pack(t: torch.Tensor) -> torch.Tensor:
-        s = t.untyped_storage()
-        saved[s.data_ptr()] = s.nbytes()  # by storage: a tensor saved by two layers counts once
-        return t
-
-    real = torch.rand(ch.batch_size, ch.image_channels, ch.image_size, ch.image_size)
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        fake = G(model.noise(ch, ch.batch_size))
-        D(real), D(fake.detach())
-    return sum(n for ptr, n in saved.items() if ptr not in weights) // 4
+from neuroevo.train import memory
+from tests.conftest import saved_activation_floats, tiny_config
 
 
 @pytest.mark.parametrize("space", ["tiny", "cifar10"])
@@ -89,6 +69,7 @@ V2_TINY = ["data.source=demo", "data.image_size=16", "data.subset=128", "space.c
            "evolve.generations=2", "resources.num_gpus=memory"]
 
 
+@pytest.mark.slow
 def test_memory_sized_shares_of_v2_and_dcgan_chromosomes_train_on_logical_gpus(ray_with_gpus, tmp_path,
                                                                                monkeypatch):
     from ray.remote_function import RemoteFunction

@@ -18,6 +18,9 @@ from neuroevo.store import logs, rundir
 from neuroevo.train import data
 from tests.conftest import neuroevo, tiny_dict
 
+# every test here starts a local Ray or runs the CLI as a subprocess
+pytestmark = pytest.mark.slow
+
 
 class StandIn(nn.Module):
     """N x 3 x 299 x 299 -> N x 16: a fixed random projection of the image's 4 x 4 mean colours."""

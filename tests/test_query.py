@@ -15,6 +15,9 @@ from neuroevo.store import logs, rundir
 from neuroevo.train import data
 from tests.conftest import neuroevo, plain, tiny_config
 
+# every test here reads runs made on a local Ray, or runs the CLI as a subprocess
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def runs(ray_local, tmp_path_factory):

@@ -51,6 +51,7 @@ def history(run_dir):
     return query.load_runs([run_dir])
 
 
+@pytest.mark.slow
 def test_quiet_run_prints_one_line_per_generation(quiet_run):
     _, stdout = quiet_run
     summaries = re.findall(r"^gen (\d+): best [\d.]+ mean [\d.]+ failed 0/4 [\d.]+s$", stdout, re.MULTILINE)
@@ -87,6 +88,7 @@ def test_progress_bar_counts_done_failed_and_pending(capsys):
         assert screen.getvalue() == "" and capsys.readouterr().out == ""
 
 
+@pytest.mark.slow
 def test_best_lays_out_the_fittest_chromosome(run_dir, history):
     p = neuroevo("best", run_dir)
     assert p.returncode == 0, p.stderr
@@ -110,6 +112,7 @@ def report_out(run_dir, tmp_path_factory):
     return out, neuroevo("report", run_dir, "--out", out, "--top", 3)
 
 
+@pytest.mark.slow
 def test_report_writes_valid_plots_and_a_self_contained_page(run_dir, history, report_out):
     out, p = report_out
     assert p.returncode == 0, p.stderr
@@ -137,6 +140,7 @@ def test_report_writes_valid_plots_and_a_self_contained_page(run_dir, history, r
     assert ids == top3["chromosome_id"].tolist()
 
 
+@pytest.mark.slow
 def test_real_images_are_the_runs_own_data_laid_out_as_its_sample_grids(run_dir, report_out):
     out, _ = report_out
     real = out / "real-images.png"
@@ -154,6 +158,7 @@ def test_real_images_are_the_runs_own_data_laid_out_as_its_sample_grids(run_dir,
     assert [t.tobytes() for t in tiles] == [im.tobytes() for im in picked.transpose(0, 2, 3, 1)]
 
 
+@pytest.mark.slow
 def test_a_run_whose_data_is_gone_still_gets_a_report_that_says_so(run_dir, tmp_path):
     moved = tmp_path / "r"
     shutil.copytree(run_dir, moved, ignore=shutil.ignore_patterns("report", "weights.pt"))
@@ -166,6 +171,7 @@ def test_a_run_whose_data_is_gone_still_gets_a_report_that_says_so(run_dir, tmp_
     assert f"No real images to show: data.root: {tmp_path / 'gone'} is not a directory" in page
 
 
+@pytest.mark.slow
 def test_generations_are_discrete_colours_and_legends_cover_no_data(history):
     few = report.pareto_figure(history)
     (ax,) = few.axes  # no colour bar: each generation named in the legend
@@ -188,6 +194,7 @@ def test_generations_are_discrete_colours_and_legends_cover_no_data(history):
     assert [t for t in one.axes[0].get_xticks() if lo <= t <= hi] == [0]  # whole generations, also for one
 
 
+@pytest.mark.slow
 def test_pareto_leaves_out_and_counts_chromosomes_whose_loss_is_not_positive(history):
     ok = history[history.status == "ok"]
     assert (ok.d_loss > 0).all() and (ok.g_loss > 0).all()  # bce
@@ -198,6 +205,7 @@ def test_pareto_leaves_out_and_counts_chromosomes_whose_loss_is_not_positive(his
     assert f"(1 of {len(ok)} trained chromosomes not shown: a loss term of 0)" in ax.get_xlabel()
 
 
+@pytest.mark.slow
 def test_every_file_of_a_run_is_a_path_of_rundir_and_none_is_left_half_written(run_dir):
     written = report.write_report(run_dir, rundir.report_dir(run_dir))
     expected = {rundir.config_file(run_dir), rundir.data_file(run_dir), rundir.state_file(run_dir),
@@ -212,12 +220,14 @@ def test_every_file_of_a_run_is_a_path_of_rundir_and_none_is_left_half_written(r
     assert {p for p in run_dir.rglob("*") if p.is_file()} == expected  # no temporary file among them
 
 
+@pytest.mark.slow
 def test_report_on_a_missing_run_is_one_line_and_exit_2(tmp_path):
     p = neuroevo("report", tmp_path / "nope")
     assert p.returncode == 2 and p.stderr.strip() == f"neuroevo: error: {tmp_path / 'nope'}: no such run directory"
     assert not (tmp_path / "nope").exists()
 
 
+@pytest.mark.slow
 def test_sample_draws_a_grid_of_the_right_size(run_dir, tmp_path):
     p = neuroevo("sample", run_dir, "--generation", 1, "--n", 6, "--out", tmp_path / "grid.png")
     assert p.returncode == 0, p.stderr
@@ -237,6 +247,7 @@ def test_sample_draws_a_grid_of_the_right_size(run_dir, tmp_path):
     assert (tmp_path / "other.png").read_bytes() != (tmp_path / "grid.png").read_bytes()
 
 
+@pytest.mark.slow
 def test_sample_defaults_to_the_best_chromosomes_generator(run_dir, history, tmp_path):
     p = neuroevo("sample", run_dir, "--out", tmp_path / "best.png")
     assert p.returncode == 0, p.stderr
@@ -249,6 +260,7 @@ def test_sample_defaults_to_the_best_chromosomes_generator(run_dir, history, tmp
     (["--generation", 99], "x.png", "weights.pt does not exist (saved: 0, 1, 2)"),
     ([], "grid.nope", "grid.nope has no image file extension"),
 ])
+@pytest.mark.slow
 def test_sample_bad_input_is_one_line_and_exit_2(run_dir, tmp_path, args, out, message):
     p = neuroevo("sample", run_dir, *args, "--out", tmp_path / out)
     assert p.returncode == 2 and p.stderr.startswith("neuroevo: error: ") and message in p.stderr

@@ -21,6 +21,9 @@ from neuroevo.store.state import load as load_state
 from neuroevo.train import data
 from tests.conftest import neuroevo, tiny_config, tiny_dict
 
+# every test here starts a local Ray or runs the CLI as a subprocess
+pytestmark = pytest.mark.slow
+
 # ---------------------------------------------------------------------------------------------------------
 # bad input: one line on stderr, exit code 2, no traceback, nothing written
 
@@ -118,13 +121,11 @@ def _generation_with_a_killed_worker(ray, tmp_path, max_retries):
     return df.set_index("chromosome_id"), victim
 
 
-@pytest.mark.slow
 def test_a_killed_worker_is_retried(ray_local, tmp_path):
     df, victim = _generation_with_a_killed_worker(ray_local, tmp_path, max_retries=3)
     assert (df.status == "ok").all(), df.error.tolist()
 
 
-@pytest.mark.slow
 def test_a_worker_killed_past_max_retries_is_lost(ray_local, tmp_path):
     df, victim = _generation_with_a_killed_worker(ray_local, tmp_path, max_retries=0)
     assert df.loc[victim, "status"] == "lost" and df.loc[victim, "fitness"] == 0.0
@@ -132,7 +133,6 @@ def test_a_worker_killed_past_max_retries_is_lost(ray_local, tmp_path):
     assert (df.drop(index=victim).status == "ok").all()
 
 
-@pytest.mark.slow
 def test_divergence_and_timeout_are_logged_and_the_run_goes_on(ray_local, tmp_path):
     images = data.load(tiny_config().data, 0).array
     wild = tiny_config(space={"lr": [1e30, 1e31], "momentum": [0.9, 0.9]}, train={"epochs": 2, "steps_per_epoch": 4},
@@ -202,7 +202,6 @@ def _wait_for_generations(run_dir: Path, n: int, proc: subprocess.Popen, timeout
         time.sleep(0.05)
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("after", [0, 1, 2, 3])
 def test_sigkill_of_the_driver_then_resume(workdir, uninterrupted, after):
     """Kill -9 once `after` generations are logged, plus a random moment; --resume gives the same run."""
@@ -222,7 +221,6 @@ def test_sigkill_of_the_driver_then_resume(workdir, uninterrupted, after):
     _assert_same_run(_history(run_dir), uninterrupted)
 
 
-@pytest.mark.slow
 def test_ctrl_c_keeps_finished_generations_and_says_how_to_resume(workdir, uninterrupted):
     run_dir = workdir / "runs" / "interrupted"
     proc = _start(workdir, "interrupted")

@@ -11,6 +11,9 @@ import yaml
 from neuroevo.store import logs, rundir
 from tests.conftest import neuroevo, tiny_dict
 
+# every test here runs the CLI as a subprocess
+pytestmark = pytest.mark.slow
+
 N, GENERATIONS = 4, 3
 EXTRA = "part-0 (1).parquet"  # what a file manager's copy is called
 COLUMNS = ["generation", "chromosome_id", "d_loss", "g_loss", "fitness"]

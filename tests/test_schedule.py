@@ -85,6 +85,7 @@ def test_dispatch_order():
         dispatch.order_tasks(items, costs, ids, "lifo")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("order", ["longest_first", "fifo"])
 def test_tasks_start_in_dispatch_order(ray_local, tmp_path, order):
     """One task at a time (each takes both CPUs), so the start order is the dispatch order."""
@@ -127,6 +128,7 @@ def both_modes(ray_local, tmp_path_factory):
     return out
 
 
+@pytest.mark.slow
 def test_steady_state_logs_n_rows_per_generation_with_the_same_schema(both_modes):
     cfg, df = both_modes["steady_state"]
     assert df.groupby("generation").size().to_dict() == {0: 4, 1: 4, 2: 4}
@@ -134,6 +136,7 @@ def test_steady_state_logs_n_rows_per_generation_with_the_same_schema(both_modes
     assert (df.status == "ok").all()
 
 
+@pytest.mark.slow
 def test_steady_state_trains_the_same_chromosomes_with_the_same_results(both_modes):
     key = ["generation", "chromosome_id"]
     a = both_modes["generational"][1].sort_values(key).reset_index(drop=True)
@@ -143,6 +146,7 @@ def test_steady_state_trains_the_same_chromosomes_with_the_same_results(both_mod
         assert a[col].tolist() == b[col].tolist(), col
 
 
+@pytest.mark.slow
 def test_steady_state_starts_the_next_generation_before_a_slow_one_ends(both_modes):
     for mode, expect_overlap in (("generational", False), ("steady_state", True)):
         _, df = both_modes[mode]
@@ -153,6 +157,7 @@ def test_steady_state_starts_the_next_generation_before_a_slow_one_ends(both_mod
             assert not early.is_elite.any()  # elites wait for their generation's fitness
 
 
+@pytest.mark.slow
 def test_early_starts_that_selection_did_not_choose_are_discarded(ray_local, tmp_path, capsys):
     cfg = tiny_config(evolve={"population": 4, "generations": 2, "mode": "steady_state"})
     images = data.load(cfg.data, cfg.seed).array
@@ -167,6 +172,7 @@ def test_early_starts_that_selection_did_not_choose_are_discarded(ray_local, tmp
     assert not runner.running and not runner.queued
 
 
+@pytest.mark.slow
 def test_a_killed_steady_state_run_resumes_to_the_generational_history(ray_local, tmp_path):
     generations = 3
     cfg_dict = tiny_dict(evolve={"generations": generations, "mode": "steady_state"},  # about a second a generation
@@ -269,6 +275,7 @@ def _referenced(ids: list[bytes]) -> int:
     ("steady_state", {"evolve.keep_weights": True}, 2),  # the two elites'
     ("generational", {"train.keep": "all"}, 6),  # every one's, all written
 ])
+@pytest.mark.slow
 def test_the_driver_holds_only_the_weights_it_may_still_write(ray_local, tmp_path, monkeypatch, mode, keys,
                                                              held_at_log):
     cfg = config.from_dict(tiny_dict(evolve={"population": 6, "generations": 2, "elite_fraction": 0.34,
@@ -290,6 +297,7 @@ def test_the_driver_holds_only_the_weights_it_may_still_write(ray_local, tmp_pat
             assert all(rundir.generator_file(tmp_path, g, i).is_file() for i in rows.chromosome_id)
 
 
+@pytest.mark.slow
 def test_held_weights_are_the_fittest_whatever_order_the_tasks_finish_in(ray_local):
     """Finished with 2 places: whatever the arrival order, the 2 fittest (ties by id) and any tied with the
     second keep their weights (here the second and third are the same chromosome); a failed member holds none."""

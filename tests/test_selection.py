@@ -22,7 +22,7 @@ from neuroevo.store.resume import drawn
 from neuroevo.store.state import load as load_state
 from neuroevo.train import data
 from neuroevo.train.model import build, noise
-from tests.test_space_v2 import assert_valid, one_thread, samples, v2_config  # noqa: F401  (one_thread: a fixture)
+from tests.conftest import assert_valid, samples, v2_config
 
 # ---------------------------------------------------------------------------------------------------------
 # pure functions
@@ -66,7 +66,6 @@ def test_v2_mutations_are_valid_single_changes_of_every_kind():
     assert set(kinds) == {"gene", "add", "remove", "lr"} and min(kinds.values()) > 40, kinds
 
 
-@pytest.mark.usefixtures("one_thread")
 def test_chains_of_mutations_stay_valid_and_build():
     cfg = v2_config()
     unbounded = replace(cfg.space, max_params=None)  # mutate() ignores max_params; selection.breed enforces it
@@ -207,6 +206,7 @@ def runs(ray_local, tmp_path_factory):
     return out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("strategy", ["random", "mutation", "crossover", "tournament"])
 def test_a_short_v2_run_with_each_strategy_logs_its_lineage(runs, strategy):
     cfg, run_dir, df = runs[strategy]
@@ -228,6 +228,7 @@ def test_a_short_v2_run_with_each_strategy_logs_its_lineage(runs, strategy):
     assert all(m.parents for m in saved.population if m.operator != "random")
 
 
+@pytest.mark.slow
 def test_the_same_seed_breeds_the_same_run(runs, tmp_path):
     cfg, _, first = runs["crossover"]
     _evolve(cfg, tmp_path / "again")
@@ -239,6 +240,7 @@ def test_the_same_seed_breeds_the_same_run(runs, tmp_path):
     assert a.parents.map(list).tolist() == b.parents.map(list).tolist()
 
 
+@pytest.mark.slow
 def test_dcgan_seeds_the_first_population(ray_local, tmp_path):
     cfg = v2_config(evolve={"generations": 1, "seed_chromosomes": ["dcgan"]}, train={"epochs": 2, "steps_per_epoch": 1})
     _evolve(cfg, tmp_path / "seeded")
@@ -251,6 +253,7 @@ def test_dcgan_seeds_the_first_population(ray_local, tmp_path):
     assert set(df[df.operator == "random"].chromosome_id) == {m.chromosome.id for m in plain}
 
 
+@pytest.mark.slow
 def test_elites_keep_their_weights_and_a_resumed_run_keeps_them_too(ray_local, tmp_path):
     """keep_weights: an elite starts where it ended. The weights go to RUN_DIR/weights/generation=NNNN/, so a run
     resumed from its state file continues exactly as one that was never stopped."""

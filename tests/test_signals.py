@@ -15,6 +15,9 @@ import yaml
 from neuroevo.store import logs
 from tests.conftest import neuroevo, tiny_dict
 
+# every test here runs the CLI as a subprocess
+pytestmark = pytest.mark.slow
+
 GENERATIONS = 3
 
 
@@ -96,7 +99,6 @@ def _interrupt(workdir: Path, run_id: str, signum: int, when: str) -> tuple[subp
     return proc, stderr, ray_pids
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_a_signal_mid_run_stops_cleanly_and_resumes_exactly(workdir, whole, signum, code):
     run_id = f"mid-{signum}"
@@ -113,7 +115,6 @@ def test_a_signal_mid_run_stops_cleanly_and_resumes_exactly(workdir, whole, sign
     assert _rows(workdir / "runs" / run_id) == whole
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_a_signal_during_ray_start_up_writes_nothing(workdir, signum, code):
     run_id = f"startup-{signum}"
@@ -142,7 +143,6 @@ def test_an_address_nothing_listens_on_fails_at_once(tmp_path):
     assert not (tmp_path / "runs").exists()
 
 
-@pytest.mark.slow
 def test_an_address_that_is_no_ray_cluster_fails_within_the_connect_timeout(tmp_path):
     with socket.socket() as server:  # takes TCP connections, never answers Ray's
         server.bind(("127.0.0.1", 0))
@@ -159,7 +159,6 @@ def test_an_address_that_is_no_ray_cluster_fails_within_the_connect_timeout(tmp_
     assert not (tmp_path / "runs").exists()
 
 
-@pytest.mark.slow
 def test_ray_output_goes_to_the_run_log_unless_verbose(workdir, whole):
     p = neuroevo("run", "tiny.yaml", "--set", "out_dir=runs", "--set", "run_id=quiet", "--quiet", cwd=workdir)
     assert p.returncode == 0, p.stderr

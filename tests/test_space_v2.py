@@ -1,6 +1,5 @@
 """Search space v2: config, sampling by construction, every gene reachable, models that build, dcgan."""
 
-import copy
 import subprocess
 import sys
 import typing
@@ -17,95 +16,10 @@ from neuroevo.errors import ConfigError
 from neuroevo.space import registry
 from neuroevo.space.genes import Optimiser
 from neuroevo.space.registry import seed_v1, v2
-from neuroevo.space.v2 import Conv, V2Chromosome, V2Space
+from neuroevo.space.v2 import Conv, V2Space
 from neuroevo.train import trainer
 from neuroevo.train.model import ConvBlock, build, count_params, noise
-from tests.conftest import tiny_dict
-
-# 12x12 images, 2-6 channels: every gene on offer, a chromosome builds and steps in milliseconds.
-TINY_V2_SPACE = {
-    "name": "v2",
-    "noise_dim": [2, 8],
-    "start_side": [3, 6],  # 3 -> 12 in two doublings, 6 -> 12 in one
-    "g_blocks": [0, 2],
-    "d_blocks": [0, 3],
-    "g_fc": [0, 1],
-    "d_fc": [0, 2],
-    "channels": [2, 6],
-    "fc_units": [4, 16],
-    "kernels": [1, 2, 3, 4, 5],
-    "batch_size": 32,
-    "max_flatten": 432,  # a 3 x 12 x 12 image: D may have no convolutions at all
-    "decay_epoch": [1, 1],
-    "max_params": 100_000,
-}
-
-
-def v2_dict(**sections) -> dict:
-    """conftest's TINY with the space TINY_V2_SPACE and two epochs (so that a step decay can happen)."""
-    space = {**copy.deepcopy(TINY_V2_SPACE), **sections.pop("space", {})}
-    d = tiny_dict(train={"epochs": 2, **sections.pop("train", {})}, **sections)
-    d["space"] = space
-    return d
-
-
-def v2_config(**sections) -> config.RunConfig:
-    return config.from_dict(v2_dict(**sections))
-
-
-def samples(cfg: config.RunConfig, n: int, seed: int = 0) -> list[V2Chromosome]:
-    rng = np.random.default_rng(seed)
-    return [registry.sample(cfg.space, cfg.data.image_size, cfg.data.channels, rng)[0] for _ in range(n)]
-
-
-def assert_valid(ch: V2Chromosome, s: V2Space, in_space: bool = True) -> None:
-    """What makes a v2 chromosome build: G ends at the image side, stride-1 layers have odd kernels, D's maps keep a
-    side of 2 and its flattened features stay bounded. `in_space`: also every gene within the space."""
-    assert v2.g_sides(ch)[-1] == ch.image_size
-    assert ch.g_project.kernel == ch.image_size >> ch.upsamplings and ch.g_project.stride == 1
-    for b in (*ch.g_blocks, ch.g_out, *ch.d_blocks):
-        assert b.stride in (1, 2) and (b.stride == 2 or b.kernel % 2 == 1)
-    assert ch.g_out.channels == ch.image_channels and ch.g_out.norm == "none" and not ch.g_out.skip
-    assert all(b.pool == "none" for b in (ch.g_project, *ch.g_blocks, ch.g_out))
-    assert all(side >= 2 for side in v2.d_sides(ch))
-    assert ch.label_smoothing is False or ch.loss == "bce"
-    if not in_space:
-        return
-    assert registry.plan(ch).d_features <= s.max_flatten
-    assert s.noise_dim[0] <= ch.noise_dim <= s.noise_dim[1]
-    assert s.g_blocks[0] <= len(ch.g_blocks) <= s.g_blocks[1] and s.d_blocks[0] <= len(ch.d_blocks) <= s.d_blocks[1]
-    assert s.g_fc[0] <= len(ch.g_fc) <= s.g_fc[1] and s.d_fc[0] <= len(ch.d_fc) <= s.d_fc[1]
-    assert s.start_side[0] <= ch.g_project.kernel <= s.start_side[1]
-    for b in (ch.g_project, *ch.g_blocks, *ch.d_blocks):
-        assert s.channels[0] <= b.channels <= s.channels[1] and b.norm in s.norms
-    for b in (*ch.g_blocks, ch.g_out, *ch.d_blocks):
-        assert b.kernel in s.kernels
-    for b in (*ch.g_blocks, *ch.d_blocks):
-        assert b.skip in s.skips
-    assert all(b.activation in s.g_activations for b in (ch.g_project, *ch.g_blocks, *ch.g_fc))
-    assert all(b.activation in s.d_activations for b in (*ch.d_blocks, *ch.d_fc))
-    assert ch.g_out.activation in s.outputs and all(b.pool in s.pools for b in ch.d_blocks)
-    for d in (*ch.g_fc, *ch.d_fc):
-        assert s.fc_units[0] <= d.units <= s.fc_units[1] and d.norm in s.norms and d.norm != "instance"
-    assert ch.loss in s.losses and ch.init in s.inits
-    assert ch.feature_matching in s.feature_matching and ch.separate_batches in s.separate_batches
-    for opt in (ch.g_opt, ch.d_opt):
-        lr, momentum = (s.sgd_lr, s.sgd_momentum) if opt.name == "sgd" else (s.adam_lr, s.adam_beta1)
-        assert opt.name in s.optimisers and lr[0] <= opt.lr <= lr[1] and momentum[0] <= opt.momentum <= momentum[1]
-        assert opt.decay_epoch == 0 or (s.decay_epoch[0] <= opt.decay_epoch <= s.decay_epoch[1]
-                                        and s.decay_factor[0] <= opt.decay_factor <= s.decay_factor[1])
-    assert ch.batch_size == s.batch_size
-    assert s.max_params is None or sum(registry.param_counts(ch)) <= s.max_params
-
-
-@pytest.fixture
-def one_thread():
-    """Tiny models run fastest on one thread; on a few shared cores more threads are slower, not faster."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
+from tests.conftest import assert_valid, samples, v2_config
 
 # ---------------------------------------------------------------------------------------------------------
 # config
@@ -170,6 +84,7 @@ def test_seed_chromosomes_need_the_v2_space():
         config.load("demo", ["evolve.seed_chromosomes=[dcgan]"])
 
 
+@pytest.mark.slow
 def test_bad_v2_space_through_the_cli_exits_2_before_anything_is_written(tmp_path):
     p = subprocess.run([sys.executable, "-m", "neuroevo", "run", "v2", "--set", "space.norms=[batch, layer]",
                         "--set", f"out_dir={tmp_path}/runs"], capture_output=True, text=True, cwd=tmp_path, timeout=120)
@@ -245,7 +160,7 @@ def test_every_sample_is_valid_and_reproducible():
     assert len({ch.id for ch in chs}) == 1000
 
 
-def test_1000_random_v2_chromosomes_build_and_step_forward_and_backward(one_thread):
+def test_1000_random_v2_chromosomes_build_and_step_forward_and_backward():
     cfg = v2_config()
     torch.manual_seed(0)
     for ch in samples(cfg, 1000, seed=1):
@@ -261,14 +176,16 @@ def test_1000_random_v2_chromosomes_build_and_step_forward_and_backward(one_thre
 
 @pytest.mark.parametrize("size", [16, 32, 64, 200])
 def test_larger_images_reach_the_image_side_and_bound_d(size):
-    """Built on the meta device: real shapes, no memory or compute."""
+    """Built on the meta device: real shapes, no memory or compute (and no autograd, BatchNorm in eval mode: on meta,
+    training mode's batch statistics are a long Python decomposition)."""
     cfg = config.load("v2", [f"data.image_size={size}", "space.start_side=[4, 25]", "space.max_params=null"])
     for ch in samples(cfg, 40, seed=size):
         assert_valid(ch, cfg.space)
-        with torch.device("meta"):
-            G, D = build(ch)
-            _, out = D(G(noise(ch, 2, device="meta")))
-            assert G(noise(ch, 2, device="meta")).shape == (2, 3, size, size) and out.shape == (2,)
+        with torch.device("meta"), torch.no_grad():
+            G, D = (m.eval() for m in build(ch))
+            fake = G(noise(ch, 2, device="meta"))
+            _, out = D(fake)
+        assert fake.shape == (2, 3, size, size) and out.shape == (2,)
         assert (count_params(G), count_params(D)) == registry.param_counts(ch)
 
 
@@ -374,7 +291,7 @@ def test_dcgan_fits_any_image_size(size, start):
     assert G(noise(ch, 2)).shape == (2, 1, size, size) and D(torch.zeros(2, 1, size, size))[1].shape == (2,)
 
 
-def test_dcgan_trains_on_the_demo_images(one_thread):
+def test_dcgan_trains_on_the_demo_images():
     from neuroevo.train import data
     cfg = v2_config(train={"epochs": 2, "steps_per_epoch": 3})
     images = data.load(cfg.data, 0).array
@@ -382,6 +299,7 @@ def test_dcgan_trains_on_the_demo_images(one_thread):
     assert result.status == "ok" and len(result.d_losses) == 2 and art is not None
 
 
+@pytest.mark.slow
 def test_the_dcgan_preset_runs_through_the_cli(tmp_path):
     """The preset as a user runs it, shrunk to the demo images: dcgan and dcgan_sn in generation 0, mutants of the
     elites after."""

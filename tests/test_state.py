@@ -75,6 +75,7 @@ def _rows(run_dir):
     return logs.read_generations(run_dir).sort_values(COLUMNS[:2]).reset_index(drop=True)[COLUMNS]
 
 
+@pytest.mark.slow
 def test_state_json_holds_one_population_and_a_fingerprint_per_generation(base):
     run_dir, sizes = base
     assert {0, GENERATIONS} <= set(sizes)
@@ -86,6 +87,7 @@ def test_state_json_holds_one_population_and_a_fingerprint_per_generation(base):
     assert all(abs(size - sizes[0]) < 0.3 * sizes[0] for size in sizes.values()), sizes
 
 
+@pytest.mark.slow
 def test_a_state_file_of_the_older_format_resumes_to_the_same_rows(base, tmp_path):
     """Stopped after two generations under the older format, and generations 0 and 1 damaged: --resume trains them
     again (0 drawn from the seed, 1 from 0's new rows) and the third from the state file, as the uninterrupted run

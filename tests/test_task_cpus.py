@@ -10,6 +10,9 @@ from neuroevo.execution import capacity, loop, task
 from neuroevo.train import data
 from tests.conftest import tiny_config
 
+# every test here starts a local Ray
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def ray4():

@@ -53,6 +53,7 @@ def _scalars(folder, tag):
     return [(e.step, e.value) for e in acc.Scalars(tag)] if tag in acc.Tags()["scalars"] else []
 
 
+@pytest.mark.slow
 def test_tensorboard_holds_each_generation_once_as_the_logs_have_it(tracked):
     run_dir, _, _ = tracked
     df = logs.read_generations(run_dir)
@@ -69,6 +70,7 @@ def test_tensorboard_holds_each_generation_once_as_the_logs_have_it(tracked):
     assert _scalars(board, "generation/best_fid") == []  # not measured in this run
 
 
+@pytest.mark.slow
 def test_each_chromosome_is_one_hparams_session_with_its_rows(tracked):
     run_dir, _, _ = tracked
     df = logs.read_generations(run_dir)
@@ -85,6 +87,7 @@ def test_each_chromosome_is_one_hparams_session_with_its_rows(tracked):
         assert "_hparams_/session_start_info" in acc.summary_metadata  # its genes, for the HParams dashboard
 
 
+@pytest.mark.slow
 def test_a_large_population_has_hparams_sessions_for_each_generations_fittest_only(tracked, tmp_path):
     """100 chromosomes a generation: an event file for each of the 32 fittest, not 100 a generation (and the run's)."""
     rows = logs.read_generations(tracked[0], columns=list(tracking.COLUMNS)).to_dict("records")
@@ -107,6 +110,7 @@ def test_a_large_population_has_hparams_sessions_for_each_generations_fittest_on
     assert "_hparams_/session_start_info" in acc.summary_metadata
 
 
+@pytest.mark.slow
 def test_mlflow_run_has_the_config_and_each_generation_once(tracked):
     run_dir, client, run_id = tracked
     df = logs.read_generations(run_dir)
@@ -122,6 +126,7 @@ def test_mlflow_run_has_the_config_and_each_generation_once(tracked):
     assert sorted(m.step for m in client.get_metric_history(run_id, "mean_fitness")) == [0, 1, 2]
 
 
+@pytest.mark.slow
 def test_a_damaged_generation_trained_again_replaces_its_points(tracked, tmp_path):
     run_dir = tmp_path / "copy"
     shutil.copytree(tracked[0], run_dir)
@@ -148,6 +153,7 @@ def test_tracking_config_errors_and_older_configs():
     assert resume.experiment_differences(older, tiny_config()) == []  # --resume may turn them on
 
 
+@pytest.mark.slow
 def test_mlflow_asked_for_but_not_installed_is_one_line_before_anything(tmp_path):
     code = ("import sys; sys.modules['mlflow'] = None; from neuroevo.cli import main; "
             f"sys.exit(main(['run', '--set', 'tracking.mlflow=true', '--set', 'out_dir={tmp_path}/runs']))")
@@ -158,6 +164,7 @@ def test_mlflow_asked_for_but_not_installed_is_one_line_before_anything(tmp_path
     assert not (tmp_path / "runs").exists()
 
 
+@pytest.mark.slow
 def test_tensorboard_loads_without_torch(tmp_path):
     """The driver writes TensorBoard files without importing torch, though tensorboardX would."""
     code = ("import sys; from neuroevo.store import tracking; tb = tracking._tensorboardx(); "
