@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from neuroevo import config
 from neuroevo.space import registry, v2
@@ -370,3 +371,25 @@ def assert_enlarged(png: bytes, original: bytes) -> None:
         k = big.width // small.width
         assert k >= 1 and big.size == (k * small.width, k * small.height) and max(big.size) >= report.GRID_PX
         assert np.array_equal(np.asarray(big)[::k, ::k], np.asarray(small))
+
+
+# A stand-in for the Inception network in quality tests: features in milliseconds, not seconds.
+
+
+class StandIn(torch.nn.Module):
+    """N x 3 x 299 x 299 -> N x 16: a fixed random projection of the image's 4 x 4 mean colours."""
+
+    def __init__(self):
+        super().__init__()
+        self.proj = torch.nn.Linear(3 * 4 * 4, 16)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.proj(torch.nn.functional.adaptive_avg_pool2d(x, 4).flatten(1))
+
+
+@pytest.fixture(scope="session")
+def standin(tmp_path_factory) -> str:
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("extractor") / "standin.pt"
+    torch.jit.script(StandIn().eval()).save(str(path))
+    return str(path)

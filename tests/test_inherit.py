@@ -19,8 +19,7 @@ from neuroevo.train import inherit
 from neuroevo.train.checkpoint import weights
 from neuroevo.train.model import Discriminator, Generator, build, layer_modules, noise
 from neuroevo.train.results import Start
-from tests.conftest import neuroevo, tiny_dict
-from tests.test_space_v2 import TINY_V2_SPACE, samples, v2_config
+from tests.conftest import TINY_V2_SPACE, neuroevo, samples, tiny_dict, v2_config
 
 replace = dataclasses.replace
 
@@ -232,6 +231,7 @@ def test_a_config_saved_before_evolve_inherit_resumes_without_it():
     assert saved.evolve.inherit == "none" and config.inheritance(saved.evolve) == "elites"
 
 
+@pytest.mark.slow
 def test_an_unknown_inherit_value_is_one_line_naming_the_key_and_its_values(tmp_path):
     p = neuroevo("run", "demo", "--set", "evolve.inherit=everything", "--set", f"out_dir={tmp_path}")
     assert p.returncode == 2, p.stderr

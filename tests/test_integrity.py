@@ -52,6 +52,7 @@ def _double_d_loss(run_dir, generation):
     assert logs.check_generation(run_dir, generation) is None
 
 
+@pytest.mark.slow
 def test_every_logged_generation_is_fingerprinted(base):
     completed, recorded = state.fingerprints(base)
     assert completed == GENERATIONS and sorted(recorded) == list(range(GENERATIONS))

@@ -8,8 +8,6 @@ takes 0.2 s an image and FID over its 2048 features seconds. tests/test_quality.
 
 import numpy as np
 import pytest
-import torch
-from torch import nn
 
 from neuroevo import config
 from neuroevo.evolve import fitness, pareto, ranking
@@ -20,25 +18,6 @@ from tests.conftest import neuroevo, tiny_dict
 
 # every test here starts a local Ray or runs the CLI as a subprocess
 pytestmark = pytest.mark.slow
-
-
-class StandIn(nn.Module):
-    """N x 3 x 299 x 299 -> N x 16: a fixed random projection of the image's 4 x 4 mean colours."""
-
-    def __init__(self):
-        super().__init__()
-        self.proj = nn.Linear(3 * 4 * 4, 16)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.proj(nn.functional.adaptive_avg_pool2d(x, 4).flatten(1))
-
-
-@pytest.fixture(scope="session")
-def standin(tmp_path_factory) -> str:
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("extractor") / "standin.pt"
-    torch.jit.script(StandIn().eval()).save(str(path))
-    return str(path)
 
 
 def quality_dict(standin: str, **keys) -> dict:

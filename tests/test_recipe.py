@@ -25,8 +25,7 @@ from neuroevo.space.registry import v2
 from neuroevo.store import logs
 from neuroevo.train import augment, checkpoint, data, ema, flops, losses, trainer
 from neuroevo.train.model import Discriminator, build, noise
-from tests.conftest import neuroevo
-from tests.test_space_v2 import v2_config
+from tests.conftest import StandIn, neuroevo, v2_config
 
 EVERY_GENE = {"spectral_norms": ["none", "d", "both"], "g_emas": [0.0, 0.9], "r1_gammas": [0.0, 1.0],
               "augments": ["none", "color", "translation,cutout", "color,translation,cutout"], "n_critics": [1, 2]}
@@ -364,8 +363,6 @@ def set_args(items: dict) -> list[str]:
 
 @pytest.fixture(scope="module")
 def recipe_run(tmp_path_factory):
-    from tests.test_quality_loop import StandIn
-
     tmp = tmp_path_factory.mktemp("recipe")
     torch.manual_seed(0)
     standin = tmp / "standin.pt"

@@ -114,7 +114,8 @@ def loads_saved(text: str, where: str) -> RunConfig:
 
 # Keys (or whole sections) added after config.yaml began to be read strictly, with the value that keeps an older run's
 # behaviour: a saved config without them is not damaged, and resumes as it ran.
-LATER_KEYS: dict[str, Any] = {"train.max_loss": None, "evolve.inherit": "none",
+LATER_KEYS: dict[str, Any] = {"train.max_loss": None, "evolve.inherit": "none", "evolve.rungs": 1, "evolve.eta": 3,
+                              "evolve.budget": None,
                               "tracking": {"tensorboard": False, "mlflow": False, "mlflow_experiment": None},
                               "space.spectral_norms": ["none"], "space.g_emas": [0.0], "space.augments": ["none"],
                               "space.r1_gammas": [0.0], "space.n_critics": [1]}
