@@ -18,7 +18,6 @@ from neuroevo.config.schema import (
 from neuroevo.errors import ConfigError
 from neuroevo.space import registry
 
-
 # The run seed enters numpy's SeedSequence (population.task_seed; every generator of the run is seeded with
 # [seed, generation, stream]), which takes any whole number >= 0 and refuses a negative one. One 32-bit word is
 # the range that numpy's legacy seeding and most other tools accept too, so a run's seed can be handed on anywhere.
