@@ -313,7 +313,7 @@ def test_the_dcgan_preset_runs_through_the_cli(tmp_path):
                             ("evolve.generations", 2), ("evolve.elite_fraction", 0.34))]],
                        capture_output=True, text=True, cwd=tmp_path, timeout=300)
     assert p.returncode == 0, p.stderr
-    assert "config: dcgan with 15 --set: space v2, population 3 x 2 generations (strategy mutation)" in p.stdout
+    assert "config: dcgan with 16 --set: space v2, population 3 x 2 generations (strategy mutation)" in p.stdout
     assert "best chromosome" in p.stdout
     saved = yaml.safe_load((tmp_path / "runs" / "dcgan" / "config.yaml").read_text())
     assert saved["evolve"]["seed_chromosomes"] == ["dcgan", "dcgan_sn"]
