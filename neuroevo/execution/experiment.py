@@ -152,9 +152,7 @@ def summary(request: Request, cfg: config.RunConfig, run_dir: Path) -> str:
 def _prepare(request: Request, say: Callable[[str], None]) -> Prepared:
     """All checks that need no Ray: config, run directory, search space, data."""
     if request.resume:
-        from neuroevo.store import (
-            resume,  # pandas and pyarrow: only a resumed run reads its logs before Ray starts
-        )
+        from neuroevo.store import resume  # pandas and pyarrow: only a resumed run reads its logs before Ray starts
     try:
         cfg = (resume.requested_config(Path(request.resume), request.config, request.overrides) if request.resume
                else config.load(request.config, request.overrides))
